@@ -1,0 +1,213 @@
+//! `backup`, `list`, `show`, `cat`.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use clap::Args;
+use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions};
+use heirloom_backup::pipeline::restore::restore_file;
+use heirloom_backup::repo::RepoError;
+
+use super::{human_bytes, print_json, Context, Exit};
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A source from the config (database backups come with the engines; today: use --stdin)
+    source_name: Option<String>,
+    /// Back up what is piped to stdin, e.g. `pg_dumpall | heirloom-backup backup --stdin --source app`
+    #[arg(long)]
+    stdin: bool,
+    /// The source name recorded for a --stdin backup
+    #[arg(long, value_name = "NAME", required_if_eq("stdin", "true"))]
+    source: Option<String>,
+    /// A label recorded in the manifest (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: a label is KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("{text:?}: the label's key is empty"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only backups of this source
+    source: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A backup id, a unique prefix of one, or `latest`
+    backup: String,
+    /// The whole manifest as JSON, chunk lists included
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// A backup id, a unique prefix of one, or `latest`
+    backup: String,
+}
+
+pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
+    let source = match (&args.source_name, args.stdin, &args.source) {
+        (None, true, Some(name)) => name.clone(),
+        (Some(name), false, _) => {
+            return Err(RepoError::Invalid(format!(
+                "backing up source {name:?} directly is not available in this version; pipe a dump in with `backup --stdin --source {name}`"
+            ))
+            .into())
+        }
+        _ => {
+            return Err(RepoError::Invalid(
+                "say what to back up: `backup --stdin --source NAME` with the data on stdin".into(),
+            )
+            .into())
+        }
+    };
+    let repo = ctx.open().await?;
+    let options = BackupOptions {
+        source,
+        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        concurrency: ctx.concurrency,
+    };
+    let progress = ctx.progress("backup", None);
+    let summary = backup_stream(
+        &repo,
+        std::io::stdin(),
+        &options,
+        progress.clone(),
+        Utc::now(),
+    )
+    .await
+    .with_context(|| format!("backing up stdin as source {}", options.source))?;
+    progress.finish_and_clear();
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "backup {} of {}: {} in {} chunks ({} new, {} added to the repository) in {:.1}s",
+            summary.id,
+            summary.source,
+            human_bytes(summary.size),
+            summary.chunks,
+            summary.new_chunks,
+            human_bytes(summary.added_bytes),
+            summary.seconds
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open().await?;
+    let manifests = repo.manifests(args.source.as_deref()).await?;
+    if args.json {
+        let rows: Vec<_> = manifests
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id, "source": m.source, "kind": m.kind, "labels": m.labels,
+                    "host": m.host, "started": m.started, "finished": m.finished,
+                    "size": m.size(), "chunks": m.chunk_count(),
+                })
+            })
+            .collect();
+        print_json(&rows)?;
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "{:<26} {:<16} {:<8} {:>10}  {:<20} LABELS",
+        "ID", "SOURCE", "KIND", "SIZE", "STARTED"
+    );
+    for m in &manifests {
+        let labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "{:<26} {:<16} {:<8} {:>10}  {:<20} {}",
+            m.id,
+            m.source,
+            serde_json::to_value(m.kind)?.as_str().unwrap_or("?"),
+            human_bytes(m.size()),
+            m.started.format("%Y-%m-%d %H:%M:%S"),
+            labels.join(",")
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open().await?;
+    let id = repo.resolve_backup(&args.backup).await?;
+    let m = repo.manifest(&id).await?;
+    if args.json {
+        print_json(&m)?;
+        return Ok(Exit::Ok);
+    }
+    println!("backup    {}", m.id);
+    println!("source    {}", m.source);
+    println!(
+        "kind      {}",
+        serde_json::to_value(m.kind)?.as_str().unwrap_or("?")
+    );
+    println!("host      {}", m.host);
+    println!("started   {}", m.started.to_rfc3339());
+    println!("finished  {}", m.finished.to_rfc3339());
+    for (k, v) in &m.labels {
+        println!("label     {k}={v}");
+    }
+    for f in &m.files {
+        println!(
+            "file      {}  {} ({} bytes)  {} chunks  sha256 {}",
+            f.path,
+            human_bytes(f.size),
+            f.size,
+            f.chunks.len(),
+            f.sha256
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn cat(ctx: &Context, args: &CatArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open().await?;
+    let id = repo.resolve_backup(&args.backup).await?;
+    let manifest = repo.manifest(&id).await?;
+    let index = repo.load_index().await?;
+    // Write through our own handle on fd 1: unbuffered (chunks are large) and movable to a thread.
+    let stdout = std::fs::File::from(
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating stdout")?,
+    );
+    for file in &manifest.files {
+        let out = stdout.try_clone().context("duplicating stdout")?;
+        let progress = ctx.progress("cat", Some(file.size));
+        restore_file(
+            &repo,
+            &index,
+            &manifest,
+            file,
+            out,
+            ctx.concurrency,
+            progress.clone(),
+        )
+        .await
+        .with_context(|| format!("reading backup {id}"))?;
+        progress.finish_and_clear();
+    }
+    Ok(Exit::Ok)
+}

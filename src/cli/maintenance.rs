@@ -1,0 +1,108 @@
+//! `verify` and `stats`.
+
+use clap::Args;
+use heirloom_backup::pipeline::verify::{verify as run_verify, Subset};
+use heirloom_backup::repo::stats::stats as repo_stats;
+
+use super::{human_bytes, print_json, Context, Exit};
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Also download every pack, check its hash, and decrypt and re-hash every chunk
+    #[arg(long)]
+    read_data: bool,
+    /// With --read-data, only a deterministic part: N/T (run 1/T … T/T to cover all) or P%
+    #[arg(long, value_name = "N/T|P%", requires = "read_data")]
+    subset: Option<Subset>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open().await?;
+    let read_data = args.read_data.then(|| args.subset.unwrap_or(Subset::All));
+    let report = run_verify(&repo, read_data, ctx.concurrency).await?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "checked {} index file(s), {} pack(s), {} backup(s)",
+            report.index_files, report.packs, report.backups
+        );
+        if args.read_data {
+            println!(
+                "read {} pack(s), {} chunk(s), {}",
+                report.packs_read,
+                report.chunks_read,
+                human_bytes(report.bytes_read)
+            );
+        }
+        if report.unindexed_packs > 0 {
+            println!(
+                "{} pack(s) are in no index (left by interrupted backups; harmless)",
+                report.unindexed_packs
+            );
+        }
+        for p in &report.problems {
+            eprintln!("error: {}: {}", p.object, p.problem);
+        }
+        if report.ok() {
+            println!("no errors were found");
+        } else {
+            eprintln!("{} problem(s) found", report.problems.len());
+        }
+    }
+    Ok(if report.ok() {
+        Exit::Ok
+    } else {
+        Exit::Integrity
+    })
+}
+
+pub async fn stats(ctx: &Context, args: &StatsArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open().await?;
+    let s = repo_stats(&repo).await?;
+    if args.json {
+        print_json(&s)?;
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "backups            {} of {} source(s)",
+        s.backups, s.sources
+    );
+    println!(
+        "logical size       {} ({} bytes)",
+        human_bytes(s.logical_bytes),
+        s.logical_bytes
+    );
+    println!(
+        "unique chunks      {} ({})",
+        s.chunks,
+        human_bytes(s.unique_bytes)
+    );
+    println!("stored chunks      {}", human_bytes(s.stored_chunk_bytes));
+    println!(
+        "packs              {} ({})",
+        s.packs,
+        human_bytes(s.pack_bytes)
+    );
+    println!(
+        "index files        {} ({})",
+        s.index_files,
+        human_bytes(s.index_bytes)
+    );
+    println!(
+        "all objects        {} ({})",
+        s.objects,
+        human_bytes(s.total_bytes)
+    );
+    println!("deduplication      {:.2}x", s.dedup_ratio);
+    println!("compression        {:.2}x", s.compression_ratio);
+    Ok(Exit::Ok)
+}

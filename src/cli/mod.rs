@@ -1,0 +1,299 @@
+//! The command line: clap definitions and thin commands that call the library and print.
+//!
+//! Exit codes (docs/OPERATIONS.md): 0 ok, 1 failure, 2 usage or configuration error, 3 integrity error
+//! (damaged or missing data), 4 policy violation.
+
+mod backup;
+mod demo;
+mod maintenance;
+mod repository;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use heirloom_backup::config::{self, Config, ConfigError, RepoSettings};
+use heirloom_backup::pipeline::Concurrency;
+use heirloom_backup::repo::{RepoError, Repository};
+use heirloom_backup::store::{open_store, Store, StoreError};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "heirloom-backup",
+    version,
+    about = "Backup and point-in-time restore for PostgreSQL and MySQL/MariaDB into encrypted, deduplicated object storage"
+)]
+pub struct Cli {
+    /// Config file [default: ./heirloom.yaml when present]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Repository URL (file:// s3:// gs:// az:// memory:// or a path); overrides the config and HEIRLOOM_REPO
+    #[arg(long, global = true, value_name = "URL")]
+    repo: Option<String>,
+
+    /// Key file that unlocks the repository; overrides the config and HEIRLOOM_KEY_FILE
+    #[arg(long, global = true, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// More logging (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Only errors; no progress bars
+    #[arg(short, long, global = true)]
+    quiet: bool,
+
+    /// Chunks compressed, encrypted or verified at once [default: the number of cores]
+    #[arg(long, global = true, value_name = "N")]
+    jobs: Option<usize>,
+
+    /// Objects uploaded or downloaded at once [default: 3]
+    #[arg(long, global = true, value_name = "N")]
+    transfers: Option<usize>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a repository
+    Init(repository::InitArgs),
+    /// Manage the keys that unlock the repository
+    #[command(subcommand)]
+    Key(repository::KeyCommand),
+    /// Back up a stream piped to stdin
+    Backup(backup::BackupArgs),
+    /// List backups
+    List(backup::ListArgs),
+    /// Show one backup's manifest
+    Show(backup::ShowArgs),
+    /// Write a backup's bytes to stdout, verified
+    Cat(backup::CatArgs),
+    /// Check the repository's structure, and with --read-data every stored byte
+    Verify(maintenance::VerifyArgs),
+    /// Sizes, object counts, deduplication and compression
+    Stats(maintenance::StatsArgs),
+    /// Back up a generated stream into a throwaway local repository and restore it, to show the tool at work
+    Demo(demo::DemoArgs),
+}
+
+/// Exit codes.
+#[derive(Debug, Clone, Copy)]
+pub enum Exit {
+    Ok = 0,
+    Failure = 1,
+    Usage = 2,
+    Integrity = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// Runs the command and turns its outcome into an exit code, printing any error on stderr.
+pub fn main(cli: Cli) -> ExitCode {
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("heirloom-backup: cannot start the async runtime: {e}");
+            return Exit::Failure.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            if let Some(RepoError::Output(e)) = err.downcast_ref::<RepoError>() {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Exit::Ok.into(); // `cat | head`: the reader had enough
+                }
+            }
+            eprintln!("heirloom-backup: error: {err:#}");
+            exit_code_for(&err).into()
+        }
+    }
+}
+
+fn exit_code_for(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return Exit::Usage;
+        }
+        if let Some(e) = cause.downcast_ref::<RepoError>() {
+            if e.is_integrity() {
+                return Exit::Integrity;
+            }
+            if matches!(
+                e,
+                RepoError::Invalid(_)
+                    | RepoError::Store(StoreError::BadUrl { .. })
+                    | RepoError::Store(StoreError::BadOption { .. })
+            ) {
+                return Exit::Usage;
+            }
+        }
+        if let Some(StoreError::BadUrl { .. } | StoreError::BadOption { .. }) =
+            cause.downcast_ref::<StoreError>()
+        {
+            return Exit::Usage;
+        }
+    }
+    Exit::Failure
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let ctx = Context::new(&cli)?;
+    match &cli.command {
+        Command::Init(args) => repository::init(&ctx, args).await,
+        Command::Key(cmd) => repository::key(&ctx, cmd).await,
+        Command::Backup(args) => backup::backup(&ctx, args).await,
+        Command::List(args) => backup::list(&ctx, args).await,
+        Command::Show(args) => backup::show(&ctx, args).await,
+        Command::Cat(args) => backup::cat(&ctx, args).await,
+        Command::Verify(args) => maintenance::verify(&ctx, args).await,
+        Command::Stats(args) => maintenance::stats(&ctx, args).await,
+        Command::Demo(args) => demo::demo(&ctx, args).await,
+    }
+}
+
+/// What every command may need: the config, resolved lazily so that `demo` needs none.
+pub struct Context {
+    config: Config,
+    repo_flag: Option<String>,
+    key_file_flag: Option<PathBuf>,
+    concurrency: Concurrency,
+    progress: bool,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> anyhow::Result<Self> {
+        let config = match &cli.config {
+            Some(path) => Config::load(path)?,
+            None if Path::new("heirloom.yaml").exists() => {
+                Config::load(Path::new("heirloom.yaml"))?
+            }
+            None => Config::default(),
+        };
+        let mut concurrency = Concurrency::default();
+        if let Some(j) = cli.jobs {
+            concurrency.cpu = j.max(1);
+        }
+        if let Some(t) = cli.transfers {
+            concurrency.io = t.max(1);
+        }
+        Ok(Self {
+            config,
+            repo_flag: cli.repo.clone(),
+            key_file_flag: cli.key_file.clone(),
+            concurrency,
+            progress: !cli.quiet && std::io::stderr().is_terminal(),
+        })
+    }
+
+    fn settings(&self) -> Result<RepoSettings, ConfigError> {
+        config::resolve(
+            &self.config,
+            self.repo_flag.as_deref(),
+            self.key_file_flag.as_deref(),
+            |k| std::env::var(k).ok(),
+        )
+    }
+
+    fn store(&self) -> anyhow::Result<(Store, RepoSettings)> {
+        let settings = self.settings()?;
+        let store = open_store(&settings.url, &settings.options)?;
+        Ok((store, settings))
+    }
+
+    /// Opens the repository with the configured key.
+    async fn open(&self) -> anyhow::Result<Repository> {
+        let (store, settings) = self.store()?;
+        let key = settings.key.load()?;
+        let location = store.location();
+        Repository::open(store, &key)
+            .await
+            .with_context(|| format!("opening the repository at {location}"))
+    }
+
+    /// A byte-counting progress bar on a terminal; hidden otherwise.
+    fn progress(&self, what: &str, total: Option<u64>) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = match total {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::new_spinner(),
+        };
+        let template = match total {
+            Some(_) => "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            None => "{msg} {spinner} {bytes} {bytes_per_sec} {elapsed}",
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.set_message(what.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = EnvFilter::try_from_env("HEIRLOOM_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("heirloom_backup={default},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `1.5 GiB`-style sizes for people.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,368 @@
+//! `heirloom.yaml` and its environment overrides, parsed into types that cannot hold a bad value.
+//!
+//! ```yaml
+//! repository:
+//!   url: s3://bucket/prefix          # file:// s3:// gs:// az:// memory://
+//!   key_file: /etc/heirloom/key      # or the passphrase in HEIRLOOM_PASSPHRASE
+//!   options: { endpoint: http://127.0.0.1:9000, region: us-east-1, allow_http: true }
+//! sources:
+//!   prod-pg: { kind: postgres, url: "postgres://...", data_dir: /var/lib/postgresql/data }
+//! targets:
+//!   staging: { kind: postgres, data_dir: /restore/pgdata }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::repo::keys::{KeyFileError, KeySource};
+use crate::store::StoreOptions;
+
+/// A config problem, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {file}: {field}: {why}")]
+    Invalid {
+        file: String,
+        field: String,
+        why: String,
+    },
+    #[error("no repository: set repository.url in heirloom.yaml, HEIRLOOM_REPO, or --repo")]
+    NoRepository,
+    #[error("no key: set repository.key_file in heirloom.yaml, HEIRLOOM_KEY_FILE, --key-file, or the passphrase in HEIRLOOM_PASSPHRASE")]
+    NoKey,
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub repository: RepositoryConfig,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    pub url: Option<String>,
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub options: BTreeMap<String, OptionValue>,
+}
+
+/// A store option: YAML may write `allow_http: true` or `max_retries: 3`; the store takes text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl OptionValue {
+    fn text(&self) -> String {
+        match self {
+            OptionValue::Bool(b) => b.to_string(),
+            OptionValue::Int(i) => i.to_string(),
+            OptionValue::Float(f) => f.to_string(),
+            OptionValue::Text(s) => s.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Postgres,
+    Mysql,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMode {
+    Physical,
+    Logical,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: EngineKind,
+    pub url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub mode: Option<BackupMode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub kind: EngineKind,
+    pub url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses config text; `file` names it in messages.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let invalid = |field: String, why: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            field,
+            why,
+        };
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let config: Config = match serde_path_to_error::deserialize(deserializer) {
+            Ok(c) => c,
+            Err(e) => {
+                let field = e.path().to_string();
+                let why = e.into_inner().to_string();
+                return Err(invalid(
+                    if field == "." {
+                        "(top level)".into()
+                    } else {
+                        field
+                    },
+                    why,
+                ));
+            }
+        };
+        config.check().map_err(|(field, why)| invalid(field, why))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        if let Some(url) = &self.repository.url {
+            check_repo_url(url).map_err(|why| ("repository.url".to_owned(), why))?;
+        }
+        for (key, value) in &self.repository.options {
+            if matches!(value, OptionValue::Text(s) if s.is_empty()) {
+                return Err((format!("repository.options.{key}"), "empty value".into()));
+            }
+        }
+        for (name, source) in &self.sources {
+            crate::repo::manifest::validate_source_name(name)
+                .map_err(|why| (format!("sources.{name}"), why))?;
+            if let Some(url) = &source.url {
+                check_engine_url(source.kind, url)
+                    .map_err(|why| (format!("sources.{name}.url"), why))?;
+            }
+            if source.url.is_none() && source.data_dir.is_none() {
+                return Err((
+                    format!("sources.{name}"),
+                    "needs url, data_dir or both".into(),
+                ));
+            }
+        }
+        for (name, target) in &self.targets {
+            if let Some(url) = &target.url {
+                check_engine_url(target.kind, url)
+                    .map_err(|why| (format!("targets.{name}.url"), why))?;
+            }
+            if target.url.is_none() && target.data_dir.is_none() {
+                return Err((format!("targets.{name}"), "needs url or data_dir".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions(
+            self.repository
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.text()))
+                .collect(),
+        )
+    }
+}
+
+fn check_repo_url(url: &str) -> Result<(), String> {
+    if url.is_empty() {
+        return Err("empty".into());
+    }
+    if !url.contains("://") {
+        return Ok(()); // a local path
+    }
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    match parsed.scheme() {
+        "file" | "memory" | "s3" | "gs" | "az" | "azure" | "abfs" | "abfss" => Ok(()),
+        other => Err(format!(
+            "unknown scheme {other:?}; use file://, s3://, gs://, az:// or memory://"
+        )),
+    }
+}
+
+fn check_engine_url(kind: EngineKind, url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let ok = match kind {
+        EngineKind::Postgres => matches!(parsed.scheme(), "postgres" | "postgresql"),
+        EngineKind::Mysql => matches!(parsed.scheme(), "mysql" | "mariadb"),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "scheme {:?} does not fit kind {kind:?} (expected {})",
+            parsed.scheme(),
+            match kind {
+                EngineKind::Postgres => "postgres://",
+                EngineKind::Mysql => "mysql://",
+            }
+        ))
+    }
+}
+
+/// Where the repository is and how to unlock it, after flags, environment and file are combined.
+#[derive(Debug)]
+pub struct RepoSettings {
+    pub url: String,
+    pub options: StoreOptions,
+    pub key: KeySpec,
+}
+
+/// The key the settings name; read only when a command needs it.
+#[derive(Debug, Clone)]
+pub enum KeySpec {
+    File(PathBuf),
+    Passphrase(String),
+    None,
+}
+
+impl KeySpec {
+    pub fn load(&self) -> Result<KeySource, ConfigError> {
+        match self {
+            KeySpec::File(p) => Ok(KeySource::key_file(p)?),
+            KeySpec::Passphrase(p) => Ok(KeySource::passphrase(p.clone())),
+            KeySpec::None => Err(ConfigError::NoKey),
+        }
+    }
+}
+
+/// Combines, in order of precedence: command-line flags, environment (`HEIRLOOM_REPO`,
+/// `HEIRLOOM_KEY_FILE`, `HEIRLOOM_PASSPHRASE`), then the config file.
+pub fn resolve(
+    config: &Config,
+    repo_flag: Option<&str>,
+    key_file_flag: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<RepoSettings, ConfigError> {
+    let env_nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
+    let url = repo_flag
+        .map(str::to_owned)
+        .or_else(|| env_nonempty("HEIRLOOM_REPO"))
+        .or_else(|| config.repository.url.clone())
+        .ok_or(ConfigError::NoRepository)?;
+    check_repo_url(&url).map_err(|why| ConfigError::Invalid {
+        file: "--repo / HEIRLOOM_REPO".into(),
+        field: "repository.url".into(),
+        why,
+    })?;
+    let key = if let Some(p) = key_file_flag {
+        KeySpec::File(p.to_owned())
+    } else if let Some(p) = env_nonempty("HEIRLOOM_KEY_FILE") {
+        KeySpec::File(PathBuf::from(p))
+    } else if let Some(p) = &config.repository.key_file {
+        KeySpec::File(p.clone())
+    } else if let Some(p) = env_nonempty("HEIRLOOM_PASSPHRASE") {
+        KeySpec::Passphrase(p)
+    } else {
+        KeySpec::None
+    };
+    Ok(RepoSettings {
+        url,
+        options: config.store_options(),
+        key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+repository:
+  url: s3://bucket/prefix
+  key_file: /etc/heirloom/key
+  options: { endpoint: "http://127.0.0.1:9000", region: us-east-1, allow_http: true }
+sources:
+  prod-pg: { kind: postgres, url: "postgres://u@db/app", data_dir: /var/lib/postgresql/data }
+targets:
+  staging: { kind: postgres, data_dir: /restore/pgdata }
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "heirloom.yaml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = Config::parse(EXAMPLE, "x").unwrap();
+        assert_eq!(c.sources["prod-pg"].kind, EngineKind::Postgres);
+        assert_eq!(c.store_options().0["allow_http"], "true");
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        let e = err("repository:\n  url: file:///x\n  colour: blue\n");
+        assert!(e.contains("repository") && e.contains("colour"), "{e}");
+        let e = err("sources:\n  a: { kind: postgres, url: 'postgres://x', dta_dir: /x }\n");
+        assert!(e.contains("sources.a") && e.contains("dta_dir"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_say_why() {
+        let e = err("sources:\n  a: { kind: oracle, url: 'x://y' }\n");
+        assert!(e.contains("sources.a.kind") && e.contains("oracle"), "{e}");
+        let e = err("sources:\n  a: { kind: postgres, url: 'mysql://y' }\n");
+        assert!(
+            e.contains("sources.a.url") && e.contains("postgres://"),
+            "{e}"
+        );
+        let e = err("repository:\n  url: ftp://x\n");
+        assert!(e.contains("repository.url") && e.contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_both() {
+        let c = Config::parse(EXAMPLE, "x").unwrap();
+        let env = |k: &str| match k {
+            "HEIRLOOM_REPO" => Some("file:///env".to_owned()),
+            "HEIRLOOM_PASSPHRASE" => Some("pw".to_owned()),
+            _ => None,
+        };
+        let s = resolve(&c, None, None, env).unwrap();
+        assert_eq!(s.url, "file:///env");
+        assert!(matches!(s.key, KeySpec::File(ref p) if p == Path::new("/etc/heirloom/key")));
+        let s = resolve(&c, Some("memory://"), None, env).unwrap();
+        assert_eq!(s.url, "memory://");
+        let s = resolve(&Config::default(), None, None, env).unwrap();
+        assert!(matches!(s.key, KeySpec::Passphrase(ref p) if p == "pw"));
+        assert!(matches!(
+            resolve(&Config::default(), None, None, |_| None),
+            Err(ConfigError::NoRepository)
+        ));
+    }
+}

@@ -1,0 +1,10 @@
+//! heirloom-backup: backup and point-in-time restore into encrypted, deduplicated object storage.
+//!
+//! Dependencies point one way: `cli -> pipeline -> repo -> store`.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod pipeline;
+pub mod repo;
+pub mod store;

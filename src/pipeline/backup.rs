@@ -1,0 +1,328 @@
+//! Backing up one byte stream into the repository.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::Concurrency;
+use crate::repo::blob;
+use crate::repo::chunker::Chunker;
+use crate::repo::ids::{pack_key, ChunkId};
+use crate::repo::index::{Index, IndexedPack};
+use crate::repo::lease::{Lease, LeaseKind};
+use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest, MANIFEST_VERSION};
+use crate::repo::pack::{FinishedPack, PackWriter};
+use crate::repo::{RepoError, Repository};
+
+/// An index file is written after this many packs, so an interrupted backup's uploads are reused.
+const INDEX_EVERY_PACKS: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub source: String,
+    pub labels: BTreeMap<String, String>,
+    pub concurrency: Concurrency,
+}
+
+/// What a backup did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupSummary {
+    pub id: BackupId,
+    pub source: String,
+    pub size: u64,
+    pub sha256: String,
+    pub chunks: usize,
+    pub new_chunks: usize,
+    /// Stored bytes this backup added (sealed chunks in new packs).
+    pub added_bytes: u64,
+    pub packs: usize,
+    pub seconds: f64,
+}
+
+enum Sealed {
+    /// Already in the repository, or sealed by another worker of this backup.
+    Known { id: ChunkId },
+    New {
+        id: ChunkId,
+        sealed: Vec<u8>,
+        raw_len: u32,
+    },
+}
+
+/// Backs up everything `reader` yields as one stream, and writes its manifest.
+pub async fn backup_stream<R: Read + Send + 'static>(
+    repo: &Repository,
+    reader: R,
+    options: &BackupOptions,
+    progress: ProgressBar,
+    now: DateTime<Utc>,
+) -> Result<BackupSummary, RepoError> {
+    crate::repo::manifest::validate_source_name(&options.source).map_err(RepoError::Invalid)?;
+    let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "backup", now).await?;
+    let result = run(repo, reader, options, progress, now).await;
+    lease.release().await;
+    result
+}
+
+async fn run<R: Read + Send + 'static>(
+    repo: &Repository,
+    reader: R,
+    options: &BackupOptions,
+    progress: ProgressBar,
+    started: DateTime<Utc>,
+) -> Result<BackupSummary, RepoError> {
+    let clock = std::time::Instant::now();
+    let index = Arc::new(repo.load_index().await?);
+    debug!(chunks = index.chunk_count(), "index loaded");
+    let cpu = options.concurrency.cpu.max(1);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(cpu * 2);
+
+    // Stage 1, on a blocking thread: read and cut into chunks, hashing the whole stream on the way.
+    let params = repo.config().chunker;
+    let seed = repo.keys().chunker_seed();
+    let reader_task = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        let mut whole = Sha256::new();
+        let mut size = 0u64;
+        for chunk in Chunker::new(reader, &params, seed) {
+            let chunk = chunk?;
+            whole.update(&chunk);
+            size += chunk.len() as u64;
+            progress.inc(chunk.len() as u64);
+            if tx.blocking_send(chunk).is_err() {
+                break; // the pipeline stopped; its error is reported there
+            }
+        }
+        Ok((size, hex::encode(whole.finalize())))
+    });
+
+    // Stage 2, on the blocking pool: hash, and seal what is new, `cpu` chunks at a time, in order.
+    let claimed: Arc<Mutex<HashSet<ChunkId>>> = Arc::default();
+    let level = repo.config().compression.level;
+    let sealed = tokio_stream_from(rx)
+        .map(|data| {
+            let keys = repo.keys().clone();
+            let index = index.clone();
+            let claimed = claimed.clone();
+            tokio::task::spawn_blocking(move || seal_one(&keys, &index, &claimed, data, level))
+        })
+        .buffered(cpu);
+
+    // Stage 3: pack in order, upload packs `io` at a time.
+    let mut packer = Packer::new(repo, options.concurrency.io.max(1));
+    let mut chunk_ids = Vec::new();
+    let mut new_chunks = 0usize;
+    let pipeline_result: Result<(), RepoError> = async {
+        futures::pin_mut!(sealed);
+        while let Some(joined) = sealed.next().await {
+            let item =
+                joined.map_err(|e| RepoError::Invalid(format!("sealing task failed: {e}")))?;
+            match item {
+                Sealed::Known { id } => chunk_ids.push(id),
+                Sealed::New {
+                    id,
+                    sealed,
+                    raw_len,
+                } => {
+                    chunk_ids.push(id);
+                    new_chunks += 1;
+                    packer.add(id, &sealed, raw_len).await?;
+                }
+            }
+        }
+        packer.finish().await
+    }
+    .await;
+
+    if let Err(e) = pipeline_result {
+        // Keep what did reach the store usable for the retry.
+        packer.save_index_best_effort().await;
+        reader_task.abort();
+        return Err(e);
+    }
+    let (size, sha256) = reader_task
+        .await
+        .map_err(|e| RepoError::Invalid(format!("reader task failed: {e}")))?
+        .map_err(RepoError::Input)?;
+
+    let finished = started + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        id: BackupId::new(started),
+        source: options.source.clone(),
+        kind: BackupKind::Stream,
+        labels: options.labels.clone(),
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        started,
+        finished,
+        files: vec![FileEntry {
+            path: "-".into(),
+            size,
+            sha256: sha256.clone(),
+            chunks: chunk_ids,
+        }],
+    };
+    repo.save_manifest(&manifest).await?;
+    let summary = BackupSummary {
+        id: manifest.id.clone(),
+        source: manifest.source.clone(),
+        size,
+        sha256,
+        chunks: manifest.chunk_count(),
+        new_chunks,
+        added_bytes: packer.added_bytes,
+        packs: packer.packs_uploaded,
+        seconds: clock.elapsed().as_secs_f64(),
+    };
+    info!(id = %summary.id, size, new_chunks, added = packer.added_bytes, "backup complete");
+    Ok(summary)
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn seal_one(
+    keys: &crate::repo::crypto::Keys,
+    index: &Index,
+    claimed: &Mutex<HashSet<ChunkId>>,
+    data: Vec<u8>,
+    level: i32,
+) -> Sealed {
+    let id = keys.chunk_id(&data);
+    if index.contains(&id) {
+        return Sealed::Known { id };
+    }
+    let first = claimed.lock().map(|mut set| set.insert(id)).unwrap_or(true);
+    if !first {
+        return Sealed::Known { id };
+    }
+    let sealed = blob::seal_chunk(keys, &id, &data, level);
+    Sealed::New {
+        id,
+        sealed,
+        raw_len: data.len() as u32,
+    }
+}
+
+/// Fills packs and uploads them; writes index files for uploaded packs.
+struct Packer<'a> {
+    repo: &'a Repository,
+    current: PackWriter,
+    uploads: JoinSet<Result<IndexedPack, RepoError>>,
+    max_uploads: usize,
+    unindexed: Vec<IndexedPack>,
+    added_bytes: u64,
+    packs_uploaded: usize,
+}
+
+impl<'a> Packer<'a> {
+    fn new(repo: &'a Repository, max_uploads: usize) -> Self {
+        Self {
+            repo,
+            current: PackWriter::new(pack_capacity(repo)),
+            uploads: JoinSet::new(),
+            max_uploads,
+            unindexed: Vec::new(),
+            added_bytes: 0,
+            packs_uploaded: 0,
+        }
+    }
+
+    async fn add(&mut self, id: ChunkId, sealed: &[u8], raw_len: u32) -> Result<(), RepoError> {
+        self.current.add(id, sealed, raw_len);
+        self.added_bytes += sealed.len() as u64;
+        if self.current.len() >= self.repo.config().pack.target_size as usize {
+            self.seal_pack().await?;
+        }
+        Ok(())
+    }
+
+    async fn seal_pack(&mut self) -> Result<(), RepoError> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        let writer =
+            std::mem::replace(&mut self.current, PackWriter::new(pack_capacity(self.repo)));
+        let keys = self.repo.keys().clone();
+        let pack = tokio::task::spawn_blocking(move || writer.finish(&keys))
+            .await
+            .map_err(|e| RepoError::Invalid(format!("pack task failed: {e}")))?;
+        while self.uploads.len() >= self.max_uploads {
+            self.collect_one().await?;
+        }
+        let store = self.repo.store().clone();
+        self.uploads.spawn(upload(store, pack));
+        Ok(())
+    }
+
+    async fn collect_one(&mut self) -> Result<(), RepoError> {
+        if let Some(joined) = self.uploads.join_next().await {
+            let pack =
+                joined.map_err(|e| RepoError::Invalid(format!("upload task failed: {e}")))??;
+            self.packs_uploaded += 1;
+            self.unindexed.push(pack);
+            if self.unindexed.len() >= INDEX_EVERY_PACKS {
+                self.flush_index().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_index(&mut self) -> Result<(), RepoError> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        let key = self.repo.save_index(&self.unindexed).await?;
+        debug!(%key, packs = self.unindexed.len(), "index written");
+        self.unindexed.clear();
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), RepoError> {
+        self.seal_pack().await?;
+        while !self.uploads.is_empty() {
+            self.collect_one().await?;
+        }
+        self.flush_index().await
+    }
+
+    /// After a failure: let the uploads in flight end, and index the packs that made it.
+    async fn save_index_best_effort(&mut self) {
+        while let Some(joined) = self.uploads.join_next().await {
+            if let Ok(Ok(pack)) = joined {
+                self.unindexed.push(pack);
+            }
+        }
+        if let Err(e) = self.flush_index().await {
+            warn!(error = %e, "could not index the packs uploaded before the failure");
+        }
+    }
+}
+
+fn pack_capacity(repo: &Repository) -> usize {
+    let c = repo.config();
+    c.pack.target_size as usize + c.chunker.max_size as usize + 64 * 1024
+}
+
+async fn upload(store: crate::store::Store, pack: FinishedPack) -> Result<IndexedPack, RepoError> {
+    let key = pack_key(&pack.id);
+    let size = pack.bytes.len() as u64;
+    store.put_if_absent(&key, Bytes::clone(&pack.bytes)).await?;
+    debug!(%key, size, chunks = pack.entries.len(), "pack stored");
+    Ok(IndexedPack {
+        id: pack.id,
+        size,
+        entries: pack.entries,
+    })
+}

@@ -1,0 +1,287 @@
+//! Checking a repository: structure always (every index and manifest opens, every referenced chunk is
+//! indexed, every indexed pack exists with its size); with `read_data`, every pack of the chosen subset
+//! is downloaded, hashed against its name, and every chunk in it opened and re-hashed.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::Concurrency;
+use crate::repo::blob;
+use crate::repo::ids::{pack_key, PackId};
+use crate::repo::index::Index;
+use crate::repo::pack::read_pack;
+use crate::repo::{RepoError, Repository};
+
+/// Which packs `--read-data` reads: deterministic, so `1/T` … `T/T` together read every pack once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    All,
+    /// The n-th of t parts (1-based).
+    Part {
+        n: u32,
+        t: u32,
+    },
+    /// About this percentage of packs.
+    Percent(f64),
+}
+
+impl FromStr for Subset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p
+                .parse()
+                .map_err(|_| format!("{s:?}: expected a percentage such as 10%"))?;
+            if !(0.0..=100.0).contains(&p) || p == 0.0 {
+                return Err(format!(
+                    "{s:?}: the percentage must be above 0 and at most 100"
+                ));
+            }
+            return Ok(Subset::Percent(p));
+        }
+        let (n, t) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected N/T (such as 2/7) or P% (such as 10%)"))?;
+        let n: u32 = n.parse().map_err(|_| format!("{s:?}: N is not a number"))?;
+        let t: u32 = t.parse().map_err(|_| format!("{s:?}: T is not a number"))?;
+        if t == 0 || n == 0 || n > t {
+            return Err(format!("{s:?}: need 1 <= N <= T"));
+        }
+        Ok(Subset::Part { n, t })
+    }
+}
+
+impl Subset {
+    pub fn contains(&self, pack: &PackId) -> bool {
+        match *self {
+            Subset::All => true,
+            Subset::Part { n, t } => pack.prefix_u32() % t == n - 1,
+            Subset::Percent(p) => f64::from(pack.prefix_u32()) < p / 100.0 * 4_294_967_296.0,
+        }
+    }
+}
+
+/// One thing found wrong, naming the object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    pub object: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub index_files: usize,
+    pub packs: usize,
+    pub backups: usize,
+    pub packs_read: usize,
+    pub chunks_read: usize,
+    pub bytes_read: u64,
+    /// Packs in the store that no index names: left by interrupted backups, harmless.
+    pub unindexed_packs: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, object: impl Into<String>, problem: impl Into<String>) {
+        self.problems.push(Problem {
+            object: object.into(),
+            problem: problem.into(),
+        });
+    }
+}
+
+pub async fn verify(
+    repo: &Repository,
+    read_data: Option<Subset>,
+    concurrency: Concurrency,
+) -> Result<VerifyReport, RepoError> {
+    let mut report = VerifyReport::default();
+
+    // Index files, one by one, so a bad one is named and the rest still count.
+    let mut index = Index::default();
+    for obj in repo.store().list("index/").await? {
+        report.index_files += 1;
+        let opened = match repo.store().get(&obj.key).await {
+            Ok(bytes) => repo.open_index_file(&obj.key, &bytes),
+            Err(e) => Err(e.into()),
+        };
+        match opened {
+            Ok(packs) => packs.iter().for_each(|p| index.add_pack(p)),
+            Err(e) => report.problem(&obj.key, strip_object(&e, &obj.key)),
+        }
+    }
+
+    // Packs the index names must exist with the size it recorded.
+    let stored: HashMap<PackId, u64> = repo.stored_packs().await?.into_iter().collect();
+    let indexed: HashSet<PackId> = index.packs().iter().map(|(id, _)| *id).collect();
+    report.packs = index.packs().len();
+    report.unindexed_packs = stored.keys().filter(|id| !indexed.contains(id)).count();
+    let mut present = Vec::new();
+    for (id, size) in index.packs() {
+        match stored.get(id) {
+            None => report.problem(
+                pack_key(id),
+                "missing from the store, but the index names it",
+            ),
+            Some(s) if s != size => report.problem(
+                pack_key(id),
+                format!("size is {s} bytes, the index recorded {size} (truncated or replaced)"),
+            ),
+            Some(_) => present.push(*id),
+        }
+    }
+
+    // Every chunk of every backup must be indexed.
+    for id in repo.backup_ids().await? {
+        report.backups += 1;
+        match repo.manifest(&id).await {
+            Ok(m) => {
+                for file in &m.files {
+                    let missing = file.chunks.iter().filter(|c| !index.contains(c)).count();
+                    if missing > 0 {
+                        report.problem(
+                            id.key(),
+                            format!("{missing} chunk(s) of {} are in no index", file.path),
+                        );
+                    }
+                }
+            }
+            Err(e) => report.problem(id.key(), strip_object(&e, &id.key())),
+        }
+    }
+
+    if let Some(subset) = read_data {
+        let chosen: Vec<PackId> = present.into_iter().filter(|p| subset.contains(p)).collect();
+        let mut results = futures::stream::iter(chosen)
+            .map(|id| read_one_pack(repo, &index, id))
+            .buffer_unordered(concurrency.io.max(1));
+        while let Some(result) = results.next().await {
+            let checked = result?;
+            report.packs_read += 1;
+            report.chunks_read += checked.chunks;
+            report.bytes_read += checked.bytes;
+            report.problems.extend(checked.problems);
+        }
+    }
+    report.problems.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok(report)
+}
+
+struct PackCheck {
+    chunks: usize,
+    bytes: u64,
+    problems: Vec<Problem>,
+}
+
+async fn read_one_pack(
+    repo: &Repository,
+    index: &Index,
+    id: PackId,
+) -> Result<PackCheck, RepoError> {
+    let key = pack_key(&id);
+    let bytes = match repo.store().get(&key).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => {
+            return Ok(PackCheck {
+                chunks: 0,
+                bytes: 0,
+                problems: vec![Problem {
+                    object: key,
+                    problem: "missing from the store".into(),
+                }],
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let keys = repo.keys().clone();
+    let expected = index.entries_of(&id);
+    tokio::task::spawn_blocking(move || {
+        let mut check = PackCheck {
+            chunks: 0,
+            bytes: bytes.len() as u64,
+            problems: Vec::new(),
+        };
+        let mut problem = |p: String| {
+            check.problems.push(Problem {
+                object: key.clone(),
+                problem: p,
+            })
+        };
+        if let Err(e) = read_pack(&keys, &id, &bytes) {
+            problem(e.to_string());
+        }
+        // Check each chunk the index places here, even when the header is damaged: that names
+        // exactly which chunks (and so which backups) are affected.
+        let mut bad = Vec::new();
+        for e in &expected {
+            let sealed = bytes.get(e.offset as usize..(e.offset as usize + e.length as usize));
+            let outcome = match sealed {
+                None => Err("lies beyond the end of the pack".to_owned()),
+                Some(s) => blob::open_chunk(&keys, &e.id, s, e.raw_len)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(why) = outcome {
+                bad.push(format!("chunk {}: {why}", e.id));
+            }
+        }
+        for b in bad {
+            problem(b);
+        }
+        check.chunks = expected.len();
+        check
+    })
+    .await
+    .map_err(|e| RepoError::Invalid(format!("verify task failed: {e}")))
+}
+
+/// The message of an error about `object`, without repeating the object's name.
+fn strip_object(e: &RepoError, object: &str) -> String {
+    match e {
+        RepoError::Corrupt { object: o, why } if o == object => why.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_parse_and_partition() {
+        assert_eq!(
+            "2/7".parse::<Subset>().unwrap(),
+            Subset::Part { n: 2, t: 7 }
+        );
+        assert_eq!("10%".parse::<Subset>().unwrap(), Subset::Percent(10.0));
+        assert!("0/7".parse::<Subset>().is_err());
+        assert!("8/7".parse::<Subset>().is_err());
+        assert!("x".parse::<Subset>().is_err());
+        let packs: Vec<PackId> = (0..200u32)
+            .map(|i| {
+                let mut b = [0u8; 32];
+                b[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+                PackId(b)
+            })
+            .collect();
+        for p in &packs {
+            let parts = (1..=3)
+                .filter(|n| Subset::Part { n: *n, t: 3 }.contains(p))
+                .count();
+            assert_eq!(parts, 1);
+        }
+        let some = packs
+            .iter()
+            .filter(|p| Subset::Percent(50.0).contains(p))
+            .count();
+        assert!((60..140).contains(&some), "{some}");
+    }
+}

@@ -1,0 +1,347 @@
+//! Key envelopes in `keys/`: each wraps the master secret under a key-encryption key derived from a
+//! passphrase (Argon2id) or a 32-byte key file (HKDF-SHA256). Adding or removing a key never touches data.
+
+use std::path::{Path, PathBuf};
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hkdf::Hkdf;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::crypto::{self, MasterSecret};
+
+/// Where the key-encryption key comes from.
+pub enum KeySource {
+    Passphrase(Zeroizing<String>),
+    KeyFile {
+        path: PathBuf,
+        key: Zeroizing<[u8; 32]>,
+    },
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Passphrase(_) => f.write_str("KeySource::Passphrase(..)"),
+            KeySource::KeyFile { path, .. } => write!(f, "KeySource::KeyFile({})", path.display()),
+        }
+    }
+}
+
+/// A key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {path}: expected 32 raw bytes, 64 hex digits or base64 of 32 bytes, found {len} bytes of something else")]
+    Malformed { path: PathBuf, len: usize },
+}
+
+impl KeySource {
+    pub fn passphrase(text: impl Into<String>) -> Self {
+        KeySource::Passphrase(Zeroizing::new(text.into()))
+    }
+
+    /// Reads a key file: 32 raw bytes, 64 hex digits, or base64 of 32 bytes (a Kubernetes Secret mounted
+    /// as a file holds the decoded bytes; a Secret created from a literal may hold either text form).
+    pub fn key_file(path: &Path) -> Result<Self, KeyFileError> {
+        let raw = Zeroizing::new(std::fs::read(path).map_err(|source| KeyFileError::Io {
+            path: path.to_owned(),
+            source,
+        })?);
+        let key = parse_key_file(&raw).ok_or_else(|| KeyFileError::Malformed {
+            path: path.to_owned(),
+            len: raw.len(),
+        })?;
+        Ok(KeySource::KeyFile {
+            path: path.to_owned(),
+            key,
+        })
+    }
+
+    /// Writes a new random key file (mode 0600); refuses to overwrite an existing file.
+    pub fn create_key_file(path: &Path) -> Result<Self, KeyFileError> {
+        use std::io::Write;
+        let io = |source| KeyFileError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(io)?;
+        file.write_all(key.as_ref()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(KeySource::KeyFile {
+            path: path.to_owned(),
+            key,
+        })
+    }
+
+    pub fn kind(&self) -> EnvelopeKind {
+        match self {
+            KeySource::Passphrase(_) => EnvelopeKind::Passphrase,
+            KeySource::KeyFile { .. } => EnvelopeKind::KeyFile,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            KeySource::Passphrase(_) => "the passphrase".to_owned(),
+            KeySource::KeyFile { path, .. } => format!("key file {}", path.display()),
+        }
+    }
+}
+
+fn parse_key_file(raw: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    if raw.len() == 32 {
+        key.copy_from_slice(raw);
+        return Some(key);
+    }
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    if text.len() == 64 {
+        if let Ok(bytes) = hex::decode(text) {
+            let bytes = Zeroizing::new(bytes);
+            key.copy_from_slice(&bytes);
+            return Some(key);
+        }
+    }
+    let bytes = Zeroizing::new(STANDARD.decode(text).ok()?);
+    (bytes.len() == 32).then(|| {
+        key.copy_from_slice(&bytes);
+        key
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvelopeKind {
+    Passphrase,
+    KeyFile,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Kdf {
+    Argon2id {
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        salt: String,
+    },
+    HkdfSha256 {
+        salt: String,
+    },
+}
+
+/// The stored form of `keys/<id>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEnvelope {
+    pub version: u32,
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub host: String,
+    pub kind: EnvelopeKind,
+    pub kdf: Kdf,
+    /// `nonce || AES-256-GCM(master secret as JSON) || tag`, base64.
+    pub wrapped: String,
+}
+
+/// Argon2id cost for new passphrase keys: 64 MiB, 3 passes (OWASP's second recommended setting).
+const ARGON2_MEMORY_KIB: u32 = 64 * 1024;
+const ARGON2_ITERATIONS: u32 = 3;
+const ARGON2_PARALLELISM: u32 = 1;
+const KEY_FILE_INFO: &[u8] = b"heirloom-backup v1 key-file kek";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("does not open with {0}")]
+    WrongKey(String),
+    #[error("is a {found:?} key, not a {wanted:?} key")]
+    OtherKind {
+        found: EnvelopeKind,
+        wanted: EnvelopeKind,
+    },
+    #[error("malformed: {0}")]
+    Malformed(String),
+}
+
+impl KeyEnvelope {
+    /// Wraps `secret` for `source`.
+    pub fn wrap(
+        secret: &MasterSecret,
+        source: &KeySource,
+        repo_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self, EnvelopeError> {
+        let mut id_bytes = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+        let mut salt = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        let kdf = match source {
+            KeySource::Passphrase(_) => Kdf::Argon2id {
+                memory_kib: ARGON2_MEMORY_KIB,
+                iterations: ARGON2_ITERATIONS,
+                parallelism: ARGON2_PARALLELISM,
+                salt: STANDARD.encode(salt),
+            },
+            KeySource::KeyFile { .. } => Kdf::HkdfSha256 {
+                salt: STANDARD.encode(salt),
+            },
+        };
+        let id = hex::encode(id_bytes);
+        let kek = derive_kek(&kdf, source)?;
+        let plaintext = Zeroizing::new(
+            serde_json::to_vec(secret).map_err(|e| EnvelopeError::Malformed(e.to_string()))?,
+        );
+        let sealed = crypto::seal(&crypto::cipher_from(&kek), &plaintext, &aad(repo_id, &id));
+        Ok(Self {
+            version: 1,
+            id,
+            created: now,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            kind: source.kind(),
+            kdf,
+            wrapped: STANDARD.encode(sealed),
+        })
+    }
+
+    /// Unwraps the master secret with `source`.
+    pub fn unwrap_secret(
+        &self,
+        source: &KeySource,
+        repo_id: &str,
+    ) -> Result<MasterSecret, EnvelopeError> {
+        if self.kind != source.kind() {
+            return Err(EnvelopeError::OtherKind {
+                found: self.kind,
+                wanted: source.kind(),
+            });
+        }
+        let kek = derive_kek(&self.kdf, source)?;
+        let sealed = STANDARD
+            .decode(&self.wrapped)
+            .map_err(|e| EnvelopeError::Malformed(format!("wrapped: {e}")))?;
+        let plaintext = Zeroizing::new(
+            crypto::open(&crypto::cipher_from(&kek), &sealed, &aad(repo_id, &self.id))
+                .map_err(|_| EnvelopeError::WrongKey(source.describe()))?,
+        );
+        serde_json::from_slice(&plaintext).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    }
+}
+
+fn aad(repo_id: &str, key_id: &str) -> Vec<u8> {
+    format!("heirloom-backup v1 key {repo_id} {key_id}").into_bytes()
+}
+
+fn derive_kek(kdf: &Kdf, source: &KeySource) -> Result<Zeroizing<[u8; 32]>, EnvelopeError> {
+    let mut kek = Zeroizing::new([0u8; 32]);
+    match (kdf, source) {
+        (
+            Kdf::Argon2id {
+                memory_kib,
+                iterations,
+                parallelism,
+                salt,
+            },
+            KeySource::Passphrase(pass),
+        ) => {
+            let salt = STANDARD
+                .decode(salt)
+                .map_err(|e| EnvelopeError::Malformed(format!("salt: {e}")))?;
+            let params = Params::new(*memory_kib, *iterations, *parallelism, Some(32))
+                .map_err(|e| EnvelopeError::Malformed(format!("argon2 parameters: {e}")))?;
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password_into(pass.as_bytes(), &salt, kek.as_mut())
+                .map_err(|e| EnvelopeError::Malformed(format!("argon2: {e}")))?;
+        }
+        (Kdf::HkdfSha256 { salt }, KeySource::KeyFile { key, .. }) => {
+            let mut salt = STANDARD
+                .decode(salt)
+                .map_err(|e| EnvelopeError::Malformed(format!("salt: {e}")))?;
+            Hkdf::<Sha256>::new(Some(&salt), key.as_ref())
+                .expand(KEY_FILE_INFO, kek.as_mut())
+                .map_err(|e| EnvelopeError::Malformed(format!("hkdf: {e}")))?;
+            salt.zeroize();
+        }
+        _ => {
+            return Err(EnvelopeError::Malformed(
+                "key derivation does not match the key's kind".into(),
+            ))
+        }
+    }
+    Ok(kek)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_file_source(byte: u8) -> KeySource {
+        KeySource::KeyFile {
+            path: "k".into(),
+            key: Zeroizing::new([byte; 32]),
+        }
+    }
+
+    #[test]
+    fn key_file_envelope_round_trips_and_refuses_other_keys() {
+        let secret = MasterSecret::generate();
+        let env = KeyEnvelope::wrap(&secret, &key_file_source(1), "repo", Utc::now()).unwrap();
+        let back = env.unwrap_secret(&key_file_source(1), "repo").unwrap();
+        assert_eq!(back.data_key, secret.data_key);
+        assert!(matches!(
+            env.unwrap_secret(&key_file_source(2), "repo"),
+            Err(EnvelopeError::WrongKey(_))
+        ));
+        assert!(matches!(
+            env.unwrap_secret(&key_file_source(1), "other-repo"),
+            Err(EnvelopeError::WrongKey(_))
+        ));
+    }
+
+    #[test]
+    fn passphrase_envelope_round_trips() {
+        let secret = MasterSecret::generate();
+        let env = KeyEnvelope::wrap(
+            &secret,
+            &KeySource::passphrase("correct horse"),
+            "r",
+            Utc::now(),
+        )
+        .unwrap();
+        assert!(env
+            .unwrap_secret(&KeySource::passphrase("correct horse"), "r")
+            .is_ok());
+        assert!(env
+            .unwrap_secret(&KeySource::passphrase("wrong horse"), "r")
+            .is_err());
+    }
+
+    #[test]
+    fn key_files_accept_raw_hex_and_base64() {
+        let raw = [7u8; 32];
+        assert_eq!(*parse_key_file(&raw).unwrap(), raw);
+        assert_eq!(*parse_key_file(hex::encode(raw).as_bytes()).unwrap(), raw);
+        let b64 = format!("{}\n", STANDARD.encode(raw));
+        assert_eq!(*parse_key_file(b64.as_bytes()).unwrap(), raw);
+        assert!(parse_key_file(b"short").is_none());
+    }
+}

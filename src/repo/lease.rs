@@ -1,0 +1,211 @@
+//! Leases in `locks/`: locks with an expiry, created with conditional puts and renewed by writing a
+//! new lease before the old one runs out (a lease object is never rewritten).
+//!
+//! Backups hold shared leases; work that deletes (prune) will hold an exclusive one. A lease whose
+//! holder died simply expires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::store::{PutOutcome, Store, StoreError};
+
+pub const LEASE_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseKind {
+    Shared,
+    Exclusive,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub kind: LeaseKind,
+    pub operation: String,
+    pub host: String,
+    pub pid: u32,
+    pub created: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("repository is locked: {operation} on {host} (pid {pid}) holds an {kind:?} lease until {expires}")]
+    Conflict {
+        kind: LeaseKind,
+        operation: String,
+        host: String,
+        pid: u32,
+        expires: DateTime<Utc>,
+    },
+}
+
+/// A held lease; renewed in the background until [`Lease::release`].
+pub struct Lease {
+    store: Store,
+    current: Arc<Mutex<String>>,
+    renewer: JoinHandle<()>,
+}
+
+fn new_key() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("locks/{}", hex::encode(b))
+}
+
+fn record(kind: LeaseKind, operation: &str, now: DateTime<Utc>) -> LeaseRecord {
+    LeaseRecord {
+        kind,
+        operation: operation.to_owned(),
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        pid: std::process::id(),
+        created: now,
+        expires: now + chrono::Duration::from_std(LEASE_TTL).unwrap_or(chrono::Duration::MAX),
+    }
+}
+
+async fn write(store: &Store, key: &str, rec: &LeaseRecord) -> Result<(), StoreError> {
+    let body = serde_json::to_vec(rec).unwrap_or_default();
+    match store.put_if_absent(key, Bytes::from(body)).await? {
+        PutOutcome::Created => Ok(()),
+        // 128 random bits collided: treat as a store fault rather than share someone's lease.
+        PutOutcome::AlreadyExists => Err(StoreError::Backend {
+            op: "put",
+            store: store.location(),
+            key: key.to_owned(),
+            source: "lease key already exists".into(),
+        }),
+    }
+}
+
+impl Lease {
+    /// Takes a lease, failing if a conflicting unexpired lease is held by someone else.
+    pub async fn acquire(
+        store: &Store,
+        kind: LeaseKind,
+        operation: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, LeaseError> {
+        let key = new_key();
+        write(store, &key, &record(kind, operation, now)).await?;
+        if let Err(e) = check_conflicts(store, &key, kind, now).await {
+            let _ = store.delete(&key).await;
+            return Err(e);
+        }
+        let current = Arc::new(Mutex::new(key));
+        let renewer = tokio::spawn(renew(
+            store.clone(),
+            current.clone(),
+            kind,
+            operation.to_owned(),
+        ));
+        Ok(Lease {
+            store: store.clone(),
+            current,
+            renewer,
+        })
+    }
+
+    pub async fn release(self) {
+        self.renewer.abort();
+        let key = self.current.lock().await.clone();
+        if let Err(e) = self.store.delete(&key).await {
+            warn!(%key, error = %e, "could not remove lease; it will expire");
+        }
+    }
+}
+
+async fn check_conflicts(
+    store: &Store,
+    mine: &str,
+    kind: LeaseKind,
+    now: DateTime<Utc>,
+) -> Result<(), LeaseError> {
+    for obj in store.list("locks/").await? {
+        if obj.key == mine {
+            continue;
+        }
+        let rec: LeaseRecord = match store.get(&obj.key).await {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(key = %obj.key, error = %e, "ignoring unreadable lease");
+                    continue;
+                }
+            },
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if rec.expires <= now {
+            debug!(key = %obj.key, "ignoring expired lease");
+            continue;
+        }
+        if kind == LeaseKind::Exclusive || rec.kind == LeaseKind::Exclusive {
+            return Err(LeaseError::Conflict {
+                kind: rec.kind,
+                operation: rec.operation,
+                host: rec.host,
+                pid: rec.pid,
+                expires: rec.expires,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn renew(store: Store, current: Arc<Mutex<String>>, kind: LeaseKind, operation: String) {
+    loop {
+        tokio::time::sleep(LEASE_TTL / 3).await;
+        let key = new_key();
+        match write(&store, &key, &record(kind, &operation, Utc::now())).await {
+            Ok(()) => {
+                let old = std::mem::replace(&mut *current.lock().await, key);
+                let _ = store.delete(&old).await;
+            }
+            Err(e) => warn!(error = %e, "could not renew lease; retrying"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::open_store;
+
+    #[tokio::test]
+    async fn exclusive_leases_exclude_and_expired_ones_do_not() {
+        let store = open_store("memory://", &Default::default()).unwrap();
+        let now = Utc::now();
+        let shared = Lease::acquire(&store, LeaseKind::Shared, "backup", now)
+            .await
+            .unwrap();
+        let second = Lease::acquire(&store, LeaseKind::Shared, "backup", now)
+            .await
+            .unwrap();
+        let err = Lease::acquire(&store, LeaseKind::Exclusive, "prune", now)
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("backup"), "{err}");
+        // The refused lease left nothing behind.
+        assert_eq!(store.list("locks/").await.unwrap().len(), 2);
+        let later = now + chrono::Duration::seconds(LEASE_TTL.as_secs() as i64 + 1);
+        let ex = Lease::acquire(&store, LeaseKind::Exclusive, "prune", later)
+            .await
+            .unwrap();
+        ex.release().await;
+        shared.release().await;
+        second.release().await;
+        assert!(store.list("locks/").await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,165 @@
+//! Backup manifests (`backups/<id>`): the single source of truth of one backup.
+//!
+//! Stored as zstd-compressed JSON, sealed as metadata. A manifest is written last, after every pack and
+//! index it references is durable, so a manifest that exists is a backup that can be restored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::ids::ChunkId;
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// `YYYYMMDDTHHMMSSZ-xxxxxxxx`: sorts by start time, unique by its random tail.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupId(String);
+
+impl BackupId {
+    pub fn new(started: DateTime<Utc>) -> Self {
+        let tail = rand::rngs::OsRng.next_u32();
+        Self(format!("{}-{tail:08x}", started.format("%Y%m%dT%H%M%SZ")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn key(&self) -> String {
+        format!("backups/{}", self.0)
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for BackupId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = s.len() == 25
+            && s.as_bytes()[8] == b'T'
+            && s.as_bytes()[15] == b'Z'
+            && s.as_bytes()[16] == b'-'
+            && s[..8].bytes().all(|b| b.is_ascii_digit())
+            && s[9..15].bytes().all(|b| b.is_ascii_digit())
+            && s[17..].bytes().all(|b| b.is_ascii_hexdigit());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "{s:?} is not a backup id (YYYYMMDDTHHMMSSZ-xxxxxxxx)"
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for BackupId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<BackupId> for String {
+    fn from(id: BackupId) -> String {
+        id.0
+    }
+}
+
+/// What was backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupKind {
+    /// A byte stream piped in (`backup --stdin`).
+    Stream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: u32,
+    pub id: BackupId,
+    pub source: String,
+    pub kind: BackupKind,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub host: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub files: Vec<FileEntry>,
+}
+
+/// One file (or the one stream) of a backup, as its chunks in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    /// SHA-256 of the file's bytes, checked again when they are read back.
+    pub sha256: String,
+    pub chunks: Vec<ChunkId>,
+}
+
+impl Manifest {
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.files.iter().map(|f| f.chunks.len()).sum()
+    }
+}
+
+/// A source name as it may appear in the config and in manifests.
+pub fn validate_source_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "source name {name:?} must be 1-128 characters of letters, digits, '-', '_' and '.'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_ids_parse_and_sort_by_time() {
+        let t1 = DateTime::parse_from_rfc3339("2026-11-20T14:03:00Z")
+            .unwrap()
+            .to_utc();
+        let t2 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let a = BackupId::new(t1);
+        let b = BackupId::new(t2);
+        assert!(a < b);
+        assert_eq!(a.as_str().parse::<BackupId>().unwrap(), a);
+        assert!(a.as_str().starts_with("20261120T140300Z-"));
+        assert!("2026-11-20".parse::<BackupId>().is_err());
+    }
+
+    #[test]
+    fn source_names_are_checked() {
+        assert!(validate_source_name("prod-pg").is_ok());
+        assert!(validate_source_name("a/b").is_err());
+        assert!(validate_source_name("").is_err());
+    }
+}

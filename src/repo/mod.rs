@@ -1,0 +1,391 @@
+//! The repository: its format, keys and crypto, chunker, packs, index, manifests and leases.
+//!
+//! It knows nothing of databases. Everything it writes is write-once; `docs/FORMAT.md` describes each
+//! object byte for byte.
+
+pub mod blob;
+pub mod chunker;
+pub mod crypto;
+mod error;
+pub mod format;
+pub mod ids;
+pub mod index;
+pub mod keys;
+pub mod lease;
+pub mod manifest;
+pub mod pack;
+pub mod stats;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use rand::RngCore;
+use tracing::{debug, info};
+
+pub use error::RepoError;
+
+use crate::store::{PutOutcome, Store};
+use crypto::{Keys, MasterSecret, MetaKind};
+use format::{InitParams, RepoConfig, CONFIG_KEY};
+use ids::PackId;
+use index::{Index, IndexedPack};
+use keys::{EnvelopeError, KeyEnvelope, KeySource};
+use manifest::{BackupId, Manifest};
+
+/// How many metadata objects are fetched at once when loading the index or manifests.
+const META_FETCH_CONCURRENCY: usize = 16;
+
+/// An open repository: its store, its parameters and its unwrapped keys.
+#[derive(Clone)]
+pub struct Repository {
+    store: Store,
+    config: RepoConfig,
+    keys: Arc<Keys>,
+    key_id: String,
+}
+
+/// One key envelope as `key list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub kind: keys::EnvelopeKind,
+    pub host: String,
+    pub created: DateTime<Utc>,
+    /// The key this session opened the repository with.
+    pub current: bool,
+}
+
+impl Repository {
+    /// Creates a new repository in an empty location.
+    pub async fn init(
+        store: Store,
+        source: &KeySource,
+        params: &InitParams,
+        now: DateTime<Utc>,
+    ) -> Result<Self, RepoError> {
+        params.validate().map_err(RepoError::Invalid)?;
+        match store.get(CONFIG_KEY).await {
+            Ok(_) => {
+                return Err(RepoError::AlreadyInitialized {
+                    location: store.location(),
+                })
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let config = RepoConfig::new(hex::encode(id), params, now);
+        let secret = MasterSecret::generate();
+        let envelope = KeyEnvelope::wrap(&secret, source, &config.id, now)
+            .map_err(|e| RepoError::Invalid(format!("wrapping the master key: {e}")))?;
+        let key_id = envelope.id.clone();
+        put_json(&store, &format!("keys/{key_id}"), &envelope).await?;
+        let config_bytes =
+            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        if store
+            .put_if_absent(CONFIG_KEY, Bytes::from(config_bytes))
+            .await?
+            == PutOutcome::AlreadyExists
+        {
+            // Someone initialised the same location concurrently; take our key back out.
+            let _ = store.delete(&format!("keys/{key_id}")).await;
+            return Err(RepoError::AlreadyInitialized {
+                location: store.location(),
+            });
+        }
+        info!(location = %store.location(), id = %config.id, "repository created");
+        Ok(Self {
+            store,
+            config,
+            keys: Arc::new(Keys::new(secret)),
+            key_id,
+        })
+    }
+
+    /// Opens an existing repository, refusing a format newer than this build.
+    pub async fn open(store: Store, source: &KeySource) -> Result<Self, RepoError> {
+        let config = read_config(&store).await?;
+        let envelopes = read_envelopes(&store).await?;
+        let candidates: Vec<_> = envelopes
+            .iter()
+            .filter(|e| e.kind == source.kind())
+            .collect();
+        for envelope in &candidates {
+            match envelope.unwrap_secret(source, &config.id) {
+                Ok(secret) => {
+                    debug!(key = %envelope.id, "repository unlocked");
+                    return Ok(Self {
+                        store,
+                        config,
+                        keys: Arc::new(Keys::new(secret)),
+                        key_id: envelope.id.clone(),
+                    });
+                }
+                Err(EnvelopeError::Malformed(why)) => {
+                    return Err(RepoError::corrupt(format!("keys/{}", envelope.id), why))
+                }
+                Err(_) => continue,
+            }
+        }
+        Err(RepoError::WrongKey {
+            location: store.location(),
+            tried_with: source.describe(),
+            candidates: candidates.len(),
+            kind: match source.kind() {
+                keys::EnvelopeKind::Passphrase => "passphrase",
+                keys::EnvelopeKind::KeyFile => "key-file",
+            },
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.keys
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, RepoError> {
+        Ok(read_envelopes(&self.store)
+            .await?
+            .into_iter()
+            .map(|e| KeyInfo {
+                current: e.id == self.key_id,
+                id: e.id,
+                kind: e.kind,
+                host: e.host,
+                created: e.created,
+            })
+            .collect())
+    }
+
+    /// Wraps the master secret for another passphrase or key file. Returns the new key's id.
+    pub async fn add_key(
+        &self,
+        source: &KeySource,
+        now: DateTime<Utc>,
+    ) -> Result<String, RepoError> {
+        let envelope = KeyEnvelope::wrap(self.keys.secret(), source, &self.config.id, now)
+            .map_err(|e| RepoError::Invalid(format!("wrapping the master key: {e}")))?;
+        put_json(&self.store, &format!("keys/{}", envelope.id), &envelope).await?;
+        Ok(envelope.id)
+    }
+
+    /// Removes a key envelope; never the last one.
+    pub async fn remove_key(&self, id: &str) -> Result<(), RepoError> {
+        let envelopes = read_envelopes(&self.store).await?;
+        if !envelopes.iter().any(|e| e.id == id) {
+            return Err(RepoError::KeyNotFound {
+                location: self.store.location(),
+                id: id.to_owned(),
+            });
+        }
+        if envelopes.len() <= 1 {
+            return Err(RepoError::LastKey { id: id.to_owned() });
+        }
+        self.store.delete(&format!("keys/{id}")).await?;
+        Ok(())
+    }
+
+    /// Writes one index file for packs that are already durable.
+    pub async fn save_index(&self, packs: &[IndexedPack]) -> Result<String, RepoError> {
+        let sealed = self.keys.seal_meta(MetaKind::Index, &index::encode(packs));
+        let key = index::index_key(&sealed);
+        self.store.put_if_absent(&key, Bytes::from(sealed)).await?;
+        Ok(key)
+    }
+
+    /// Reads every index file into one [`Index`].
+    pub async fn load_index(&self) -> Result<Index, RepoError> {
+        let files = self.store.list("index/").await?;
+        let mut index = Index::default();
+        let mut fetched = futures::stream::iter(files)
+            .map(|obj| async move {
+                let bytes = self.store.get(&obj.key).await?;
+                Ok::<_, RepoError>((obj.key, bytes))
+            })
+            .buffer_unordered(META_FETCH_CONCURRENCY);
+        while let Some((key, bytes)) = fetched.try_next().await? {
+            for pack in self.open_index_file(&key, &bytes)? {
+                index.add_pack(&pack);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Decrypts and parses one index file, checking it against its name.
+    pub fn open_index_file(&self, key: &str, bytes: &[u8]) -> Result<Vec<IndexedPack>, RepoError> {
+        if index::index_key(bytes) != key {
+            return Err(RepoError::corrupt(
+                key,
+                "SHA-256 of its bytes does not match its name",
+            ));
+        }
+        let plain = self
+            .keys
+            .open_meta(MetaKind::Index, bytes)
+            .map_err(|e| RepoError::corrupt(key, e.to_string()))?;
+        index::decode(&plain).map_err(|why| RepoError::corrupt(key, why))
+    }
+
+    pub async fn save_manifest(&self, manifest: &Manifest) -> Result<(), RepoError> {
+        let json = serde_json::to_vec(manifest).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let compressed = zstd::bulk::compress(&json, 3).map_err(RepoError::Output)?;
+        let sealed = self.keys.seal_meta(MetaKind::Manifest, &compressed);
+        let key = manifest.id.key();
+        match self.store.put_if_absent(&key, Bytes::from(sealed)).await? {
+            PutOutcome::Created => Ok(()),
+            PutOutcome::AlreadyExists => Err(RepoError::Invalid(format!(
+                "{key} already exists; backup ids are never reused"
+            ))),
+        }
+    }
+
+    fn open_manifest(&self, key: &str, bytes: &[u8]) -> Result<Manifest, RepoError> {
+        let compressed = self
+            .keys
+            .open_meta(MetaKind::Manifest, bytes)
+            .map_err(|e| RepoError::corrupt(key, e.to_string()))?;
+        let json = zstd::stream::decode_all(&compressed[..])
+            .map_err(|e| RepoError::corrupt(key, format!("decompression: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&json).map_err(|e| RepoError::corrupt(key, e.to_string()))?;
+        if manifest.version > manifest::MANIFEST_VERSION {
+            return Err(RepoError::corrupt(
+                key,
+                format!(
+                    "manifest version {} is newer than this build reads",
+                    manifest.version
+                ),
+            ));
+        }
+        if manifest.id.key() != key {
+            return Err(RepoError::corrupt(
+                key,
+                format!("it names itself {}", manifest.id),
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// Every backup id, oldest first, without reading the manifests.
+    pub async fn backup_ids(&self) -> Result<Vec<BackupId>, RepoError> {
+        Ok(self
+            .store
+            .list("backups/")
+            .await?
+            .into_iter()
+            .filter_map(|o| o.key.strip_prefix("backups/")?.parse().ok())
+            .collect())
+    }
+
+    /// Every manifest (optionally of one source), oldest first.
+    pub async fn manifests(&self, source: Option<&str>) -> Result<Vec<Manifest>, RepoError> {
+        let ids = self.backup_ids().await?;
+        let mut out: Vec<Manifest> = futures::stream::iter(ids)
+            .map(|id| async move { self.manifest(&id).await })
+            .buffer_unordered(META_FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        out.retain(|m| source.is_none_or(|s| m.source == s));
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    pub async fn manifest(&self, id: &BackupId) -> Result<Manifest, RepoError> {
+        let key = id.key();
+        let bytes = match self.store.get(&key).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Err(RepoError::BackupNotFound(id.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        self.open_manifest(&key, &bytes)
+    }
+
+    /// Resolves a full backup id, a unique prefix of one, or `latest` (optionally `latest` of a source).
+    pub async fn resolve_backup(&self, text: &str) -> Result<BackupId, RepoError> {
+        let ids = self.backup_ids().await?;
+        if text == "latest" {
+            return ids
+                .last()
+                .cloned()
+                .ok_or_else(|| RepoError::BackupNotFound(text.to_owned()));
+        }
+        let matches: Vec<&BackupId> = ids
+            .iter()
+            .filter(|id| id.as_str().starts_with(text))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(RepoError::BackupNotFound(text.to_owned())),
+            many => Err(RepoError::AmbiguousBackup {
+                prefix: text.to_owned(),
+                matches: many
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Lists the packs present in the store with their sizes.
+    pub async fn stored_packs(&self) -> Result<Vec<(PackId, u64)>, RepoError> {
+        Ok(self
+            .store
+            .list("data/")
+            .await?
+            .into_iter()
+            .filter_map(|o| Some((ids::pack_id_from_key(&o.key)?, o.size)))
+            .collect())
+    }
+}
+
+async fn put_json<T: serde::Serialize>(
+    store: &Store,
+    key: &str,
+    value: &T,
+) -> Result<(), RepoError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    match store.put_if_absent(key, Bytes::from(bytes)).await? {
+        PutOutcome::Created => Ok(()),
+        PutOutcome::AlreadyExists => Err(RepoError::Invalid(format!("{key} already exists"))),
+    }
+}
+
+async fn read_config(store: &Store) -> Result<RepoConfig, RepoError> {
+    let bytes = match store.get(CONFIG_KEY).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => {
+            return Err(RepoError::NotARepository {
+                location: store.location(),
+                key: CONFIG_KEY,
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
+    RepoConfig::parse(&bytes).map_err(|source| RepoError::Config {
+        location: store.location(),
+        key: CONFIG_KEY,
+        source,
+    })
+}
+
+async fn read_envelopes(store: &Store) -> Result<Vec<KeyEnvelope>, RepoError> {
+    let mut out = Vec::new();
+    for obj in store.list("keys/").await? {
+        let bytes = store.get(&obj.key).await?;
+        let envelope: KeyEnvelope = serde_json::from_slice(&bytes)
+            .map_err(|e| RepoError::corrupt(&obj.key, format!("not a key envelope: {e}")))?;
+        out.push(envelope);
+    }
+    Ok(out)
+}

@@ -1,0 +1,202 @@
+//! file:// repositories: atomic, durable, create-if-absent writes on a local (or mounted) file system.
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rand::RngCore;
+
+use super::{Backend, ObjectInfo, PutOutcome, StoreError};
+
+/// A repository in a local directory.
+///
+/// A put writes a temporary file beside its target, fsyncs it, then hard-links it into place: the link
+/// fails if the target exists, which gives create-if-absent without a race, and a crash leaves either
+/// no object or the whole object (plus a temporary file that listings ignore).
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+const TMP_MARKER: &str = ".tmp-";
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn io_error(&self, op: &'static str, key: &str, source: io::Error) -> StoreError {
+        if source.kind() == io::ErrorKind::NotFound {
+            return StoreError::NotFound {
+                store: self.location(),
+                key: key.to_owned(),
+            };
+        }
+        StoreError::Io {
+            op,
+            store: self.location(),
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    fn put_blocking(&self, key: &str, data: &[u8]) -> io::Result<PutOutcome> {
+        let target = self.path(key);
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir)?;
+        if target.exists() {
+            return Ok(PutOutcome::AlreadyExists);
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(
+            ".{name}{TMP_MARKER}{:016x}",
+            rand::thread_rng().next_u64()
+        ));
+        let result = (|| {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            file.write_all(data)?;
+            file.sync_all()?;
+            drop(file);
+            match fs::hard_link(&tmp, &target) {
+                Ok(()) => {
+                    sync_dir(&dir)?;
+                    Ok(PutOutcome::Created)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
+                Err(e) => Err(e),
+            }
+        })();
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    fn list_blocking(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        // Walk from the deepest directory the prefix names, then filter on the full prefix.
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let start = self.root.join(dir_part);
+        if !start.exists() {
+            return Ok(out);
+        }
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                let file_type = entry.file_type()?;
+                let path = entry.path();
+                if file_type.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.contains(TMP_MARKER) {
+                    continue;
+                }
+                let Some(key) = relative_key(&self.root, &path) else {
+                    continue;
+                };
+                if key.starts_with(prefix) {
+                    out.push(ObjectInfo {
+                        key,
+                        size: entry.metadata()?.len(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn relative_key(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError> {
+        let this = self.clone();
+        let owned_key = key.to_owned();
+        tokio::task::spawn_blocking(move || this.put_blocking(&owned_key, &data))
+            .await
+            .map_err(|e| self.io_error("put", key, io::Error::other(e)))?
+            .map_err(|e| self.io_error("put", key, e))
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(key);
+        tokio::fs::read(&path)
+            .await
+            .map(Bytes::from)
+            .map_err(|e| self.io_error("get", key, e))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let path = self.path(key);
+        let want = range.end.saturating_sub(range.start);
+        let read = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+            let mut file = fs::File::open(path)?;
+            file.seek(SeekFrom::Start(range.start))?;
+            let mut buf = Vec::with_capacity(want as usize);
+            file.take(want).read_to_end(&mut buf)?;
+            Ok(buf)
+        })
+        .await
+        .map_err(|e| self.io_error("get", key, io::Error::other(e)))?
+        .map_err(|e| self.io_error("get", key, e))?;
+        if read.len() as u64 != want {
+            return Err(StoreError::Truncated {
+                store: self.location(),
+                key: key.to_owned(),
+                expected: want,
+                got: read.len() as u64,
+            });
+        }
+        Ok(Bytes::from(read))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let this = self.clone();
+        let owned = prefix.to_owned();
+        tokio::task::spawn_blocking(move || this.list_blocking(&owned))
+            .await
+            .map_err(|e| self.io_error("list", prefix, io::Error::other(e)))?
+            .map_err(|e| self.io_error("list", prefix, e))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.path(key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io_error("delete", key, e)),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Object stores: one small trait ([`Backend`]) that every store implements, opened from a URL.
+//!
+//! The repository talks only to [`Store`]. Behaviour is added by wrapping a backend (fault injection in
+//! tests), not by flags threaded through every call. Every write is create-if-absent: nothing that is
+//! stored is ever overwritten in place.
+
+mod error;
+pub mod faults;
+mod local;
+mod object;
+mod open;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use error::StoreError;
+pub use local::LocalBackend;
+pub use object::ObjectStoreBackend;
+pub use open::{open_store, StoreOptions};
+
+/// What a create-if-absent put found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object did not exist and is now durably stored.
+    Created,
+    /// An object already existed under that key; it was left untouched.
+    AlreadyExists,
+}
+
+/// One object found by a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The key relative to the repository root, with `/` separators.
+    pub key: String,
+    pub size: u64,
+}
+
+/// The operations the repository needs from a store, on keys relative to the repository root.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// A human-readable location, used in messages (`s3://bucket/prefix`).
+    fn location(&self) -> String;
+
+    /// Stores `data` under `key` unless an object is already there. Returns only once the object is
+    /// durable.
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError>;
+
+    /// Reads a whole object.
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
+
+    /// Reads `range` of an object; a short answer is an error.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
+
+    /// Lists every object whose key starts with `prefix` (a folder such as `index/`).
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// A cheaply clonable handle on a backend.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
+    }
+
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError> {
+        self.backend.put_if_absent(key, data).await
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        self.backend.get(key).await
+    }
+
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        self.backend.get_range(key, range).await
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut objects = self.backend.list(prefix).await?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.backend.delete(key).await
+    }
+}

@@ -1,0 +1,194 @@
+//! Any `object_store` implementation (S3, GCS, Azure, memory) as a [`Backend`].
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use tracing::warn;
+
+use super::{Backend, ObjectInfo, PutOutcome, StoreError};
+
+/// How many times a read that broke off mid-body is resumed from the offset it reached.
+const READ_RESUMES: usize = 5;
+
+#[derive(Debug, Clone)]
+pub struct ObjectStoreBackend {
+    inner: Arc<dyn ObjectStore>,
+    prefix: Option<Path>,
+    location: String,
+}
+
+impl ObjectStoreBackend {
+    /// `prefix` is the folder of the repository inside the bucket ("" for the bucket's root).
+    pub fn new(inner: Arc<dyn ObjectStore>, prefix: &str, location: String) -> Self {
+        let prefix = prefix.trim_matches('/');
+        let prefix = (!prefix.is_empty()).then(|| Path::from(prefix));
+        Self {
+            inner,
+            prefix,
+            location,
+        }
+    }
+
+    fn path(&self, key: &str) -> Path {
+        match &self.prefix {
+            Some(p) => Path::from(format!("{p}/{key}")),
+            None => Path::from(key),
+        }
+    }
+
+    fn error(&self, op: &'static str, key: &str, e: object_store::Error) -> StoreError {
+        match e {
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                store: self.location.clone(),
+                key: key.to_owned(),
+            },
+            other => StoreError::Backend {
+                op,
+                store: self.location.clone(),
+                key: key.to_owned(),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// Reads `range` (or the whole object), resuming from the offset reached when a body breaks off.
+    async fn read(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes, StoreError> {
+        let path = self.path(key);
+        let mut buf = BytesMut::new();
+        let mut resumes = 0;
+        // The end is known after the first answer when the whole object was asked for.
+        let mut end = range.as_ref().map(|r| r.end);
+        let start = range.as_ref().map(|r| r.start).unwrap_or(0);
+        loop {
+            let offset = start + buf.len() as u64;
+            let get_range = match end {
+                Some(end) if offset >= end => break,
+                Some(end) => Some(GetRange::Bounded(offset..end)),
+                None if offset == 0 => None,
+                None => Some(GetRange::Offset(offset)),
+            };
+            let options = GetOptions {
+                range: get_range,
+                ..Default::default()
+            };
+            let result = match self.inner.get_opts(&path, options).await {
+                Ok(r) => r,
+                Err(e) => return Err(self.error("get", key, e)),
+            };
+            if end.is_none() {
+                end = Some(result.meta.size);
+            }
+            let mut stream = result.into_stream();
+            let broke = loop {
+                match stream.try_next().await {
+                    Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            match broke {
+                None => {
+                    let got = start + buf.len() as u64;
+                    let want = end.unwrap_or(got);
+                    if got != want {
+                        return Err(StoreError::Truncated {
+                            store: self.location.clone(),
+                            key: key.to_owned(),
+                            expected: want - start,
+                            got: got - start,
+                        });
+                    }
+                    break;
+                }
+                Some(e) if resumes < READ_RESUMES => {
+                    resumes += 1;
+                    warn!(key, offset = start + buf.len() as u64, error = %e, "read broke off; resuming");
+                }
+                Some(e) => return Err(self.error("get", key, e)),
+            }
+        }
+        Ok(buf.freeze())
+    }
+}
+
+#[async_trait]
+impl Backend for ObjectStoreBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.path(key), PutPayload::from_bytes(data), options)
+            .await
+        {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyExists),
+            Err(e) => Err(self.error("put", key, e)),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        self.read(key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
+        self.read(key, Some(range)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        // object_store lists by path segment; list the folder and filter on the full prefix.
+        let folder = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let folder_path = match (&self.prefix, folder.is_empty()) {
+            (Some(p), true) => Some(p.clone()),
+            (Some(p), false) => Some(Path::from(format!("{p}/{folder}"))),
+            (None, true) => None,
+            (None, false) => Some(Path::from(folder)),
+        };
+        let strip = self.prefix.as_ref().map(|p| format!("{p}/"));
+        let metas: Vec<_> = self
+            .inner
+            .list(folder_path.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| self.error("list", prefix, e))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let full = m.location.to_string();
+                let key = match &strip {
+                    Some(s) => full.strip_prefix(s.as_str())?.to_owned(),
+                    None => full,
+                };
+                key.starts_with(prefix)
+                    .then_some(ObjectInfo { key, size: m.size })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("delete", key, e)),
+        }
+    }
+}
