@@ -1,31 +1,30 @@
 //! Opening a store from a repository URL and its options.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 use url::Url;
 
 use super::{LocalBackend, ObjectStoreBackend, Store, StoreError};
 
 /// Options of a repository's store, as given in `repository.options` of the config.
 ///
-/// `timeout`, `connect_timeout`, `retry_timeout` (durations such as `30s`, `5m`) and `max_retries` are
-/// ours; every other key is handed to the backend's builder (for S3 `endpoint`, `region`, `allow_http`,
-/// `virtual_hosted_style_request`, ...), which rejects keys it does not know.
+/// `retry_timeout` (a duration such as `30s` or `5m`) and `max_retries` are ours; every other key is
+/// handed to the backend's builder (for S3 `endpoint`, `region`, `allow_http`,
+/// `virtual_hosted_style_request`, `timeout`, `connect_timeout`, ...), which rejects keys it does not
+/// know.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions(pub BTreeMap<String, String>);
 
 struct Tuning {
-    timeout: Duration,
-    connect_timeout: Duration,
     retry_timeout: Duration,
     max_retries: usize,
 }
@@ -33,20 +32,20 @@ struct Tuning {
 impl StoreOptions {
     fn split(&self) -> Result<(Tuning, Vec<(String, String)>), StoreError> {
         let mut tuning = Tuning {
-            timeout: Duration::from_secs(300),
-            connect_timeout: Duration::from_secs(10),
             retry_timeout: Duration::from_secs(180),
             max_retries: 10,
         };
-        let mut rest = Vec::new();
+        // Client defaults, overridable: a request may take 5 minutes, a connection 10 seconds.
+        let mut rest = vec![
+            ("timeout".to_owned(), "300s".to_owned()),
+            ("connect_timeout".to_owned(), "10s".to_owned()),
+        ];
         for (key, value) in &self.0 {
             let bad = |why: String| StoreError::BadOption {
                 option: key.clone(),
                 why,
             };
             match key.as_str() {
-                "timeout" => tuning.timeout = parse_duration(value).map_err(bad)?,
-                "connect_timeout" => tuning.connect_timeout = parse_duration(value).map_err(bad)?,
                 "retry_timeout" => tuning.retry_timeout = parse_duration(value).map_err(bad)?,
                 "max_retries" => {
                     tuning.max_retries = value
@@ -119,16 +118,14 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
                 .map_err(|_| bad_url("not a local path"))?;
             return Ok(local(path));
         }
-        "memory" => Arc::new(InMemory::new()),
+        "memory" => memory_store(&location),
         "s3" => {
             let mut b = AmazonS3Builder::from_env().with_url(url);
             for (k, v) in rest {
                 let key = AmazonS3ConfigKey::from_str(&k).map_err(|_| unknown_option(&k, "s3"))?;
                 b = b.with_config(key, v);
             }
-            let b = b
-                .with_client_options(client_options(&tuning))
-                .with_retry(retry_config(&tuning));
+            let b = b.with_retry(retry_config(&tuning));
             Arc::new(b.build().map_err(|e| bad_url(&e.to_string()))?)
         }
         "gs" => {
@@ -137,9 +134,7 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
                 let key = GoogleConfigKey::from_str(&k).map_err(|_| unknown_option(&k, "gs"))?;
                 b = b.with_config(key, v);
             }
-            let b = b
-                .with_client_options(client_options(&tuning))
-                .with_retry(retry_config(&tuning));
+            let b = b.with_retry(retry_config(&tuning));
             Arc::new(b.build().map_err(|e| bad_url(&e.to_string()))?)
         }
         "az" | "azure" | "abfs" | "abfss" => {
@@ -148,9 +143,7 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
                 let key = AzureConfigKey::from_str(&k).map_err(|_| unknown_option(&k, "az"))?;
                 b = b.with_config(key, v);
             }
-            let b = b
-                .with_client_options(client_options(&tuning))
-                .with_retry(retry_config(&tuning));
+            let b = b.with_retry(retry_config(&tuning));
             Arc::new(b.build().map_err(|e| bad_url(&e.to_string()))?)
         }
         other => {
@@ -164,6 +157,19 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
     ))))
 }
 
+/// memory:// stores live as long as the process; the same URL opens the same store.
+fn memory_store(location: &str) -> Arc<dyn ObjectStore> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    let stores = STORES.get_or_init(Default::default);
+    let mut stores = stores
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    stores
+        .entry(location.to_owned())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
+}
+
 fn local(path: PathBuf) -> Store {
     Store::new(Arc::new(LocalBackend::new(path)))
 }
@@ -173,12 +179,6 @@ fn unknown_option(key: &str, scheme: &str) -> StoreError {
         option: key.to_owned(),
         why: format!("not an option of {scheme}:// stores"),
     }
-}
-
-fn client_options(t: &Tuning) -> ClientOptions {
-    ClientOptions::new()
-        .with_timeout(t.timeout)
-        .with_connect_timeout(t.connect_timeout)
 }
 
 fn retry_config(t: &Tuning) -> RetryConfig {

@@ -1,0 +1,346 @@
+//! Test support: emulators and servers started on free ports in temp dirs, and test data.
+//!
+//! The emulators come from `scripts/test-tools` (run by `scripts/test`), which exports their paths.
+//! A missing tool fails the test with the command that installs it; nothing is ever skipped.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heirloom_backup::store::{open_store, Store, StoreOptions};
+
+pub const BUCKET: &str = "heirloom-test";
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a free port on 127.0.0.1")
+}
+
+fn tool(var: &str, what: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(p) if PathBuf::from(&p).exists() => PathBuf::from(p),
+        _ => panic!(
+            "{what} is needed: run the tests with `scripts/test` (it installs it), or run \
+             `eval \"$(scripts/test-tools)\"` first so that {var} names it"
+        ),
+    }
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 60 s");
+}
+
+fn python(script: &str, args: &[&str]) {
+    let py = tool("HEIRLOOM_TEST_PYTHON", "the test venv's python");
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("running python");
+    assert!(
+        out.status.success(),
+        "python helper failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running emulator; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// moto's S3 server with one bucket.
+pub fn start_moto() -> Server {
+    let bin = tool(
+        "HEIRLOOM_TEST_MOTO",
+        "moto_server (pip install 'moto[server]')",
+    );
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting moto_server");
+    wait_for_port(port, &mut child, "moto_server");
+    python(
+        "import sys, boto3\n\
+         boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+         aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket=sys.argv[2])",
+        &[&format!("http://127.0.0.1:{port}"), BUCKET],
+    );
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// azurite's blob service with one container.
+pub fn start_azurite() -> Server {
+    let bin = tool(
+        "HEIRLOOM_TEST_AZURITE",
+        "azurite-blob (npm install azurite)",
+    );
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(bin)
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .arg("--location")
+        .arg(dir.path())
+        .args(["--skipApiVersionCheck", "--silent", "--loose"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting azurite-blob");
+    wait_for_port(port, &mut child, "azurite-blob");
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};\
+         BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+    );
+    python(
+        "import sys\n\
+         from azure.storage.blob import BlobServiceClient\n\
+         BlobServiceClient.from_connection_string(sys.argv[1]).create_container(sys.argv[2])",
+        &[&conn, BUCKET],
+    );
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// A repository location: URL and store options, as a user would write them in heirloom.yaml.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub url: String,
+    pub options: Vec<(String, String)>,
+}
+
+impl Location {
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions(self.options.iter().cloned().collect())
+    }
+
+    pub fn open(&self) -> Store {
+        open_store(&self.url, &self.store_options()).expect("opening the store")
+    }
+
+    /// The `repository:` section of a config file for this location.
+    pub fn yaml(&self, key_file: &std::path::Path) -> String {
+        let mut s = format!(
+            "repository:\n  url: {}\n  key_file: {}\n",
+            self.url,
+            key_file.display()
+        );
+        if !self.options.is_empty() {
+            s.push_str("  options:\n");
+            for (k, v) in &self.options {
+                s.push_str(&format!("    {k}: \"{v}\"\n"));
+            }
+        }
+        s
+    }
+}
+
+pub fn s3_location(server: &Server, prefix: &str) -> Location {
+    Location {
+        url: format!("s3://{BUCKET}/{prefix}"),
+        options: vec![
+            (
+                "endpoint".into(),
+                format!("http://127.0.0.1:{}", server.port),
+            ),
+            ("region".into(), "us-east-1".into()),
+            ("allow_http".into(), "true".into()),
+            ("access_key_id".into(), "test".into()),
+            ("secret_access_key".into(), "test".into()),
+            ("retry_timeout".into(), "20s".into()),
+        ],
+    }
+}
+
+pub fn azure_location(server: &Server, prefix: &str) -> Location {
+    Location {
+        url: format!("az://{BUCKET}/{prefix}"),
+        options: vec![
+            ("account_name".into(), AZURITE_ACCOUNT.into()),
+            ("access_key".into(), AZURITE_KEY.into()),
+            (
+                "endpoint".into(),
+                format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", server.port),
+            ),
+            ("allow_http".into(), "true".into()),
+            ("retry_timeout".into(), "20s".into()),
+        ],
+    }
+}
+
+/// Deterministic test data: `text_fraction` of it table-like text, the rest incompressible.
+pub fn mixed_data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::with_capacity(len);
+    let block = 1 << 20;
+    let mut row = 0u64;
+    while out.len() < len {
+        let n = block.min(len - out.len());
+        if (out.len() / block) % 2 == 0 {
+            let start = out.len();
+            while out.len() < start + n {
+                row += 1;
+                let line = format!(
+                    "{row}\tuser{}\t2026-11-{:02}\tnote body {} {}\n",
+                    next() % 1000,
+                    next() % 28 + 1,
+                    next() % 100_000,
+                    ["lorem", "ipsum", "dolor", "sit", "amet"][(next() % 5) as usize]
+                );
+                out.extend_from_slice(line.as_bytes());
+            }
+            out.truncate(start + n);
+        } else {
+            let target = out.len() + n;
+            while out.len() < target {
+                out.extend_from_slice(&next().to_le_bytes());
+            }
+            out.truncate(target);
+        }
+    }
+    out
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+pub mod repo {
+    //! Library-level helpers: a repository with a fixed key file, backups from memory, restores to hashes.
+
+    use std::io::{Cursor, Write};
+    use std::sync::{Arc, Mutex};
+
+    use chrono::Utc;
+    use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
+    use heirloom_backup::pipeline::restore::restore_file;
+    use heirloom_backup::pipeline::Concurrency;
+    use heirloom_backup::repo::keys::KeySource;
+    use heirloom_backup::repo::manifest::BackupId;
+    use heirloom_backup::repo::{RepoError, Repository};
+    use indicatif::ProgressBar;
+    use sha2::{Digest, Sha256};
+
+    pub fn test_key() -> KeySource {
+        KeySource::KeyFile {
+            path: "test-key".into(),
+            key: zeroize::Zeroizing::new([42u8; 32]),
+        }
+    }
+
+    pub fn options(source: &str) -> BackupOptions {
+        BackupOptions {
+            source: source.into(),
+            labels: Default::default(),
+            concurrency: Concurrency::default(),
+        }
+    }
+
+    pub async fn backup(repo: &Repository, data: &[u8]) -> Result<BackupSummary, RepoError> {
+        backup_stream(
+            repo,
+            Cursor::new(data.to_vec()),
+            &options("test"),
+            ProgressBar::hidden(),
+            Utc::now(),
+        )
+        .await
+    }
+
+    /// Collects what a restore writes.
+    #[derive(Clone, Default)]
+    pub struct Sink(pub Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Restores a backup into memory; on failure also returns what was written before it.
+    pub async fn restore(
+        repo: &Repository,
+        id: &BackupId,
+    ) -> Result<Vec<u8>, (RepoError, Vec<u8>)> {
+        let sink = Sink::default();
+        let result = async {
+            let manifest = repo.manifest(id).await?;
+            let index = repo.load_index().await?;
+            for file in &manifest.files {
+                restore_file(
+                    repo,
+                    &index,
+                    &manifest,
+                    file,
+                    sink.clone(),
+                    Concurrency::default(),
+                    ProgressBar::hidden(),
+                )
+                .await?;
+            }
+            Ok::<_, RepoError>(())
+        }
+        .await;
+        let written = std::mem::take(&mut *sink.0.lock().unwrap());
+        match result {
+            Ok(()) => Ok(written),
+            Err(e) => Err((e, written)),
+        }
+    }
+
+    pub fn sha(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+}
