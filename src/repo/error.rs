@@ -25,14 +25,13 @@ pub enum RepoError {
         source: ConfigObjectError,
     },
 
-    #[error(
-        "no key in {location}/keys opens with {tried_with} ({candidates} {kind} key(s) tried)"
-    )]
+    #[error("no key in {location}/keys opens with {tried_with}: {candidates} {kind} key(s) tried, {others} key(s) of the other kind not tried")]
     WrongKey {
         location: String,
         tried_with: String,
         candidates: usize,
         kind: &'static str,
+        others: usize,
     },
 
     #[error("key {id} not found in {location}/keys")]

@@ -134,6 +134,7 @@ impl Repository {
             location: store.location(),
             tried_with: source.describe(),
             candidates: candidates.len(),
+            others: envelopes.len() - candidates.len(),
             kind: match source.kind() {
                 keys::EnvelopeKind::Passphrase => "passphrase",
                 keys::EnvelopeKind::KeyFile => "key-file",
