@@ -29,11 +29,11 @@ async fn conformance(loc: Location) {
     // The store itself: create-if-absent never overwrites.
     let store = loc.open();
     assert_eq!(
-        store.put_if_absent("probe/x", "one".into()).await.unwrap(),
+        store.put_if_absent("probe/x", "one").await.unwrap(),
         PutOutcome::Created
     );
     assert_eq!(
-        store.put_if_absent("probe/x", "two".into()).await.unwrap(),
+        store.put_if_absent("probe/x", "two").await.unwrap(),
         PutOutcome::AlreadyExists
     );
     assert_eq!(&store.get("probe/x").await.unwrap()[..], b"one");

@@ -170,12 +170,11 @@ pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     }
     for f in &m.files {
         println!(
-            "file      {}  {} ({} bytes)  {} chunks  sha256 {}",
+            "file      {}  {} ({} bytes)  {} chunks",
             f.path,
             human_bytes(f.size),
             f.size,
-            f.chunks.len(),
-            f.sha256
+            f.chunks.len()
         );
     }
     Ok(Exit::Ok)

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use indicatif::ProgressBar;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -22,6 +21,7 @@ use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest, MANIFEST_VERSION};
 use crate::repo::pack::{FinishedPack, PackWriter};
 use crate::repo::{RepoError, Repository};
+use crate::store::PutPayload;
 
 /// An index file is written after this many packs, so an interrupted backup's uploads are reused.
 const INDEX_EVERY_PACKS: usize = 8;
@@ -39,7 +39,6 @@ pub struct BackupSummary {
     pub id: BackupId,
     pub source: String,
     pub size: u64,
-    pub sha256: String,
     pub chunks: usize,
     pub new_chunks: usize,
     /// Stored bytes this backup added (sealed chunks in new packs).
@@ -53,7 +52,7 @@ enum Sealed {
     Known { id: ChunkId },
     New {
         id: ChunkId,
-        sealed: Vec<u8>,
+        sealed: Bytes,
         raw_len: u32,
     },
 }
@@ -84,24 +83,22 @@ async fn run<R: Read + Send + 'static>(
     let index = Arc::new(repo.load_index().await?);
     debug!(chunks = index.chunk_count(), "index loaded");
     let cpu = options.concurrency.cpu.max(1);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(cpu * 2);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(cpu);
 
-    // Stage 1, on a blocking thread: read and cut into chunks, hashing the whole stream on the way.
+    // Stage 1, on a blocking thread: read and cut into chunks.
     let params = repo.config().chunker;
     let seed = repo.keys().chunker_seed();
-    let reader_task = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
-        let mut whole = Sha256::new();
+    let reader_task = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
         let mut size = 0u64;
         for chunk in Chunker::new(reader, &params, seed) {
             let chunk = chunk?;
-            whole.update(&chunk);
             size += chunk.len() as u64;
             progress.inc(chunk.len() as u64);
             if tx.blocking_send(chunk).is_err() {
                 break; // the pipeline stopped; its error is reported there
             }
         }
-        Ok((size, hex::encode(whole.finalize())))
+        Ok(size)
     });
 
     // Stage 2, on the blocking pool: hash, and seal what is new, `cpu` chunks at a time, in order.
@@ -114,7 +111,7 @@ async fn run<R: Read + Send + 'static>(
             let claimed = claimed.clone();
             tokio::task::spawn_blocking(move || seal_one(&keys, &index, &claimed, data, level))
         })
-        .buffered(cpu);
+        .buffered(cpu * 3);
 
     // Stage 3: pack in order, upload packs `io` at a time.
     let mut packer = Packer::new(repo, options.concurrency.io.max(1));
@@ -134,7 +131,7 @@ async fn run<R: Read + Send + 'static>(
                 } => {
                     chunk_ids.push(id);
                     new_chunks += 1;
-                    packer.add(id, &sealed, raw_len).await?;
+                    packer.add(id, sealed, raw_len).await?;
                 }
             }
         }
@@ -148,7 +145,7 @@ async fn run<R: Read + Send + 'static>(
         reader_task.abort();
         return Err(e);
     }
-    let (size, sha256) = reader_task
+    let size = reader_task
         .await
         .map_err(|e| RepoError::Invalid(format!("reader task failed: {e}")))?
         .map_err(RepoError::Input)?;
@@ -166,7 +163,6 @@ async fn run<R: Read + Send + 'static>(
         files: vec![FileEntry {
             path: "-".into(),
             size,
-            sha256: sha256.clone(),
             chunks: chunk_ids,
         }],
     };
@@ -175,7 +171,6 @@ async fn run<R: Read + Send + 'static>(
         id: manifest.id.clone(),
         source: manifest.source.clone(),
         size,
-        sha256,
         chunks: manifest.chunk_count(),
         new_chunks,
         added_bytes: packer.added_bytes,
@@ -210,7 +205,7 @@ fn seal_one(
     let sealed = blob::seal_chunk(keys, &id, &data, level);
     Sealed::New {
         id,
-        sealed,
+        sealed: Bytes::from(sealed),
         raw_len: data.len() as u32,
     }
 }
@@ -230,7 +225,7 @@ impl<'a> Packer<'a> {
     fn new(repo: &'a Repository, max_uploads: usize) -> Self {
         Self {
             repo,
-            current: PackWriter::new(pack_capacity(repo)),
+            current: PackWriter::new(),
             uploads: JoinSet::new(),
             max_uploads,
             unindexed: Vec::new(),
@@ -239,9 +234,9 @@ impl<'a> Packer<'a> {
         }
     }
 
-    async fn add(&mut self, id: ChunkId, sealed: &[u8], raw_len: u32) -> Result<(), RepoError> {
-        self.current.add(id, sealed, raw_len);
+    async fn add(&mut self, id: ChunkId, sealed: Bytes, raw_len: u32) -> Result<(), RepoError> {
         self.added_bytes += sealed.len() as u64;
+        self.current.add(id, sealed, raw_len);
         if self.current.len() >= self.repo.config().pack.target_size as usize {
             self.seal_pack().await?;
         }
@@ -252,8 +247,7 @@ impl<'a> Packer<'a> {
         if self.current.is_empty() {
             return Ok(());
         }
-        let writer =
-            std::mem::replace(&mut self.current, PackWriter::new(pack_capacity(self.repo)));
+        let writer = std::mem::take(&mut self.current);
         let keys = self.repo.keys().clone();
         let pack = tokio::task::spawn_blocking(move || writer.finish(&keys))
             .await
@@ -310,15 +304,12 @@ impl<'a> Packer<'a> {
     }
 }
 
-fn pack_capacity(repo: &Repository) -> usize {
-    let c = repo.config();
-    c.pack.target_size as usize + c.chunker.max_size as usize + 64 * 1024
-}
-
 async fn upload(store: crate::store::Store, pack: FinishedPack) -> Result<IndexedPack, RepoError> {
     let key = pack_key(&pack.id);
-    let size = pack.bytes.len() as u64;
-    store.put_if_absent(&key, Bytes::clone(&pack.bytes)).await?;
+    let size = pack.size;
+    store
+        .put_if_absent(&key, pack.parts.into_iter().collect::<PutPayload>())
+        .await?;
     debug!(%key, size, chunks = pack.entries.len(), "pack stored");
     Ok(IndexedPack {
         id: pack.id,

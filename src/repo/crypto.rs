@@ -6,7 +6,7 @@
 //! are sealed under one derived metadata key with their kind as associated data, so an index cannot be
 //! passed off as a manifest.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -127,15 +127,38 @@ impl Keys {
         cipher
     }
 
-    /// Seals an encoded chunk (see `blob`) under its per-chunk key.
-    pub fn seal_chunk(&self, id: &ChunkId, encoded: &[u8]) -> Vec<u8> {
+    /// Seals a chunk in place. `buf` holds `NONCE_LEN` placeholder bytes followed by the encoded chunk
+    /// (see `blob`); afterwards it is the sealed box: nonce, ciphertext, tag.
+    pub fn seal_chunk_in_place(&self, id: &ChunkId, buf: &mut Vec<u8>) {
         let aad = [CHUNK_AAD, id.as_bytes()].concat();
-        seal(&self.chunk_cipher(id), encoded, &aad)
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        buf[..NONCE_LEN].copy_from_slice(&nonce);
+        let tag = self
+            .chunk_cipher(id)
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut buf[NONCE_LEN..])
+            .unwrap_or_else(|_| unreachable!("AES-GCM encryption fails only beyond 64 GiB"));
+        buf.extend_from_slice(&tag);
     }
 
+    /// Opens a sealed chunk, returning its encoded form.
     pub fn open_chunk(&self, id: &ChunkId, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(OpenError);
+        }
         let aad = [CHUNK_AAD, id.as_bytes()].concat();
-        open(&self.chunk_cipher(id), sealed, &aad)
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let mut buf = ciphertext.to_vec();
+        self.chunk_cipher(id)
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                &aad,
+                &mut buf,
+                aes_gcm::Tag::from_slice(tag),
+            )
+            .map_err(|_| OpenError)?;
+        Ok(buf)
     }
 
     pub fn seal_meta(&self, kind: MetaKind, plaintext: &[u8]) -> Vec<u8> {
@@ -227,12 +250,19 @@ mod tests {
         Keys::new(MasterSecret::generate())
     }
 
+    fn seal_chunk(k: &Keys, id: &ChunkId, data: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; NONCE_LEN];
+        buf.extend_from_slice(data);
+        k.seal_chunk_in_place(id, &mut buf);
+        buf
+    }
+
     proptest! {
         #[test]
         fn chunks_round_trip(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
             let k = keys();
             let id = k.chunk_id(&data);
-            let sealed = k.seal_chunk(&id, &data);
+            let sealed = seal_chunk(&k, &id, &data);
             prop_assert_eq!(sealed.len(), data.len() + SEAL_OVERHEAD);
             prop_assert_eq!(k.open_chunk(&id, &sealed).unwrap(), data);
         }
@@ -241,7 +271,7 @@ mod tests {
         fn any_flipped_bit_fails_to_open(data in proptest::collection::vec(any::<u8>(), 1..512), pos in any::<usize>(), bit in 0u8..8) {
             let k = keys();
             let id = k.chunk_id(&data);
-            let mut sealed = k.seal_chunk(&id, &data);
+            let mut sealed = seal_chunk(&k, &id, &data);
             let i = pos % sealed.len();
             sealed[i] ^= 1 << bit;
             prop_assert_eq!(k.open_chunk(&id, &sealed), Err(OpenError));
@@ -253,7 +283,7 @@ mod tests {
         let k = keys();
         let id = k.chunk_id(b"a");
         let other = k.chunk_id(b"b");
-        let sealed = k.seal_chunk(&id, b"a");
+        let sealed = seal_chunk(&k, &id, b"a");
         assert_eq!(k.open_chunk(&other, &sealed), Err(OpenError));
     }
 

@@ -104,8 +104,6 @@ pub struct Manifest {
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
-    /// SHA-256 of the file's bytes, checked again when they are read back.
-    pub sha256: String,
     pub chunks: Vec<ChunkId>,
 }
 

@@ -21,41 +21,50 @@ pub struct PackEntry {
     pub raw_len: u32,
 }
 
-/// Builds one pack in memory.
+/// Builds one pack in memory, as the list of its parts: sealed chunks are not copied again.
 pub struct PackWriter {
-    buf: Vec<u8>,
+    parts: Vec<Bytes>,
+    len: usize,
     entries: Vec<PackEntry>,
 }
 
 /// A finished pack, ready to upload.
 pub struct FinishedPack {
     pub id: PackId,
-    pub bytes: Bytes,
+    /// The pack's bytes are the concatenation of these.
+    pub parts: Vec<Bytes>,
+    pub size: u64,
     pub entries: Vec<PackEntry>,
 }
 
+impl Default for PackWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PackWriter {
-    pub fn new(capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(capacity);
-        buf.extend_from_slice(PACK_MAGIC);
+    pub fn new() -> Self {
         Self {
-            buf,
+            parts: vec![Bytes::from_static(PACK_MAGIC)],
+            len: PACK_MAGIC.len(),
             entries: Vec::new(),
         }
     }
 
-    pub fn add(&mut self, id: ChunkId, sealed: &[u8], raw_len: u32) {
+    pub fn add(&mut self, id: ChunkId, sealed: Bytes, raw_len: u32) {
         self.entries.push(PackEntry {
             id,
-            offset: self.buf.len() as u32,
+            offset: self.len as u32,
             length: sealed.len() as u32,
             raw_len,
         });
-        self.buf.extend_from_slice(sealed);
+        self.len += sealed.len();
+        self.parts.push(sealed);
     }
 
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -66,21 +75,30 @@ impl PackWriter {
         let mut header = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
         header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
-            header.extend_from_slice(e.id.as_bytes());
-            header.extend_from_slice(&e.offset.to_le_bytes());
-            header.extend_from_slice(&e.length.to_le_bytes());
-            header.extend_from_slice(&e.raw_len.to_le_bytes());
+            encode_entry(e, &mut header);
         }
         let sealed = keys.seal_meta(MetaKind::PackHeader, &header);
-        self.buf.extend_from_slice(&sealed);
-        self.buf
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        let id = PackId(Sha256::digest(&self.buf).into());
+        let sealed_len = (sealed.len() as u32).to_le_bytes();
+        self.len += sealed.len() + sealed_len.len();
+        self.parts.push(Bytes::from(sealed));
+        self.parts.push(Bytes::copy_from_slice(&sealed_len));
+        let mut hasher = Sha256::new();
+        for part in &self.parts {
+            hasher.update(part);
+        }
         FinishedPack {
-            id,
-            bytes: Bytes::from(self.buf),
+            id: PackId(hasher.finalize().into()),
+            parts: self.parts,
+            size: self.len as u64,
             entries: self.entries,
         }
+    }
+}
+
+impl FinishedPack {
+    /// The pack's bytes in one buffer (tests and tools; uploads send the parts).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts.concat()
     }
 }
 
@@ -190,17 +208,19 @@ mod tests {
         #[test]
         fn packs_round_trip(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..20)) {
             let keys = Keys::new(MasterSecret::generate());
-            let mut w = PackWriter::new(1024);
+            let mut w = PackWriter::new();
             for c in &chunks {
                 let id = keys.chunk_id(c);
-                w.add(id, &blob::seal_chunk(&keys, &id, c, 1), c.len() as u32);
+                w.add(id, blob::seal_chunk(&keys, &id, c, 1).into(), c.len() as u32);
             }
             let pack = w.finish(&keys);
-            let entries = read_pack(&keys, &pack.id, &pack.bytes).unwrap();
+            let bytes = pack.to_vec();
+            prop_assert_eq!(bytes.len() as u64, pack.size);
+            let entries = read_pack(&keys, &pack.id, &bytes).unwrap();
             prop_assert_eq!(&entries, &pack.entries);
             for (e, c) in entries.iter().zip(&chunks) {
-                let sealed = &pack.bytes[e.offset as usize..(e.offset + e.length) as usize];
-                prop_assert_eq!(&blob::open_chunk(&keys, &e.id, sealed, e.raw_len).unwrap(), c);
+                let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+                prop_assert_eq!(&blob::open_chunk(&keys, &e.id, sealed, e.raw_len).unwrap()[..], &c[..]);
             }
         }
     }
@@ -208,17 +228,18 @@ mod tests {
     #[test]
     fn a_flipped_byte_changes_the_hash_and_a_truncation_breaks_the_header() {
         let keys = Keys::new(MasterSecret::generate());
-        let mut w = PackWriter::new(64);
+        let mut w = PackWriter::new();
         let id = keys.chunk_id(b"hello");
-        w.add(id, &blob::seal_chunk(&keys, &id, b"hello", 1), 5);
+        w.add(id, blob::seal_chunk(&keys, &id, b"hello", 1).into(), 5);
         let pack = w.finish(&keys);
-        let mut flipped = pack.bytes.to_vec();
+        let bytes = pack.to_vec();
+        let mut flipped = bytes.clone();
         flipped[10] ^= 1;
         assert!(matches!(
             read_pack(&keys, &pack.id, &flipped),
             Err(PackError::Hash { .. })
         ));
-        let cut = &pack.bytes[..pack.bytes.len() - 7];
+        let cut = &bytes[..bytes.len() - 7];
         assert!(read_header(&keys, cut).is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Backend, ObjectInfo, PutOutcome, StoreError};
+use super::{Backend, ObjectInfo, PutOutcome, PutPayload, StoreError};
 
 /// Which operations fail. Counters start at 1 with the first call of each kind.
 #[derive(Debug, Default, Clone)]
@@ -81,7 +81,7 @@ impl Backend for FaultyBackend {
         self.inner.location()
     }
 
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError> {
+    async fn put_if_absent(&self, key: &str, data: PutPayload) -> Result<PutOutcome, StoreError> {
         if self.affects(key) {
             let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
             let after = self.plan.fail_puts_after.is_some_and(|a| n > a);

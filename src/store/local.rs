@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rand::RngCore;
 
-use super::{Backend, ObjectInfo, PutOutcome, StoreError};
+use super::{Backend, ObjectInfo, PutOutcome, PutPayload, StoreError};
 
 /// A repository in a local directory.
 ///
@@ -47,7 +47,7 @@ impl LocalBackend {
         }
     }
 
-    fn put_blocking(&self, key: &str, data: &[u8]) -> io::Result<PutOutcome> {
+    fn put_blocking(&self, key: &str, data: &PutPayload) -> io::Result<PutOutcome> {
         let target = self.path(key);
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&dir)?;
@@ -67,7 +67,9 @@ impl LocalBackend {
                 .write(true)
                 .create_new(true)
                 .open(&tmp)?;
-            file.write_all(data)?;
+            for part in data.iter() {
+                file.write_all(part)?;
+            }
             file.sync_all()?;
             drop(file);
             match fs::hard_link(&tmp, &target) {
@@ -142,7 +144,7 @@ impl Backend for LocalBackend {
         format!("file://{}", self.root.display())
     }
 
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError> {
+    async fn put_if_absent(&self, key: &str, data: PutPayload) -> Result<PutOutcome, StoreError> {
         let this = self.clone();
         let owned_key = key.to_owned();
         tokio::task::spawn_blocking(move || this.put_blocking(&owned_key, &data))

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+pub use object_store::PutPayload;
 
 pub use error::StoreError;
 pub use local::LocalBackend;
@@ -45,9 +46,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// A human-readable location, used in messages (`s3://bucket/prefix`).
     fn location(&self) -> String;
 
-    /// Stores `data` under `key` unless an object is already there. Returns only once the object is
-    /// durable.
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError>;
+    /// Stores `data` (the concatenation of its parts) under `key` unless an object is already there.
+    /// Returns only once the object is durable.
+    async fn put_if_absent(&self, key: &str, data: PutPayload) -> Result<PutOutcome, StoreError>;
 
     /// Reads a whole object.
     async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
@@ -77,8 +78,12 @@ impl Store {
         self.backend.location()
     }
 
-    pub async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError> {
-        self.backend.put_if_absent(key, data).await
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        data: impl Into<PutPayload>,
+    ) -> Result<PutOutcome, StoreError> {
+        self.backend.put_if_absent(key, data.into()).await
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {

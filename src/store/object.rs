@@ -124,16 +124,12 @@ impl Backend for ObjectStoreBackend {
         self.location.clone()
     }
 
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> Result<PutOutcome, StoreError> {
+    async fn put_if_absent(&self, key: &str, data: PutPayload) -> Result<PutOutcome, StoreError> {
         let options = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
-            .inner
-            .put_opts(&self.path(key), PutPayload::from_bytes(data), options)
-            .await
-        {
+        match self.inner.put_opts(&self.path(key), data, options).await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyExists),
