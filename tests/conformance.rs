@@ -149,3 +149,9 @@ async fn conformance_azure_azurite() {
     let server = support::start_azurite();
     conformance(support::azure_location(&server, "team/prod")).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_gcs_fake_gcs_server() {
+    let server = support::start_fake_gcs();
+    conformance(support::gcs_location(&server, "team/prod")).await;
+}

