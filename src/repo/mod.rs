@@ -241,13 +241,7 @@ impl Repository {
         let json = serde_json::to_vec(manifest).map_err(|e| RepoError::Invalid(e.to_string()))?;
         let compressed = zstd::bulk::compress(&json, 3).map_err(RepoError::Output)?;
         let sealed = self.keys.seal_meta(MetaKind::Manifest, &compressed);
-        let key = manifest.id.key();
-        match self.store.put_if_absent(&key, Bytes::from(sealed)).await? {
-            PutOutcome::Created => Ok(()),
-            PutOutcome::AlreadyExists => Err(RepoError::Invalid(format!(
-                "{key} already exists; backup ids are never reused"
-            ))),
-        }
+        put_new(&self.store, &manifest.id.key(), Bytes::from(sealed)).await
     }
 
     fn open_manifest(&self, key: &str, bytes: &[u8]) -> Result<Manifest, RepoError> {
@@ -356,9 +350,18 @@ async fn put_json<T: serde::Serialize>(
     value: &T,
 ) -> Result<(), RepoError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Invalid(e.to_string()))?;
-    match store.put_if_absent(key, Bytes::from(bytes)).await? {
+    put_new(store, key, Bytes::from(bytes)).await
+}
+
+/// Writes an object that must not exist yet. A put whose answer was lost and that was retried finds
+/// its own object there: identical bytes count as success, anything else is refused.
+pub(crate) async fn put_new(store: &Store, key: &str, bytes: Bytes) -> Result<(), RepoError> {
+    match store.put_if_absent(key, bytes.clone()).await? {
         PutOutcome::Created => Ok(()),
-        PutOutcome::AlreadyExists => Err(RepoError::Invalid(format!("{key} already exists"))),
+        PutOutcome::AlreadyExists if store.get(key).await? == bytes => Ok(()),
+        PutOutcome::AlreadyExists => Err(RepoError::Invalid(format!(
+            "{key} already exists with other content; objects are never overwritten"
+        ))),
     }
 }
 

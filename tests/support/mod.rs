@@ -194,6 +194,43 @@ pub fn start_fake_gcs() -> Server {
     }
 }
 
+/// A proxy in front of `upstream` that answers every `fail_every`-th request with 503 and cuts every
+/// `cut_every`-th GET body off halfway. `port` is the proxy's; the upstream server stays owned by the
+/// caller.
+pub fn start_flaky_proxy(upstream: u16, fail_every: u32, cut_every: u32) -> Server {
+    let py = tool("HEIRLOOM_TEST_PYTHON", "the test venv's python");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/flaky_proxy.py");
+    let mut child = Command::new(py)
+        .arg(script)
+        .args([port, upstream].map(|p| p.to_string()))
+        .args([fail_every, cut_every].map(|n| n.to_string()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the flaky proxy");
+    wait_for_port(port, &mut child, "flaky_proxy.py");
+    Server {
+        children: vec![child],
+        port,
+        _dir: dir,
+    }
+}
+
+/// The proxy's counts: requests, failed (503s sent), gets, cut (bodies cut off).
+pub fn proxy_stats(proxy: &Server) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).expect("connecting to the proxy");
+    conn.write_all(b"GET /__stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("asking the proxy");
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply)
+        .expect("reading the proxy's answer");
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    serde_json::from_str(body).expect("the proxy's stats are JSON")
+}
+
 /// A repository location: URL and store options, as a user would write them in heirloom.yaml.
 #[derive(Debug, Clone)]
 pub struct Location {
