@@ -57,6 +57,25 @@ enum Sealed {
     },
 }
 
+/// One file to back up: its path inside the backup, its mode, and where its bytes come from.
+pub struct SourceFile {
+    pub path: String,
+    pub mode: Option<u32>,
+    pub reader: Box<dyn Read + Send>,
+}
+
+/// The files a backup reads, in order, on a blocking thread. An error ends the backup.
+pub type FileSource = Box<dyn Iterator<Item = std::io::Result<SourceFile>> + Send>;
+
+/// The files as stored, and what storing them cost.
+#[derive(Debug)]
+pub struct StoredFiles {
+    pub files: Vec<FileEntry>,
+    pub new_chunks: usize,
+    pub added_bytes: u64,
+    pub packs: usize,
+}
+
 /// Backs up everything `reader` yields as one stream, and writes its manifest.
 pub async fn backup_stream<R: Read + Send + 'static>(
     repo: &Repository,
@@ -66,70 +85,121 @@ pub async fn backup_stream<R: Read + Send + 'static>(
     now: DateTime<Utc>,
 ) -> Result<BackupSummary, RepoError> {
     crate::repo::manifest::validate_source_name(&options.source).map_err(RepoError::Invalid)?;
+    let clock = std::time::Instant::now();
     let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "backup", now).await?;
-    let result = run(repo, reader, options, progress, now).await;
+    let source: FileSource = Box::new(std::iter::once(Ok(SourceFile {
+        path: "-".into(),
+        mode: None,
+        reader: Box::new(reader),
+    })));
+    let result = async {
+        let stored = store_files(repo, source, options.concurrency, progress).await?;
+        let finished = now + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            id: BackupId::new(now),
+            source: options.source.clone(),
+            kind: BackupKind::Stream,
+            labels: options.labels.clone(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            started: now,
+            finished,
+            postgres: None,
+            directories: Vec::new(),
+            files: stored.files,
+        };
+        repo.save_manifest(&manifest).await?;
+        let summary = BackupSummary {
+            id: manifest.id.clone(),
+            source: manifest.source.clone(),
+            size: manifest.size(),
+            chunks: manifest.chunk_count(),
+            new_chunks: stored.new_chunks,
+            added_bytes: stored.added_bytes,
+            packs: stored.packs,
+            seconds: clock.elapsed().as_secs_f64(),
+        };
+        info!(id = %summary.id, size = summary.size, new_chunks = summary.new_chunks, "backup complete");
+        Ok(summary)
+    }
+    .await;
     lease.release().await;
     result
 }
 
-async fn run<R: Read + Send + 'static>(
+/// Stores the files `source` yields: chunks them, seals and packs what the repository lacks, and
+/// writes the packs and their index. The caller holds a lease and writes the manifest afterwards.
+pub async fn store_files(
     repo: &Repository,
-    reader: R,
-    options: &BackupOptions,
+    source: FileSource,
+    concurrency: Concurrency,
     progress: ProgressBar,
-    started: DateTime<Utc>,
-) -> Result<BackupSummary, RepoError> {
-    let clock = std::time::Instant::now();
+) -> Result<StoredFiles, RepoError> {
     let index = Arc::new(repo.load_index().await?);
     debug!(chunks = index.chunk_count(), "index loaded");
-    let cpu = options.concurrency.cpu.max(1);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>(cpu);
+    let cpu = concurrency.cpu.max(1);
+    let (tx, rx) = mpsc::channel::<(usize, Vec<u8>)>(cpu);
 
-    // Stage 1, on a blocking thread: read and cut into chunks.
+    // Stage 1, on a blocking thread: read each file and cut it into chunks.
     let params = repo.config().chunker;
     let seed = repo.keys().chunker_seed();
-    let reader_task = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-        let mut size = 0u64;
-        for chunk in Chunker::new(reader, &params, seed) {
-            let chunk = chunk?;
-            size += chunk.len() as u64;
-            progress.inc(chunk.len() as u64);
-            if tx.blocking_send(chunk).is_err() {
-                break; // the pipeline stopped; its error is reported there
+    let reader_task = tokio::task::spawn_blocking(
+        move || -> std::io::Result<Vec<(String, Option<u32>, u64)>> {
+            let mut files = Vec::new();
+            for file in source {
+                let file = file?;
+                let number = files.len();
+                let mut size = 0u64;
+                for chunk in Chunker::new(file.reader, &params, seed) {
+                    let chunk = chunk.map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("reading {}: {e}", file.path))
+                    })?;
+                    size += chunk.len() as u64;
+                    progress.inc(chunk.len() as u64);
+                    if tx.blocking_send((number, chunk)).is_err() {
+                        return Ok(files); // the pipeline stopped; its error is reported there
+                    }
+                }
+                files.push((file.path, file.mode, size));
             }
-        }
-        Ok(size)
-    });
+            Ok(files)
+        },
+    );
 
-    // Stage 2, on the blocking pool: hash, and seal what is new, `cpu` chunks at a time, in order.
+    // Stage 2, on the blocking pool: hash, and seal what is new, in order, several chunks at a time.
     let claimed: Arc<Mutex<HashSet<ChunkId>>> = Arc::default();
     let level = repo.config().compression.level;
     let sealed = tokio_stream_from(rx)
-        .map(|data| {
+        .map(|(number, data)| {
             let keys = repo.keys().clone();
             let index = index.clone();
             let claimed = claimed.clone();
-            tokio::task::spawn_blocking(move || seal_one(&keys, &index, &claimed, data, level))
+            tokio::task::spawn_blocking(move || {
+                (number, seal_one(&keys, &index, &claimed, data, level))
+            })
         })
         .buffered(cpu * 3);
 
     // Stage 3: pack in order, upload packs `io` at a time.
-    let mut packer = Packer::new(repo, options.concurrency.io.max(1));
-    let mut chunk_ids = Vec::new();
+    let mut packer = Packer::new(repo, concurrency.io.max(1));
+    let mut chunk_ids: Vec<Vec<ChunkId>> = Vec::new();
     let mut new_chunks = 0usize;
     let pipeline_result: Result<(), RepoError> = async {
         futures::pin_mut!(sealed);
         while let Some(joined) = sealed.next().await {
-            let item =
+            let (number, item) =
                 joined.map_err(|e| RepoError::Invalid(format!("sealing task failed: {e}")))?;
+            if chunk_ids.len() <= number {
+                chunk_ids.resize_with(number + 1, Vec::new);
+            }
             match item {
-                Sealed::Known { id } => chunk_ids.push(id),
+                Sealed::Known { id } => chunk_ids[number].push(id),
                 Sealed::New {
                     id,
                     sealed,
                     raw_len,
                 } => {
-                    chunk_ids.push(id);
+                    chunk_ids[number].push(id);
                     new_chunks += 1;
                     packer.add(id, sealed, raw_len).await?;
                 }
@@ -145,40 +215,27 @@ async fn run<R: Read + Send + 'static>(
         reader_task.abort();
         return Err(e);
     }
-    let size = reader_task
+    let read = reader_task
         .await
         .map_err(|e| RepoError::Invalid(format!("reader task failed: {e}")))?
         .map_err(RepoError::Input)?;
-
-    let finished = started + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
-    let manifest = Manifest {
-        version: MANIFEST_VERSION,
-        id: BackupId::new(started),
-        source: options.source.clone(),
-        kind: BackupKind::Stream,
-        labels: options.labels.clone(),
-        host: gethostname::gethostname().to_string_lossy().into_owned(),
-        started,
-        finished,
-        files: vec![FileEntry {
-            path: "-".into(),
+    chunk_ids.resize_with(read.len(), Vec::new);
+    let files = read
+        .into_iter()
+        .zip(chunk_ids)
+        .map(|((path, mode, size), chunks)| FileEntry {
+            path,
             size,
-            chunks: chunk_ids,
-        }],
-    };
-    repo.save_manifest(&manifest).await?;
-    let summary = BackupSummary {
-        id: manifest.id.clone(),
-        source: manifest.source.clone(),
-        size,
-        chunks: manifest.chunk_count(),
+            mode,
+            chunks,
+        })
+        .collect();
+    Ok(StoredFiles {
+        files,
         new_chunks,
         added_bytes: packer.added_bytes,
         packs: packer.packs_uploaded,
-        seconds: clock.elapsed().as_secs_f64(),
-    };
-    info!(id = %summary.id, size, new_chunks, added = packer.added_bytes, "backup complete");
-    Ok(summary)
+    })
 }
 
 fn tokio_stream_from<T: Send + 'static>(

@@ -33,11 +33,14 @@ struct PackRead {
 
 fn plan_reads(
     manifest: &Manifest,
-    file: &FileEntry,
+    files: &[FileEntry],
     index: &Index,
 ) -> Result<Vec<PackRead>, RepoError> {
     let mut reads: Vec<PackRead> = Vec::new();
-    for id in &file.chunks {
+    for (file, id) in files
+        .iter()
+        .flat_map(|f| f.chunks.iter().map(move |c| (f, c)))
+    {
         let loc = index.get(id).ok_or_else(|| {
             RepoError::corrupt(
                 manifest.id.key(),
@@ -100,10 +103,32 @@ async fn fetch(store: Store, keys: Arc<Keys>, read: PackRead) -> Result<Vec<Byte
     .map_err(|e| RepoError::Invalid(format!("decrypt task failed: {e}")))?
 }
 
+/// Where restored files go: each file of a backup in turn.
+pub trait FileSink: Send + 'static {
+    /// Opens the writer for the next file.
+    fn open(&mut self, file: &FileEntry) -> std::io::Result<Box<dyn Write + Send>>;
+    /// Ends a file whose bytes are all written (flush, fsync, permissions).
+    fn close(&mut self, file: &FileEntry, writer: Box<dyn Write + Send>) -> std::io::Result<()>;
+}
+
+/// A sink for one file: the given writer.
+struct OneWriter<W>(Option<W>);
+
+impl<W: Write + Send + 'static> FileSink for OneWriter<W> {
+    fn open(&mut self, _: &FileEntry) -> std::io::Result<Box<dyn Write + Send>> {
+        match self.0.take() {
+            Some(w) => Ok(Box::new(w)),
+            None => Err(std::io::Error::other(
+                "a single-file sink was asked for a second file",
+            )),
+        }
+    }
+    fn close(&mut self, _: &FileEntry, mut writer: Box<dyn Write + Send>) -> std::io::Result<()> {
+        writer.flush()
+    }
+}
+
 /// Writes the bytes of `file` of `manifest` to `writer`, verifying every chunk and the length.
-///
-/// Memory: at most `io + cpu` reads of up to 8 MiB are fetched and opened at once, and two more wait
-/// for the writer.
 pub async fn restore_file<W: Write + Send + 'static>(
     repo: &Repository,
     index: &Index,
@@ -113,29 +138,38 @@ pub async fn restore_file<W: Write + Send + 'static>(
     concurrency: Concurrency,
     progress: ProgressBar,
 ) -> Result<(), RepoError> {
-    let reads = plan_reads(manifest, file, index)?;
-    let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(2);
-    let expected = file.size;
-    let object = format!("{} ({})", manifest.id.key(), file.path);
-    let writer_task = tokio::task::spawn_blocking(move || -> Result<(), RepoError> {
-        let mut writer = writer;
-        let mut written = 0u64;
-        while let Some(chunks) = rx.blocking_recv() {
-            for chunk in chunks {
-                writer.write_all(&chunk).map_err(RepoError::Output)?;
-                written += chunk.len() as u64;
-                progress.inc(chunk.len() as u64);
-            }
-        }
-        writer.flush().map_err(RepoError::Output)?;
-        if written != expected {
-            return Err(RepoError::corrupt(
-                object,
-                format!("restored {written} bytes, the manifest says {expected}"),
-            ));
-        }
-        Ok(())
-    });
+    let files = std::slice::from_ref(file);
+    restore_files(
+        repo,
+        index,
+        manifest,
+        files,
+        OneWriter(Some(writer)),
+        concurrency,
+        progress,
+    )
+    .await
+}
+
+/// Writes `files` (of `manifest`) into `sink` in order, verifying every chunk and each file's length.
+///
+/// Memory: at most `io + cpu` reads of up to 8 MiB are fetched and opened at once, and two more wait
+/// for the writer.
+pub async fn restore_files<S: FileSink>(
+    repo: &Repository,
+    index: &Index,
+    manifest: &Manifest,
+    files: &[FileEntry],
+    sink: S,
+    concurrency: Concurrency,
+    progress: ProgressBar,
+) -> Result<(), RepoError> {
+    let reads = plan_reads(manifest, files, index)?;
+    let (tx, rx) = mpsc::channel::<Vec<Bytes>>(2);
+    let plan: Vec<FileEntry> = files.to_vec();
+    let backup = manifest.id.key();
+    let writer_task =
+        tokio::task::spawn_blocking(move || write_files(plan, rx, sink, &backup, progress));
 
     let store = repo.store().clone();
     let keys = repo.keys().clone();
@@ -163,5 +197,54 @@ pub async fn restore_file<W: Write + Send + 'static>(
     match failure {
         Some(e) => Err(e),
         None => written,
+    }
+}
+
+/// The writer thread: takes verified chunks in order and spreads them over the files.
+fn write_files<S: FileSink>(
+    files: Vec<FileEntry>,
+    mut rx: mpsc::Receiver<Vec<Bytes>>,
+    mut sink: S,
+    backup: &str,
+    progress: ProgressBar,
+) -> Result<(), RepoError> {
+    let mut pending = std::collections::VecDeque::<Bytes>::new();
+    for file in &files {
+        let mut writer = sink.open(file).map_err(|e| file_error(file, e))?;
+        let mut written = 0u64;
+        for _ in 0..file.chunks.len() {
+            let chunk = loop {
+                if let Some(c) = pending.pop_front() {
+                    break c;
+                }
+                match rx.blocking_recv() {
+                    Some(batch) => pending.extend(batch),
+                    // The reader stopped early; its error is the one reported.
+                    None => return Ok(()),
+                }
+            };
+            writer.write_all(&chunk).map_err(|e| file_error(file, e))?;
+            written += chunk.len() as u64;
+            progress.inc(chunk.len() as u64);
+        }
+        sink.close(file, writer).map_err(|e| file_error(file, e))?;
+        if written != file.size {
+            return Err(RepoError::corrupt(
+                backup,
+                format!(
+                    "{}: restored {written} bytes, the manifest says {}",
+                    file.path, file.size
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn file_error(file: &FileEntry, e: std::io::Error) -> RepoError {
+    if file.path == "-" {
+        RepoError::Output(e)
+    } else {
+        RepoError::Output(std::io::Error::new(e.kind(), format!("{}: {e}", file.path)))
     }
 }

@@ -81,6 +81,8 @@ impl From<BackupId> for String {
 pub enum BackupKind {
     /// A byte stream piped in (`backup --stdin`).
     Stream,
+    /// The files of a PostgreSQL data directory, between `pg_backup_start` and `pg_backup_stop`.
+    PostgresPhysical,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +97,35 @@ pub struct Manifest {
     pub host: String,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
+    /// For PostgreSQL backups: where the backup stands in the cluster's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresPoint>,
+    /// Directories to create on restore (relative paths), for physical backups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directories: Vec<String>,
     pub files: Vec<FileEntry>,
+}
+
+/// The consistency point of a PostgreSQL base backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresPoint {
+    /// `pg_control_system().system_identifier`, as decimal text (it does not fit JSON numbers).
+    pub system_identifier: String,
+    pub server_version: u32,
+    pub timeline: u32,
+    /// LSNs as PostgreSQL prints them (`0/3000028`).
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    /// The first WAL segment recovery needs and the one holding the stop LSN.
+    pub start_wal: String,
+    pub stop_wal: String,
+    /// The server's clock when `pg_backup_stop` returned: the backup is consistent from here on.
+    pub consistent_at: DateTime<Utc>,
+    /// The `backup_label` and `tablespace_map` contents `pg_backup_stop` returned.
+    pub backup_label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace_map: Option<String>,
 }
 
 /// One file (or the one stream) of a backup, as its chunks in order.
@@ -104,6 +134,9 @@ pub struct Manifest {
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
+    /// Unix permission bits, for files of physical backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
     pub chunks: Vec<ChunkId>,
 }
 
