@@ -6,7 +6,9 @@ use std::os::fd::AsFd;
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
-use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions};
+use heirloom_backup::config::EngineKind;
+use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
+use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
 use heirloom_backup::pipeline::restore::restore_file;
 use heirloom_backup::repo::RepoError;
 
@@ -14,7 +16,7 @@ use super::{human_bytes, print_json, Context, Exit};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// A source from the config (database backups come with the engines; today: use --stdin)
+    /// A source from the config (PostgreSQL with url and data_dir)
     source_name: Option<String>,
     /// Back up what is piped to stdin, e.g. `pg_dumpall | heirloom-backup backup --stdin --source app`
     #[arg(long)]
@@ -65,15 +67,10 @@ pub struct CatArgs {
 pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     let source = match (&args.source_name, args.stdin, &args.source) {
         (None, true, Some(name)) => name.clone(),
-        (Some(name), false, _) => {
-            return Err(RepoError::Invalid(format!(
-                "backing up source {name:?} directly is not available in this version; pipe a dump in with `backup --stdin --source {name}`"
-            ))
-            .into())
-        }
+        (Some(name), false, _) => return backup_source(ctx, args, name).await,
         _ => {
             return Err(RepoError::Invalid(
-                "say what to back up: `backup --stdin --source NAME` with the data on stdin".into(),
+                "say what to back up: a source from the config, or `backup --stdin --source NAME` with the data on stdin".into(),
             )
             .into())
         }
@@ -95,21 +92,70 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     .await
     .with_context(|| format!("backing up stdin as source {}", options.source))?;
     progress.finish_and_clear();
-    if args.json {
-        print_json(&summary)?;
-    } else {
-        println!(
-            "backup {} of {}: {} in {} chunks ({} new, {} added to the repository) in {:.1}s",
-            summary.id,
-            summary.source,
-            human_bytes(summary.size),
-            summary.chunks,
-            summary.new_chunks,
-            human_bytes(summary.added_bytes),
-            summary.seconds
-        );
-    }
+    print_summary(&summary, args.json)?;
     Ok(Exit::Ok)
+}
+
+/// Backs up a source named in the config.
+async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::Result<Exit> {
+    let Some(source) = ctx.config.sources.get(name) else {
+        return Err(
+            RepoError::Invalid(format!("source {name:?} is not in the config's sources")).into(),
+        );
+    };
+    let (url, data_dir) = match (source.kind, &source.url, &source.data_dir) {
+        (EngineKind::Postgres, Some(url), Some(dir)) => (url, dir),
+        (EngineKind::Postgres, None, _) => {
+            return Err(RepoError::Invalid(format!(
+                "sources.{name}.url is needed: the backup runs pg_backup_start and pg_backup_stop on a connection"
+            ))
+            .into())
+        }
+        (EngineKind::Postgres, Some(_), None) => {
+            return Err(RepoError::Invalid(format!(
+                "sources.{name}.data_dir is needed: backups without access to the data directory are not available in this version"
+            ))
+            .into())
+        }
+        (EngineKind::Mysql, _, _) => {
+            return Err(RepoError::Invalid(format!(
+                "source {name} is MySQL: MySQL backups are not available in this version; pipe a dump in with --stdin"
+            ))
+            .into())
+        }
+    };
+    let repo = ctx.open().await?;
+    let request = BaseBackupRequest {
+        source: name,
+        conninfo: url,
+        data_dir,
+        labels: args.labels.iter().cloned().collect(),
+        concurrency: ctx.concurrency,
+    };
+    let progress = ctx.progress("backup", None);
+    let summary = base_backup(&repo, &request, progress.clone(), Utc::now())
+        .await
+        .with_context(|| format!("backing up source {name}"))?;
+    progress.finish_and_clear();
+    print_summary(&summary, args.json)?;
+    Ok(Exit::Ok)
+}
+
+fn print_summary(summary: &BackupSummary, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(summary);
+    }
+    println!(
+        "backup {} of {}: {} in {} chunks ({} new, {} added to the repository) in {:.1}s",
+        summary.id,
+        summary.source,
+        human_bytes(summary.size),
+        summary.chunks,
+        summary.new_chunks,
+        human_bytes(summary.added_bytes),
+        summary.seconds
+    );
+    Ok(())
 }
 
 pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {

@@ -6,6 +6,7 @@
 mod backup;
 mod demo;
 mod maintenance;
+mod postgres;
 mod repository;
 
 use std::io::IsTerminal;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use heirloom_backup::config::{self, Config, ConfigError, RepoSettings};
+use heirloom_backup::engine::postgres::PgError;
 use heirloom_backup::pipeline::Concurrency;
 use heirloom_backup::repo::{RepoError, Repository};
 use heirloom_backup::store::{open_store, Store, StoreError};
@@ -84,6 +86,12 @@ enum Command {
     Show(backup::ShowArgs),
     /// Write a backup's bytes to stdout, verified
     Cat(backup::CatArgs),
+    /// Archive a WAL file (PostgreSQL's archive_command: `heirloom-backup wal-push %p`)
+    WalPush(postgres::WalPushArgs),
+    /// Fetch an archived WAL file (restore_command: `heirloom-backup wal-fetch %f %p`)
+    WalFetch(postgres::WalFetchArgs),
+    /// Restore a source at an instant into a target
+    Restore(postgres::RestoreArgs),
     /// Check the repository's structure, and with --read-data every stored byte
     Verify(maintenance::VerifyArgs),
     /// Sizes, object counts, deduplication and compression
@@ -157,6 +165,11 @@ fn exit_code_for(err: &anyhow::Error) -> Exit {
         {
             return Exit::Usage;
         }
+        if let Some(PgError::Repo(e)) = cause.downcast_ref::<PgError>() {
+            if e.is_integrity() {
+                return Exit::Integrity;
+            }
+        }
     }
     Exit::Failure
 }
@@ -170,6 +183,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::List(args) => backup::list(&ctx, args).await,
         Command::Show(args) => backup::show(&ctx, args).await,
         Command::Cat(args) => backup::cat(&ctx, args).await,
+        Command::WalPush(args) => postgres::push(&ctx, args).await,
+        Command::WalFetch(args) => postgres::fetch(&ctx, args).await,
+        Command::Restore(args) => postgres::run_restore(&ctx, args).await,
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,
         Command::Demo(args) => demo::demo(&ctx, args).await,
@@ -179,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
 /// What every command may need: the config, resolved lazily so that `demo` needs none.
 pub struct Context {
     config: Config,
+    config_path: Option<PathBuf>,
     repo_flag: Option<String>,
     key_file_flag: Option<PathBuf>,
     concurrency: Concurrency,
@@ -187,11 +204,13 @@ pub struct Context {
 
 impl Context {
     fn new(cli: &Cli) -> anyhow::Result<Self> {
-        let config = match &cli.config {
+        let config_path = match &cli.config {
+            Some(path) => Some(path.clone()),
+            None if Path::new("heirloom.yaml").exists() => Some(PathBuf::from("heirloom.yaml")),
+            None => None,
+        };
+        let config = match &config_path {
             Some(path) => Config::load(path)?,
-            None if Path::new("heirloom.yaml").exists() => {
-                Config::load(Path::new("heirloom.yaml"))?
-            }
             None => Config::default(),
         };
         let mut concurrency = Concurrency::default();
@@ -203,6 +222,7 @@ impl Context {
         }
         Ok(Self {
             config,
+            config_path,
             repo_flag: cli.repo.clone(),
             key_file_flag: cli.key_file.clone(),
             concurrency,

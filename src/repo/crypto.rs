@@ -33,6 +33,10 @@ pub enum MetaKind {
     PackHeader,
     Index,
     Manifest,
+    /// A WAL file; sealed with its source and name bound in (see `seal_named`).
+    Wal,
+    /// What identifies a source (e.g. a PostgreSQL system identifier).
+    SourceIdentity,
 }
 
 impl MetaKind {
@@ -41,6 +45,8 @@ impl MetaKind {
             MetaKind::PackHeader => b"pack-header",
             MetaKind::Index => b"index",
             MetaKind::Manifest => b"manifest",
+            MetaKind::Wal => b"wal",
+            MetaKind::SourceIdentity => b"source-identity",
         };
         [META_AAD, name].concat()
     }
@@ -167,6 +173,28 @@ impl Keys {
 
     pub fn open_meta(&self, kind: MetaKind, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         open(&self.meta_cipher, sealed, &kind.aad())
+    }
+
+    /// Seals metadata bound to a name (its object key): it opens only under that name.
+    pub fn seal_named(&self, kind: MetaKind, name: &str, plaintext: &[u8]) -> Vec<u8> {
+        seal(
+            &self.meta_cipher,
+            plaintext,
+            &[kind.aad(), b" ".to_vec(), name.as_bytes().to_vec()].concat(),
+        )
+    }
+
+    pub fn open_named(
+        &self,
+        kind: MetaKind,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, OpenError> {
+        open(
+            &self.meta_cipher,
+            sealed,
+            &[kind.aad(), b" ".to_vec(), name.as_bytes().to_vec()].concat(),
+        )
     }
 }
 

@@ -113,6 +113,8 @@ pub struct PostgresPoint {
     /// `pg_control_system().system_identifier`, as decimal text (it does not fit JSON numbers).
     pub system_identifier: String,
     pub server_version: u32,
+    /// `wal_segment_size` in bytes.
+    pub segment_size: u64,
     pub timeline: u32,
     /// LSNs as PostgreSQL prints them (`0/3000028`).
     pub start_lsn: String,

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use heirloom_backup::store::{open_store, Store, StoreOptions};
 
+pub mod postgres;
+
 pub const BUCKET: &str = "heirloom-test";
 
 /// A free TCP port on 127.0.0.1.

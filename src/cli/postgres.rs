@@ -1,0 +1,282 @@
+//! `wal-push`, `wal-fetch`, `restore`: PostgreSQL's archive and point-in-time restore.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use clap::Args;
+use heirloom_backup::config::{EngineKind, KeySpec};
+use heirloom_backup::engine::postgres::restore::{
+    plan_restore, restore, RestorePlan, RestoreRequest, Target,
+};
+use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push, PushOutcome};
+use heirloom_backup::engine::postgres::PgError;
+use heirloom_backup::repo::RepoError;
+
+use super::{human_bytes, print_json, Context, Exit};
+
+#[derive(Debug, Args)]
+pub struct WalPushArgs {
+    /// The WAL file to archive (`%p` in archive_command)
+    path: PathBuf,
+    /// The source it belongs to [default: the only postgres source in the config]
+    #[arg(long)]
+    source: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WalFetchArgs {
+    /// The WAL file's name (`%f` in restore_command)
+    name: String,
+    /// Where to write it (`%p` in restore_command)
+    dest: PathBuf,
+    #[arg(long)]
+    source: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The source to restore
+    source: String,
+    /// A target from the config, or a data directory path
+    #[arg(long = "to", value_name = "TARGET")]
+    to: String,
+    /// Recover to this instant: RFC 3339 (2026-11-20T14:03:00Z) or `YYYY-MM-DD HH:MM[:SS]` in UTC
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["latest", "backup"])]
+    time: Option<String>,
+    /// Recover everything archived
+    #[arg(long, conflicts_with = "backup")]
+    latest: bool,
+    /// Restore this backup, consistent and no further
+    #[arg(long, value_name = "ID")]
+    backup: Option<String>,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace the contents of a non-empty target directory
+    #[arg(long)]
+    force: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The postgres source a WAL command is about.
+fn wal_source(ctx: &Context, given: Option<&str>) -> anyhow::Result<String> {
+    if let Some(s) = given {
+        return Ok(s.to_owned());
+    }
+    let pg: Vec<&String> = ctx
+        .config
+        .sources
+        .iter()
+        .filter(|(_, s)| s.kind == EngineKind::Postgres)
+        .map(|(name, _)| name)
+        .collect();
+    match pg.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!(RepoError::Invalid(
+            "name the source with --source (the config has no postgres source)".into()
+        )),
+        _ => bail!(RepoError::Invalid(
+            "name the source with --source (the config has several postgres sources)".into()
+        )),
+    }
+}
+
+pub async fn push(ctx: &Context, args: &WalPushArgs) -> anyhow::Result<Exit> {
+    let source = wal_source(ctx, args.source.as_deref())?;
+    let repo = ctx.open().await?;
+    let outcome = wal_push(&repo, &source, &args.path)
+        .await
+        .with_context(|| format!("archiving {}", args.path.display()))?;
+    if outcome == PushOutcome::AlreadyArchived {
+        tracing::info!(path = %args.path.display(), "already archived with the same contents");
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn fetch(ctx: &Context, args: &WalFetchArgs) -> anyhow::Result<Exit> {
+    let source = wal_source(ctx, args.source.as_deref())?;
+    let repo = ctx.open().await?;
+    match wal_fetch(&repo, &source, &args.name, &args.dest).await {
+        Ok(()) => Ok(Exit::Ok),
+        // The normal end of an archive during recovery: say it quietly, exit non-zero.
+        Err(PgError::WalNotFound { .. }) => {
+            tracing::info!(name = %args.name, "not in the archive");
+            Ok(Exit::Failure)
+        }
+        Err(e) => Err(e).with_context(|| format!("fetching {}", args.name)),
+    }
+}
+
+/// Reads `2026-11-20T14:03:00Z`, `2026-11-20T14:03:00+02:00`, or `2026-11-20 14:03[:00[.5]]` (UTC).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(t.to_utc());
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text.trim(), format) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(format!(
+        "{text:?} is not a time: use RFC 3339 (2026-11-20T14:03:00Z) or 2026-11-20 14:03:00 (UTC)"
+    ))
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The restore_command the restored cluster runs: this binary, reaching this repository.
+fn restore_command(ctx: &Context, source: &str) -> anyhow::Result<String> {
+    let settings = ctx.settings()?;
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let mut cmd = vec![sh_quote(&exe.to_string_lossy()), "-q".to_owned()];
+    if let Some(config) = &ctx.config_path {
+        cmd.push(format!(
+            "--config {}",
+            sh_quote(&absolute(config)?.to_string_lossy())
+        ));
+    }
+    let url = if settings.url.contains("://") {
+        settings.url.clone()
+    } else {
+        absolute(Path::new(&settings.url))?
+            .to_string_lossy()
+            .into_owned()
+    };
+    cmd.push(format!("--repo {}", sh_quote(&url)));
+    match &settings.key {
+        KeySpec::File(p) => cmd.push(format!("--key-file {}", sh_quote(&absolute(p)?.to_string_lossy()))),
+        _ => bail!(RepoError::Invalid(
+            "a PostgreSQL restore needs a key file (--key-file, HEIRLOOM_KEY_FILE or repository.key_file): the restored server's restore_command cannot see HEIRLOOM_PASSPHRASE".into()
+        )),
+    }
+    cmd.push(format!("wal-fetch --source {} %f %p", sh_quote(source)));
+    Ok(cmd.join(" "))
+}
+
+fn print_plan(plan: &RestorePlan) {
+    let target = match &plan.target {
+        Target::Latest => "everything archived (--latest)".to_owned(),
+        Target::Time(t) => format!("{} (as understood)", t.to_rfc3339()),
+        Target::Backup(id) => format!("backup {id}, consistent"),
+    };
+    println!("source          {}", plan.source);
+    println!("target          {target}");
+    println!(
+        "base backup     {} (consistent at {})",
+        plan.backup,
+        plan.backup_consistent_at.to_rfc3339()
+    );
+    println!("timeline        {}", plan.timeline);
+    println!(
+        "WAL             {} .. {} needed; archive runs to {}",
+        plan.wal_start,
+        plan.wal_consistent,
+        plan.wal_last.as_deref().unwrap_or("(nothing)")
+    );
+    if !plan.missing.is_empty() {
+        println!("MISSING WAL     {}", plan.missing.join(", "));
+    }
+    if let Some(gap) = &plan.gap_at {
+        println!(
+            "GAP             {gap} is missing: recovery cannot reach the WAL archived after it"
+        );
+    }
+    println!(
+        "to fetch        {} of files, {} of WAL",
+        human_bytes(plan.backup_bytes),
+        human_bytes(plan.wal_bytes)
+    );
+}
+
+pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    let target = match (&args.time, args.latest, &args.backup) {
+        (Some(t), _, _) => Target::Time(parse_time(t).map_err(RepoError::Invalid)?),
+        (None, _, Some(b)) => Target::Backup(b.parse().map_err(RepoError::Invalid)?),
+        (None, true, None) => Target::Latest,
+        (None, false, None) => bail!(RepoError::Invalid(
+            "say where to stop: --time T, --latest or --backup ID".into()
+        )),
+    };
+    let target_dir = match ctx.config.targets.get(&args.to) {
+        Some(t) => match (&t.data_dir, t.kind) {
+            (Some(dir), EngineKind::Postgres) => dir.clone(),
+            _ => bail!(RepoError::Invalid(format!(
+                "target {} has no data_dir for a physical PostgreSQL restore",
+                args.to
+            ))),
+        },
+        None if args.to.contains("://") => bail!(RepoError::Invalid(format!(
+            "{}: restoring into a running server (logical restore) is not available in this version; give a data directory",
+            args.to
+        ))),
+        None => PathBuf::from(&args.to),
+    };
+    let repo = ctx.open().await?;
+    let (plan, manifest) = plan_restore(&repo, &args.source, &target).await?;
+    if args.json {
+        print_json(&plan)?;
+    } else {
+        print_plan(&plan);
+    }
+    if args.dry_run {
+        return Ok(if plan.is_complete() {
+            Exit::Ok
+        } else {
+            Exit::Integrity
+        });
+    }
+    let request = RestoreRequest {
+        target_dir: &target_dir,
+        restore_command: restore_command(ctx, &args.source)?,
+        force: args.force,
+        concurrency: ctx.concurrency,
+    };
+    let progress = ctx.progress("restore", Some(plan.backup_bytes));
+    restore(&repo, &plan, &manifest, &request, progress.clone())
+        .await
+        .with_context(|| format!("restoring {} into {}", plan.backup, target_dir.display()))?;
+    progress.finish_and_clear();
+    if !args.json {
+        println!(
+            "restored into {}: start PostgreSQL there and it recovers to the target, then promotes",
+            target_dir.display()
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse() {
+        let t = parse_time("2026-11-20T14:03:00Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-20T14:03:00+00:00");
+        assert_eq!(parse_time("2026-11-20T16:03:00+02:00").unwrap(), t);
+        assert_eq!(parse_time("2026-11-20 14:03").unwrap(), t);
+        assert_eq!(parse_time("2026-11-20 14:03:00").unwrap(), t);
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
+}

@@ -1,0 +1,6 @@
+//! Database engines: how a database is backed up into the repository and rebuilt from it.
+//!
+//! An engine knows its database and nothing of the command line; it talks to the repository only
+//! through `repo` and `pipeline`.
+
+pub mod postgres;

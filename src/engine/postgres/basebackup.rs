@@ -1,0 +1,414 @@
+//! Physical base backups of a local data directory, between `pg_backup_start` and
+//! `pg_backup_stop` on one session, leaving out what PostgreSQL documents as safe to omit.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use tokio_postgres::{Client, NoTls};
+use tracing::{debug, info, warn};
+
+use super::names::{Lsn, WalFileName};
+use super::wal::ensure_identity;
+use super::PgError;
+use crate::pipeline::backup::{store_files, BackupSummary, FileSource, SourceFile};
+use crate::pipeline::Concurrency;
+use crate::repo::lease::{Lease, LeaseKind};
+use crate::repo::manifest::{BackupId, BackupKind, Manifest, PostgresPoint, MANIFEST_VERSION};
+use crate::repo::Repository;
+
+/// Directories whose contents PostgreSQL recreates at start-up; the directories themselves are kept.
+const EMPTY_DIRS: &[&str] = &[
+    "pg_wal",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_replslot",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat_tmp",
+    "pg_subtrans",
+];
+
+/// Files of the data directory's top level that are never copied.
+const SKIPPED_FILES: &[&str] = &[
+    "postmaster.pid",
+    "postmaster.opts",
+    "backup_label",
+    "tablespace_map",
+    "backup_manifest",
+    "postgresql.auto.conf.tmp",
+];
+
+/// What to back up.
+pub struct BaseBackupRequest<'a> {
+    pub source: &'a str,
+    /// libpq connection string or `postgres://` URL.
+    pub conninfo: &'a str,
+    pub data_dir: &'a Path,
+    pub labels: BTreeMap<String, String>,
+    pub concurrency: Concurrency,
+}
+
+async fn connect(conninfo: &str) -> Result<Client, PgError> {
+    let server = redact(conninfo);
+    let (client, connection) =
+        tokio_postgres::connect(conninfo, NoTls)
+            .await
+            .map_err(|source| PgError::Sql {
+                server: server.clone(),
+                source,
+            })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The connection string without its password, for messages.
+pub fn redact(conninfo: &str) -> String {
+    match url::Url::parse(conninfo) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => conninfo
+            .split_whitespace()
+            .map(|kv| {
+                if kv.starts_with("password=") {
+                    "password=***"
+                } else {
+                    kv
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+fn sql(server: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
+    move |source| PgError::Sql {
+        server: server.to_owned(),
+        source,
+    }
+}
+
+/// Takes a base backup and writes its manifest.
+pub async fn base_backup(
+    repo: &Repository,
+    request: &BaseBackupRequest<'_>,
+    progress: ProgressBar,
+    now: DateTime<Utc>,
+) -> Result<BackupSummary, PgError> {
+    let clock = std::time::Instant::now();
+    let server = redact(request.conninfo);
+    let client = connect(request.conninfo).await?;
+    let err = sql(&server);
+    let version: u32 = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .map_err(&err)?
+        .get::<_, i32>(0) as u32;
+    let system_identifier: String = client
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .map_err(&err)?
+        .get(0);
+    let segment_size: i64 = client
+        .query_one(
+            "SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'",
+            &[],
+        )
+        .await
+        .map_err(&err)?
+        .get(0);
+    let on_disk = control_system_identifier(request.data_dir)?;
+    if on_disk.to_string() != system_identifier {
+        return Err(PgError::Invalid(format!(
+            "{} belongs to cluster {on_disk}, but {server} is cluster {system_identifier}: data_dir and url name different clusters",
+            request.data_dir.display()
+        )));
+    }
+    ensure_identity(repo, request.source, &system_identifier, &server).await?;
+
+    let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "backup", now)
+        .await
+        .map_err(crate::repo::RepoError::from)?;
+    let result = async {
+        let id = BackupId::new(now);
+        let label = format!("heirloom-backup {id}");
+        let start_sql = if version >= 150000 {
+            "SELECT pg_backup_start($1, true)::text"
+        } else {
+            "SELECT pg_start_backup($1, true, false)::text"
+        };
+        let start_lsn: String = client
+            .query_one(start_sql, &[&label])
+            .await
+            .map_err(&err)?
+            .get(0);
+        info!(%start_lsn, "backup started");
+
+        let data_dir = request.data_dir.to_owned();
+        let DataDirListing { directories, files } =
+            tokio::task::spawn_blocking(move || walk(&data_dir))
+                .await
+                .map_err(|e| PgError::Invalid(format!("walk task failed: {e}")))??;
+        let file_count = files.len();
+        let root = request.data_dir.to_owned();
+        let source: FileSource = Box::new(files.into_iter().filter_map(move |(path, mode)| {
+            match fs::File::open(root.join(&path)) {
+                Ok(f) => Some(Ok(SourceFile {
+                    path,
+                    mode: Some(mode),
+                    reader: Box::new(f),
+                })),
+                // Dropped or truncated tables vanish during a backup; WAL replay recreates the truth.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => Some(Err(io::Error::new(e.kind(), format!("{path}: {e}")))),
+            }
+        }));
+        let stored = store_files(repo, source, request.concurrency, progress).await?;
+
+        let stop_sql = if version >= 150000 {
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
+        } else {
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)"
+        };
+        let row = client.query_one(stop_sql, &[]).await.map_err(&err)?;
+        let stop_lsn: String = row.get(0);
+        let backup_label: String = row.get(1);
+        let tablespace_map: Option<String> = row.get(2);
+        let consistent_at: DateTime<Utc> = client
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .map_err(&err)?
+            .get(0);
+        let (timeline, start_wal) = parse_label(&backup_label)?;
+        let stop: Lsn = stop_lsn.parse().map_err(PgError::Invalid)?;
+        let stop_wal = WalFileName::segment_of(timeline, stop, segment_size as u64).to_string();
+        info!(%stop_lsn, files = file_count, "backup stopped");
+
+        let finished = now + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            id: id.clone(),
+            source: request.source.to_owned(),
+            kind: BackupKind::PostgresPhysical,
+            labels: request.labels.clone(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            started: now,
+            finished,
+            postgres: Some(PostgresPoint {
+                system_identifier: system_identifier.clone(),
+                server_version: version,
+                segment_size: segment_size as u64,
+                timeline,
+                start_lsn,
+                stop_lsn,
+                start_wal,
+                stop_wal,
+                consistent_at,
+                backup_label,
+                tablespace_map: tablespace_map.filter(|m| !m.is_empty()),
+            }),
+            directories,
+            files: stored.files,
+        };
+        repo.save_manifest(&manifest).await?;
+        Ok(BackupSummary {
+            id,
+            source: manifest.source.clone(),
+            size: manifest.size(),
+            chunks: manifest.chunk_count(),
+            new_chunks: stored.new_chunks,
+            added_bytes: stored.added_bytes,
+            packs: stored.packs,
+            seconds: clock.elapsed().as_secs_f64(),
+        })
+    }
+    .await;
+    lease.release().await;
+    result
+}
+
+/// The system identifier in `global/pg_control` (its first 8 bytes).
+fn control_system_identifier(data_dir: &Path) -> Result<u64, PgError> {
+    let path = data_dir.join("global/pg_control");
+    let bytes = fs::read(&path).map_err(|e| PgError::io(path.display(), e))?;
+    let first: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| PgError::Invalid(format!("{} is too short", path.display())))?;
+    Ok(u64::from_le_bytes(first))
+}
+
+/// Reads the timeline and first WAL file from a backup label.
+fn parse_label(label: &str) -> Result<(u32, String), PgError> {
+    let bad = || PgError::Invalid(format!("unexpected backup_label from the server:\n{label}"));
+    let mut timeline = None;
+    let mut wal = None;
+    for line in label.lines() {
+        if let Some(rest) = line.strip_prefix("START TIMELINE: ") {
+            timeline = rest.trim().parse().ok();
+        }
+        if let Some(rest) = line.strip_prefix("START WAL LOCATION: ") {
+            wal = rest
+                .split("(file ")
+                .nth(1)
+                .map(|f| f.trim_end_matches(')').trim().to_owned());
+        }
+    }
+    Ok((timeline.ok_or_else(bad)?, wal.ok_or_else(bad)?))
+}
+
+/// What a data directory holds to back up: directories, and files with their modes, as relative paths.
+struct DataDirListing {
+    directories: Vec<String>,
+    files: Vec<(String, u32)>,
+}
+
+/// Lists the directories and files of a data directory to back up.
+fn walk(root: &Path) -> Result<DataDirListing, PgError> {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let abs = root.join(&rel);
+        let entries = match fs::read_dir(&abs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => {
+                continue
+            }
+            Err(e) => return Err(PgError::io(abs.display(), e)),
+        };
+        let mut names: Vec<(String, fs::FileType, u32)> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| PgError::io(abs.display(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(PgError::io(entry.path().display(), e)),
+            };
+            names.push((name, meta.file_type(), meta.permissions().mode() & 0o7777));
+        }
+        let unlogged: Vec<String> = names
+            .iter()
+            .filter_map(|(n, _, _)| n.strip_suffix("_init").map(str::to_owned))
+            .collect();
+        let top = rel.as_os_str().is_empty();
+        for (name, kind, mode) in names {
+            let path = rel.join(&name);
+            let text = path.to_string_lossy().into_owned();
+            if name.starts_with("pgsql_tmp") || name == "pg_internal.init" {
+                continue;
+            }
+            if kind.is_symlink() {
+                if rel == Path::new("pg_tblspc") {
+                    return Err(PgError::Invalid(format!(
+                        "tablespace {text} found: this version backs up clusters without tablespaces only"
+                    )));
+                }
+                warn!(path = %text, "skipping a symbolic link");
+                continue;
+            }
+            if kind.is_dir() {
+                dirs.push(text.clone());
+                if top && EMPTY_DIRS.contains(&name.as_str()) {
+                    if name == "pg_wal" {
+                        dirs.push("pg_wal/archive_status".into());
+                    }
+                    continue;
+                }
+                stack.push(path);
+                continue;
+            }
+            if top && SKIPPED_FILES.contains(&name.as_str()) {
+                continue;
+            }
+            if is_relation_dir(&rel)
+                && (is_temp_relation(&name) || is_unlogged_fork(&name, &unlogged))
+            {
+                continue;
+            }
+            files.push((text, mode));
+        }
+    }
+    dirs.sort();
+    files.sort();
+    Ok(DataDirListing {
+        directories: dirs,
+        files,
+    })
+}
+
+fn is_relation_dir(rel: &Path) -> bool {
+    rel.starts_with("base") || rel.starts_with("pg_tblspc")
+}
+
+/// `t<backend>_<relfilenode>[...]`: temporary relations, which no one will ever read again.
+fn is_temp_relation(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('t') else {
+        return false;
+    };
+    let mut parts = rest.splitn(2, '_');
+    let backend = parts.next().unwrap_or("");
+    let node = parts.next().unwrap_or("");
+    !backend.is_empty()
+        && backend.bytes().all(|b| b.is_ascii_digit())
+        && node.bytes().next().is_some_and(|b| b.is_ascii_digit())
+}
+
+/// A fork of an unlogged relation other than its init fork: reset from the init fork at start-up.
+fn is_unlogged_fork(name: &str, unlogged: &[String]) -> bool {
+    if name.ends_with("_init") {
+        return false;
+    }
+    let node: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
+    !node.is_empty() && unlogged.contains(&node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse() {
+        let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-11-22 10:00:00 UTC\nLABEL: x\nSTART TIMELINE: 1\n";
+        assert_eq!(
+            parse_label(label).unwrap(),
+            (1, "000000010000000000000002".into())
+        );
+        assert!(parse_label("nonsense").is_err());
+    }
+
+    #[test]
+    fn relation_names_are_classified() {
+        assert!(is_temp_relation("t3_16384"));
+        assert!(is_temp_relation("t3_16384_fsm"));
+        assert!(!is_temp_relation("16384"));
+        assert!(!is_temp_relation("tablespace"));
+        let unlogged = vec!["16390".to_owned()];
+        assert!(is_unlogged_fork("16390", &unlogged));
+        assert!(is_unlogged_fork("16390.1", &unlogged));
+        assert!(is_unlogged_fork("16390_fsm", &unlogged));
+        assert!(!is_unlogged_fork("16390_init", &unlogged));
+        assert!(!is_unlogged_fork("16391", &unlogged));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("host=h password=secret"), "host=h password=***");
+    }
+}

@@ -1,0 +1,55 @@
+use crate::repo::RepoError;
+use crate::store::StoreError;
+
+/// A failure of PostgreSQL work, naming the server, file, segment or setting it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+
+    #[error("PostgreSQL at {server}: {source}")]
+    Sql {
+        server: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("WAL from another cluster: {file} has system identifier {found}, but source {source_name} is cluster {expected}")]
+    OtherCluster {
+        file: String,
+        found: String,
+        source_name: String,
+        expected: String,
+    },
+
+    #[error("{name} is already archived for source {source_name} with different contents; the stored copy is left untouched")]
+    WalConflict { name: String, source_name: String },
+
+    #[error("{name} is not in the archive of source {source_name}")]
+    WalNotFound { name: String, source_name: String },
+}
+
+impl From<StoreError> for PgError {
+    fn from(e: StoreError) -> Self {
+        PgError::Repo(RepoError::Store(e))
+    }
+}
+
+impl PgError {
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        PgError::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! PostgreSQL: physical base backups of a local data directory, WAL archiving (`wal-push`,
+//! `wal-fetch`), and point-in-time restore into a data directory.
+
+pub mod basebackup;
+mod error;
+pub mod names;
+pub mod restore;
+pub mod wal;
+
+pub use error::PgError;

@@ -1,0 +1,388 @@
+//! Point-in-time restore into a data directory: the plan (which base backup, which WAL), then the
+//! files laid down, verified, and the recovery settings that make PostgreSQL replay to the target.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use tracing::info;
+
+use super::names::WalFileName;
+use super::wal::archived_with_sizes;
+use super::PgError;
+use crate::pipeline::restore::{restore_files, FileSink};
+use crate::pipeline::Concurrency;
+use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest};
+use crate::repo::Repository;
+
+/// Where recovery should stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
+pub enum Target {
+    /// Replay every archived WAL file.
+    Latest,
+    /// Stop just after the last transaction committed at or before this instant.
+    Time(DateTime<Utc>),
+    /// Restore this backup, replaying only what makes it consistent.
+    Backup(BackupId),
+}
+
+/// What a restore will do: `--dry-run` prints this.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePlan {
+    pub source: String,
+    pub target: Target,
+    pub backup: BackupId,
+    pub backup_consistent_at: DateTime<Utc>,
+    pub timeline: u32,
+    /// The first WAL file recovery needs, and the one that makes the backup consistent.
+    pub wal_start: String,
+    pub wal_consistent: String,
+    /// The last WAL file of an unbroken run from `wal_start` on the backup's timeline.
+    pub wal_last: Option<String>,
+    /// WAL files the backup cannot do without that are not in the archive.
+    pub missing: Vec<String>,
+    /// Archived WAL exists past this missing file, but recovery cannot reach it.
+    pub gap_at: Option<String>,
+    pub backup_bytes: u64,
+    pub wal_bytes: u64,
+}
+
+impl RestorePlan {
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+/// Chooses the backup and checks the WAL, from the manifests and the archive listing alone.
+pub fn plan(
+    source: &str,
+    manifests: &[Manifest],
+    archived: &[(WalFileName, u64)],
+    target: &Target,
+) -> Result<RestorePlan, PgError> {
+    let backups: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| {
+            m.source == source && m.kind == BackupKind::PostgresPhysical && m.postgres.is_some()
+        })
+        .collect();
+    let point = |m: &Manifest| m.postgres.as_ref().map(|p| p.consistent_at);
+    let chosen = match target {
+        Target::Latest => backups.iter().max_by_key(|m| point(m)),
+        Target::Time(t) => backups
+            .iter()
+            .filter(|m| point(m).is_some_and(|c| c <= *t))
+            .max_by_key(|m| point(m)),
+        Target::Backup(id) => backups.iter().find(|m| &m.id == id),
+    }
+    .copied();
+    let Some(backup) = chosen else {
+        let earliest = backups.iter().filter_map(|m| point(m)).min();
+        return Err(PgError::Invalid(match (target, earliest) {
+            (_, None) => format!("source {source} has no PostgreSQL base backup"),
+            (Target::Time(t), Some(e)) => format!(
+                "no backup of {source} is consistent at or before {}: the earliest is consistent at {}",
+                t.to_rfc3339(),
+                e.to_rfc3339()
+            ),
+            (Target::Backup(id), Some(_)) => format!("backup {id} is not a PostgreSQL backup of {source}"),
+            (Target::Latest, Some(_)) => format!("source {source} has no usable backup"),
+        }));
+    };
+    let pg = backup
+        .postgres
+        .as_ref()
+        .ok_or_else(|| PgError::Invalid("no PostgreSQL point".into()))?;
+    let start: WalFileName = pg.start_wal.parse().map_err(PgError::Invalid)?;
+    let consistent: WalFileName = pg.stop_wal.parse().map_err(PgError::Invalid)?;
+    let sizes: std::collections::HashMap<&WalFileName, u64> =
+        archived.iter().map(|(n, s)| (n, *s)).collect();
+
+    // The unbroken run of segments from the start, on the backup's timeline.
+    let mut missing = Vec::new();
+    let mut wal_last = None;
+    let mut wal_bytes = 0;
+    let mut next = Some(start.clone());
+    let mut gap_at = None;
+    while let Some(name) = next {
+        match sizes.get(&name) {
+            Some(size) => {
+                wal_bytes += size;
+                wal_last = Some(name.to_string());
+            }
+            None => {
+                if name <= consistent {
+                    missing.push(name.to_string());
+                } else {
+                    let later = archived.iter().any(|(n, _)| {
+                        matches!(n, WalFileName::Segment { timeline, .. } if *timeline == pg.timeline) && *n > name
+                    });
+                    if later {
+                        gap_at = Some(name.to_string());
+                    }
+                    break;
+                }
+            }
+        }
+        next = name.next_segment(pg.segment_size);
+        if name > consistent && !matches!(target, Target::Latest | Target::Time(_)) {
+            break;
+        }
+    }
+    Ok(RestorePlan {
+        source: source.to_owned(),
+        target: target.clone(),
+        backup: backup.id.clone(),
+        backup_consistent_at: pg.consistent_at,
+        timeline: pg.timeline,
+        wal_start: pg.start_wal.clone(),
+        wal_consistent: pg.stop_wal.clone(),
+        wal_last,
+        missing,
+        gap_at,
+        backup_bytes: backup.size(),
+        wal_bytes,
+    })
+}
+
+/// Plans a restore of `source` from what the repository holds.
+pub async fn plan_restore(
+    repo: &Repository,
+    source: &str,
+    target: &Target,
+) -> Result<(RestorePlan, Manifest), PgError> {
+    let manifests = repo.manifests(Some(source)).await?;
+    let archived = archived_with_sizes(repo, source).await?;
+    let plan = plan(source, &manifests, &archived, target)?;
+    let manifest = manifests
+        .into_iter()
+        .find(|m| m.id == plan.backup)
+        .ok_or_else(|| PgError::Invalid(format!("backup {} vanished", plan.backup)))?;
+    Ok((plan, manifest))
+}
+
+/// How the restored cluster will fetch WAL: the full `restore_command`, with `%f` and `%p`.
+pub struct RestoreRequest<'a> {
+    pub target_dir: &'a Path,
+    pub restore_command: String,
+    pub force: bool,
+    pub concurrency: Concurrency,
+}
+
+/// Lays the backup of `plan` down in the target directory and writes the recovery settings. The
+/// restored files take the owner of the target directory when it exists (create it owned by the
+/// `postgres` user); starting the server is left to the caller.
+pub async fn restore(
+    repo: &Repository,
+    plan: &RestorePlan,
+    manifest: &Manifest,
+    request: &RestoreRequest<'_>,
+    progress: ProgressBar,
+) -> Result<(), PgError> {
+    if !plan.is_complete() {
+        return Err(PgError::Invalid(format!(
+            "backup {} cannot be made consistent: WAL missing from the archive: {}",
+            plan.backup,
+            plan.missing.join(", ")
+        )));
+    }
+    let pg = manifest.postgres.as_ref().ok_or_else(|| {
+        PgError::Invalid(format!("backup {} is not a PostgreSQL backup", manifest.id))
+    })?;
+    let dir = request.target_dir;
+    let owner = prepare_target(dir, request.force)?;
+    for d in &manifest.directories {
+        let path = dir.join(safe_relative(d).map_err(|e| PgError::io(d, e))?);
+        fs::create_dir_all(&path).map_err(|e| PgError::io(path.display(), e))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+            .map_err(|e| PgError::io(path.display(), e))?;
+        chown(&path, owner)?;
+    }
+    let index = repo.load_index().await?;
+    let sink = DirSink {
+        root: dir.to_owned(),
+        owner,
+        current: None,
+    };
+    restore_files(
+        repo,
+        &index,
+        manifest,
+        &manifest.files,
+        sink,
+        request.concurrency,
+        progress,
+    )
+    .await?;
+
+    write_file(dir, "backup_label", pg.backup_label.as_bytes(), owner)?;
+    if let Some(map) = &pg.tablespace_map {
+        write_file(dir, "tablespace_map", map.as_bytes(), owner)?;
+    }
+    let mut settings =
+        String::from("\n# Added by heirloom-backup restore: recovery from the archive.\n");
+    settings += &format!(
+        "restore_command = '{}'\n",
+        request.restore_command.replace('\'', "''")
+    );
+    // A restored copy must never archive into its source's WAL stream.
+    settings += "archive_mode = 'off'\n";
+    settings += "recovery_target_timeline = 'latest'\n";
+    match &plan.target {
+        Target::Latest => {}
+        Target::Time(t) => {
+            settings += &format!(
+                "recovery_target_time = '{}'\n",
+                t.format("%Y-%m-%d %H:%M:%S%.6f+00")
+            );
+            settings += "recovery_target_action = 'promote'\n";
+        }
+        Target::Backup(_) => {
+            settings += "recovery_target = 'immediate'\n";
+            settings += "recovery_target_action = 'promote'\n";
+        }
+    }
+    let auto = dir.join("postgresql.auto.conf");
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&auto)
+        .map_err(|e| PgError::io(auto.display(), e))?;
+    file.write_all(settings.as_bytes())
+        .map_err(|e| PgError::io(auto.display(), e))?;
+    file.sync_all()
+        .map_err(|e| PgError::io(auto.display(), e))?;
+    chown(&auto, owner)?;
+    write_file(dir, "recovery.signal", b"", owner)?;
+    info!(backup = %plan.backup, dir = %dir.display(), "restored; start PostgreSQL to recover");
+    Ok(())
+}
+
+type Owner = Option<(u32, u32)>;
+
+/// Checks the target directory is empty (or clears it with `force`), creates it if needed, and
+/// returns the owner restored files should take.
+fn prepare_target(dir: &Path, force: bool) -> Result<Owner, PgError> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(dir) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err(PgError::Invalid(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )));
+            }
+            let entries: Vec<_> = fs::read_dir(dir)
+                .map_err(|e| PgError::io(dir.display(), e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| PgError::io(dir.display(), e))?;
+            if !entries.is_empty() {
+                if !force {
+                    return Err(PgError::Invalid(format!(
+                        "target directory {} is not empty ({} entries); use --force to replace its contents",
+                        dir.display(),
+                        entries.len()
+                    )));
+                }
+                for e in entries {
+                    let p = e.path();
+                    let removed = if p.is_dir() && !p.is_symlink() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
+                    removed.map_err(|err| PgError::io(p.display(), err))?;
+                }
+            }
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| PgError::io(dir.display(), e))?;
+            Ok(Some((meta.uid(), meta.gid())))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|e| PgError::io(dir.display(), e))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| PgError::io(dir.display(), e))?;
+            Ok(None)
+        }
+        Err(e) => Err(PgError::io(dir.display(), e)),
+    }
+}
+
+fn chown(path: &Path, owner: Owner) -> Result<(), PgError> {
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| PgError::io(path.display(), e))?;
+    }
+    Ok(())
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8], owner: Owner) -> Result<(), PgError> {
+    let path = dir.join(name);
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| PgError::io(path.display(), e))?;
+    f.write_all(bytes)
+        .map_err(|e| PgError::io(path.display(), e))?;
+    f.sync_all().map_err(|e| PgError::io(path.display(), e))?;
+    chown(&path, owner)
+}
+
+/// Writes restored files under a directory, with their modes and the directory's owner; each file
+/// is synced to disk when it is complete.
+struct DirSink {
+    root: PathBuf,
+    owner: Owner,
+    current: Option<(PathBuf, fs::File)>,
+}
+
+impl FileSink for DirSink {
+    fn open(&mut self, file: &FileEntry) -> io::Result<Box<dyn Write + Send>> {
+        let path = self.root.join(safe_relative(&file.path)?);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(file.mode.unwrap_or(0o600) & 0o777)
+            .open(&path)?;
+        self.current = Some((path, f.try_clone()?));
+        Ok(Box::new(f))
+    }
+
+    fn close(&mut self, _: &FileEntry, writer: Box<dyn Write + Send>) -> io::Result<()> {
+        drop(writer);
+        if let Some((path, f)) = self.current.take() {
+            f.sync_all()?;
+            chown(&path, self.owner).map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A manifest path must stay inside the target: no absolute paths, no `..`.
+fn safe_relative(path: &str) -> io::Result<&Path> {
+    let p = Path::new(path);
+    let ok = p
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if ok && !path.is_empty() {
+        Ok(p)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unsafe path {path:?} in the manifest"),
+        ))
+    }
+}

@@ -1,0 +1,266 @@
+//! PostgreSQL end to end, against real clusters started by the test: base backup under a pgbench
+//! write load, WAL archived by archive_command, and restores compared by their data.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::postgres::{archive_everything, bin_dir, chown_postgres, PgCluster, PgWorld};
+
+async fn markers(cluster: &PgCluster) -> Vec<i32> {
+    cluster
+        .client()
+        .await
+        .query("SELECT id FROM markers ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// pgbench's invariant: every transaction adds the same delta to an account, a teller, a branch
+/// and the history, so the four sums agree in any consistent state.
+async fn assert_pgbench_consistent(cluster: &PgCluster) {
+    let row = cluster
+        .client()
+        .await
+        .query_one(
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts)::int8, \
+                    (SELECT sum(tbalance) FROM pgbench_tellers)::int8, \
+                    (SELECT sum(bbalance) FROM pgbench_branches)::int8, \
+                    (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::int8, \
+                    (SELECT count(*) FROM pgbench_accounts)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let sums: Vec<i64> = (0..4).map(|i| row.get(i)).collect();
+    assert!(
+        sums.iter().all(|s| *s == sums[0]),
+        "pgbench sums disagree: {sums:?}"
+    );
+    assert_eq!(row.get::<_, i64>(4), 200_000);
+}
+
+fn assert_amcheck_clean(cluster: &PgCluster) {
+    let out = cluster.tool(
+        "pg_amcheck",
+        &["--install-missing", "--heapallindexed", "-d", "postgres"],
+    );
+    assert!(
+        out.status.success(),
+        "pg_amcheck found problems: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pgbench(cluster: &PgCluster, args: &[&str]) -> Child {
+    Command::new(bin_dir().join("pgbench"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(args)
+        .arg("postgres")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The rows of the test tables as pg_dump writes them, sorted (row order is not data), without
+/// pg_dump's per-run `\restrict` keys.
+fn dump_data(cluster: &PgCluster) -> Vec<String> {
+    let out = cluster.tool(
+        "pg_dump",
+        &[
+            "--data-only",
+            "--no-comments",
+            "-t",
+            "markers",
+            "-t",
+            "pgbench_*",
+            "-d",
+            "postgres",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A directory for a restored cluster, owned by postgres as a user would prepare it.
+fn restore_dir(world: &PgWorld, name: &str) -> std::path::PathBuf {
+    let dir = world.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    chown_postgres(&dir);
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    world.write_config(&format!(
+        "  pg: {{ kind: postgres, url: \"{}\", data_dir: {} }}\n",
+        source.url(),
+        source.data.display()
+    ));
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .await
+        .unwrap();
+    let init = pgbench(&source, &["-i", "-s", "2", "-q"])
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+
+    // A base backup while pgbench writes.
+    let mut load = pgbench(&source, &["-c", "2", "-T", "12", "-n"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let backup = world.cli(&["backup", "pg", "--json"]).success();
+    let summary: serde_json::Value = serde_json::from_str(&backup.stdout()).unwrap();
+    assert!(summary["size"].as_u64().unwrap() > 20_000_000, "{summary}");
+
+    // Markers at t1 < t2 < t3, a second apart, still under load; the target lies between t2 and t3.
+    let mark = |id: i32| {
+        let client = &client;
+        async move {
+            client
+                .execute("INSERT INTO markers (id) VALUES ($1)", &[&id])
+                .await
+                .unwrap();
+        }
+    };
+    mark(1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    mark(2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let target: chrono::DateTime<chrono::Utc> = client
+        .query_one("SELECT clock_timestamp()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mark(3).await;
+    let load_out = tokio::task::spawn_blocking(move || {
+        let _ = load.wait();
+        load
+    })
+    .await
+    .unwrap();
+    drop(load_out);
+    archive_everything(&client).await;
+    let source_dump = dump_data(&source);
+
+    // A time before any backup is refused clearly.
+    let early = world.cli(&[
+        "restore",
+        "pg",
+        "--to",
+        "/nonexistent",
+        "--time",
+        "2000-01-01T00:00:00Z",
+    ]);
+    assert_eq!(early.code(), Some(1), "{}", early.stderr());
+    assert!(
+        early.stderr().contains("earliest is consistent at"),
+        "{}",
+        early.stderr()
+    );
+
+    // Dry run: the plan, and nothing touched.
+    let dir = restore_dir(&world, "at-time");
+    let t = target.to_rfc3339();
+    let plan = world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--time",
+            &t,
+            "--dry-run",
+            "--json",
+        ])
+        .success();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
+    assert_eq!(plan["backup"], summary["id"]);
+    assert!(plan["missing"].as_array().unwrap().is_empty(), "{plan}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+
+    // Restore to the time between t2 and t3: markers 1 and 2, not 3; pgbench consistent.
+    world
+        .cli(&["restore", "pg", "--to", dir.to_str().unwrap(), "--time", &t])
+        .success();
+    let mut at_time = PgCluster::adopt(world.path(), dir.clone());
+    at_time.start();
+    at_time.wait_promoted().await;
+    assert_eq!(markers(&at_time).await, vec![1, 2], "{}", at_time.log());
+    assert_pgbench_consistent(&at_time).await;
+    assert_amcheck_clean(&at_time);
+    at_time.stop();
+
+    // Refused: the same non-empty directory without --force.
+    let again = world.cli(&["restore", "pg", "--to", dir.to_str().unwrap(), "--latest"]);
+    assert_eq!(again.code(), Some(1));
+    assert!(
+        again.stderr().contains("is not empty"),
+        "{}",
+        again.stderr()
+    );
+
+    // Restore everything: all markers, and the same data as the source.
+    let dir = restore_dir(&world, "latest");
+    world
+        .cli(&["restore", "pg", "--to", dir.to_str().unwrap(), "--latest"])
+        .success();
+    let mut latest = PgCluster::adopt(world.path(), dir);
+    latest.start();
+    latest.wait_promoted().await;
+    assert_eq!(markers(&latest).await, vec![1, 2, 3]);
+    assert_pgbench_consistent(&latest).await;
+    let restored_dump = dump_data(&latest);
+    assert!(
+        source_dump.len() > 200_000,
+        "{} dump lines",
+        source_dump.len()
+    );
+    let differing: Vec<_> = source_dump
+        .iter()
+        .zip(&restored_dump)
+        .filter(|(a, b)| a != b)
+        .take(3)
+        .collect();
+    assert!(
+        restored_dump.len() == source_dump.len() && differing.is_empty(),
+        "the restored data differs from the source's: {} vs {} lines, first differences {differing:?}",
+        restored_dump.len(),
+        source_dump.len()
+    );
+    latest.stop();
+    source.stop();
+}
