@@ -220,6 +220,15 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
     at_time.start();
     at_time.wait_promoted().await;
     assert_eq!(markers(&at_time).await, vec![1, 2], "{}", at_time.log());
+    // The copy never archives into its source's WAL stream.
+    let archive_mode: String = at_time
+        .client()
+        .await
+        .query_one("SHOW archive_mode", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(archive_mode, "off");
     assert_pgbench_consistent(&at_time).await;
     assert_amcheck_clean(&at_time);
     at_time.stop();
@@ -263,4 +272,107 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
     );
     latest.stop();
     source.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_wal_stops_recovery_and_missing_wal_shows_in_the_plan() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    world.write_config(&format!(
+        "  pg: {{ kind: postgres, url: \"{}\", data_dir: {} }}\n",
+        source.url(),
+        source.data.display()
+    ));
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    world.cli(&["backup", "pg"]).success();
+    client
+        .batch_execute("INSERT INTO markers VALUES (1)")
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    source.stop();
+
+    let show = world.cli(&["show", "latest", "--json"]).success();
+    let manifest: serde_json::Value = serde_json::from_str(&show.stdout()).unwrap();
+    let start_wal = manifest["postgres"]["start_wal"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stop_wal = manifest["postgres"]["stop_wal"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Damage the segment after the backup's last one: the marker's commit lives there or later.
+    let wal_dir = world.repo().join("wal/pg");
+    let mut later: Vec<String> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24 && *n > stop_wal)
+        .collect();
+    later.sort();
+    let victim = later
+        .first()
+        .expect("a WAL segment archived after the backup")
+        .clone();
+    let object = wal_dir.join(&victim);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&object, bytes).unwrap();
+
+    let dir = restore_dir(&world, "damaged");
+    world
+        .cli(&["restore", "pg", "--to", dir.to_str().unwrap(), "--latest"])
+        .success();
+    let mut restored = PgCluster::adopt(world.path(), dir);
+    let started = restored.try_start();
+    let log = restored.log();
+    assert!(
+        !started,
+        "recovery must stop at damaged WAL instead of ending early:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("wal/pg/{victim}")),
+        "the server log must name the damaged object:\n{log}"
+    );
+
+    // A segment the backup needs is missing: the dry run says which, and exits 3; restore refuses.
+    std::fs::remove_file(wal_dir.join(&start_wal)).unwrap();
+    let plan = world.cli(&[
+        "restore",
+        "pg",
+        "--to",
+        "/nonexistent",
+        "--latest",
+        "--dry-run",
+    ]);
+    assert_eq!(plan.code(), Some(3), "{}", plan.stderr());
+    assert!(
+        plan.stdout().contains("MISSING WAL") && plan.stdout().contains(&start_wal),
+        "{}",
+        plan.stdout()
+    );
+    let refused = world.cli(&[
+        "restore",
+        "pg",
+        "--to",
+        world.path().join("never").to_str().unwrap(),
+        "--latest",
+    ]);
+    assert!(!refused.out.status.success());
+    assert!(
+        refused.stderr().contains(&start_wal),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        !world.path().join("never").exists(),
+        "a refused restore must not create the target"
+    );
 }

@@ -107,6 +107,8 @@ pub enum Exit {
     Failure = 1,
     Usage = 2,
     Integrity = 3,
+    /// `wal-fetch` of a damaged WAL file: PostgreSQL aborts recovery on exit codes above 125.
+    AbortRecovery = 126,
 }
 
 impl From<Exit> for ExitCode {

@@ -105,6 +105,15 @@ pub async fn fetch(ctx: &Context, args: &WalFetchArgs) -> anyhow::Result<Exit> {
             tracing::info!(name = %args.name, "not in the archive");
             Ok(Exit::Failure)
         }
+        // Damaged WAL must stop recovery, not end it early at an instant nobody asked for:
+        // PostgreSQL aborts recovery when restore_command exits above 125.
+        Err(PgError::Repo(e)) if e.is_integrity() => {
+            eprintln!(
+                "heirloom-backup: error: fetching {}: {e}; stopping recovery",
+                args.name
+            );
+            Ok(Exit::AbortRecovery)
+        }
         Err(e) => Err(e).with_context(|| format!("fetching {}", args.name)),
     }
 }

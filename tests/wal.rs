@@ -1,0 +1,179 @@
+//! WAL archiving through the command line, without a server: idempotent pushes, conflicting bytes,
+//! another cluster's WAL, missing and damaged archive objects.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+struct Archive {
+    dir: tempfile::TempDir,
+}
+
+impl Archive {
+    fn new() -> Self {
+        let archive = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(archive.key(), [3u8; 32]).unwrap();
+        assert!(archive.run(&["init"]).status.success());
+        archive
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("key")
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::cargo_bin("heirloom-backup")
+            .unwrap()
+            .env_remove("HEIRLOOM_REPO")
+            .env_remove("HEIRLOOM_PASSPHRASE")
+            .env_remove("HEIRLOOM_KEY_FILE")
+            .arg("--repo")
+            .arg(format!("file://{}", self.repo().display()))
+            .arg("--key-file")
+            .arg(self.key())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// A file that looks like a WAL segment of cluster `system_id`: a long page header, then noise.
+    fn segment(&self, name: &str, system_id: u64, fill: u8) -> PathBuf {
+        let mut bytes = vec![fill; 64 * 1024];
+        bytes[0..2].copy_from_slice(&0xD110u16.to_le_bytes()); // xlp_magic of PostgreSQL 15
+        bytes[2..4].copy_from_slice(&0x0002u16.to_le_bytes()); // XLP_LONG_HEADER
+        bytes[24..32].copy_from_slice(&system_id.to_le_bytes());
+        let dir = self.dir.path().join("pg_wal");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn push(&self, path: &Path) -> Output {
+        self.run(&["wal-push", "--source", "db", path.to_str().unwrap()])
+    }
+
+    fn fetch(&self, name: &str) -> (Output, PathBuf) {
+        let dest = self.dir.path().join("restored").join(name);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        let out = self.run(&["wal-fetch", "--source", "db", name, dest.to_str().unwrap()]);
+        (out, dest)
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const SEG1: &str = "000000010000000000000001";
+const SEG2: &str = "000000010000000000000002";
+
+#[test]
+fn a_segment_pushed_again_with_the_same_bytes_succeeds_and_with_other_bytes_fails_loudly() {
+    let a = Archive::new();
+    let path = a.segment(SEG1, 7_000_000_000_000_000_001, 1);
+    let original = std::fs::read(&path).unwrap();
+    assert!(a.push(&path).status.success(), "{}", stderr(&a.push(&path)));
+    let again = a.push(&path);
+    assert!(again.status.success(), "{}", stderr(&again));
+
+    a.segment(SEG1, 7_000_000_000_000_000_001, 2);
+    let conflict = a.push(&path);
+    assert_eq!(conflict.status.code(), Some(1));
+    assert!(
+        stderr(&conflict).contains(SEG1) && stderr(&conflict).contains("different contents"),
+        "{}",
+        stderr(&conflict)
+    );
+    // The stored copy is untouched: fetching gives the first bytes back.
+    let (out, dest) = a.fetch(SEG1);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dest).unwrap(), original);
+}
+
+#[test]
+fn wal_from_another_cluster_is_refused_naming_both_identifiers() {
+    let a = Archive::new();
+    assert!(a.push(&a.segment(SEG1, 111, 1)).status.success());
+    let other = a.push(&a.segment(SEG2, 222, 1));
+    assert_eq!(other.status.code(), Some(1));
+    let err = stderr(&other);
+    assert!(
+        err.contains("another cluster") && err.contains("222") && err.contains("111"),
+        "{err}"
+    );
+    let (out, _) = a.fetch(SEG2);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the refused segment must not be stored"
+    );
+}
+
+#[test]
+fn history_files_and_backup_history_files_round_trip() {
+    let a = Archive::new();
+    let dir = a.dir.path().join("pg_wal");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [
+        (
+            "00000002.history",
+            "1\t0/3000000\tno recovery target specified\n",
+        ),
+        (
+            "000000010000000000000002.00000028.backup",
+            "START WAL LOCATION: 0/2000028\n",
+        ),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+        let pushed = a.push(&dir.join(name));
+        assert!(pushed.status.success(), "{}", stderr(&pushed));
+        let (out, dest) = a.fetch(name);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(std::fs::read_to_string(dest).unwrap(), text);
+    }
+}
+
+#[test]
+fn fetching_a_file_not_in_the_archive_exits_non_zero_and_writes_nothing() {
+    let a = Archive::new();
+    let (out, dest) = a.fetch(SEG2);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dest.exists());
+    let bad = a.run(&["wal-push", "--source", "db", "/etc/passwd"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("not a WAL file name"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn a_damaged_archive_object_stops_recovery_and_is_named() {
+    let a = Archive::new();
+    assert!(a.push(&a.segment(SEG1, 5, 9)).status.success());
+    let object = a.repo().join("wal/db").join(SEG1);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&object, bytes).unwrap();
+    let (out, dest) = a.fetch(SEG1);
+    // Above 125: PostgreSQL aborts recovery rather than ending it early at the damage.
+    assert_eq!(out.status.code(), Some(126));
+    assert!(
+        stderr(&out).contains(&format!("wal/db/{SEG1}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dest.exists());
+}
