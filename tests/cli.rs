@@ -544,3 +544,19 @@ fn init_refuses_an_existing_repository_and_bad_parameters() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("chunk-max"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_stream_demo_reads_back_what_it_backed_up() {
+    let out = Command::cargo_bin("heirloom-backup")
+        .unwrap()
+        .args(["demo", "--stream", "--size-mib", "16"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", stderr(&out));
+    assert!(
+        stdout.contains("SHA-256 identical to the originals"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verified every stored byte"), "{stdout}");
+}

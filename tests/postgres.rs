@@ -376,3 +376,21 @@ async fn damaged_wal_stops_recovery_and_missing_wal_shows_in_the_plan() {
         "a refused restore must not create the target"
     );
 }
+
+#[test]
+fn the_demo_restores_a_throwaway_cluster_to_an_instant() {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("heirloom-backup"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 of the 5 written before the instant, 0 of the 5 after"),
+        "{stdout}"
+    );
+}
