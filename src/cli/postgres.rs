@@ -9,6 +9,7 @@ use heirloom_backup::config::{EngineKind, KeySpec};
 use heirloom_backup::engine::postgres::restore::{
     plan_restore, restore, RestorePlan, RestoreRequest, Target,
 };
+use heirloom_backup::engine::postgres::server::start_and_wait;
 use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push, PushOutcome};
 use heirloom_backup::engine::postgres::PgError;
 use heirloom_backup::repo::RepoError;
@@ -56,6 +57,15 @@ pub struct RestoreArgs {
     /// Replace the contents of a non-empty target directory
     #[arg(long)]
     force: bool,
+    /// The port the restored server listens on (written to postgresql.auto.conf)
+    #[arg(long)]
+    port: Option<u16>,
+    /// Start the restored server, wait until recovery ends, and check it runs
+    #[arg(long)]
+    start: bool,
+    /// How long --start waits for recovery to end
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout)]
+    start_timeout: std::time::Duration,
     #[arg(long)]
     json: bool,
 }
@@ -254,6 +264,7 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
         target_dir: &target_dir,
         restore_command: restore_command(ctx, &args.source)?,
         force: args.force,
+        port: args.port,
         concurrency: ctx.concurrency,
     };
     let progress = ctx.progress("restore", Some(plan.backup_bytes));
@@ -261,13 +272,30 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
         .await
         .with_context(|| format!("restoring {} into {}", plan.backup, target_dir.display()))?;
     progress.finish_and_clear();
-    if !args.json {
+    if args.start {
+        let major = manifest.postgres.as_ref().map(|p| p.server_version / 10000);
+        let dir = target_dir.clone();
+        let timeout = args.start_timeout;
+        tokio::task::spawn_blocking(move || start_and_wait(&dir, major, timeout))
+            .await
+            .context("start task failed")??;
+        if !args.json {
+            println!(
+                "restored into {} and started: recovery is over and the server runs",
+                target_dir.display()
+            );
+        }
+    } else if !args.json {
         println!(
             "restored into {}: start PostgreSQL there and it recovers to the target, then promotes",
             target_dir.display()
         );
     }
     Ok(Exit::Ok)
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    heirloom_backup::store::parse_duration(text)
 }
 
 #[cfg(test)]

@@ -247,6 +247,18 @@ impl PgCluster {
         cluster
     }
 
+    /// A cluster something else started (e.g. `restore --start`) on `port`; stopped when dropped.
+    pub fn started_by_restore(root: &Path, data: PathBuf, port: u16) -> Self {
+        let log = data.join("heirloom-restore.log");
+        let _ = root;
+        Self {
+            data,
+            port,
+            log,
+            running: true,
+        }
+    }
+
     pub fn start(&mut self) {
         if !self.try_start() {
             panic!("pg_ctl start failed:\n{}", self.log());

@@ -10,6 +10,7 @@ use anyhow::{bail, ensure, Context as _};
 use chrono::{DateTime, Utc};
 use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
 use heirloom_backup::engine::postgres::restore::{plan_restore, restore, RestoreRequest, Target};
+use heirloom_backup::engine::postgres::server::pg_program;
 use heirloom_backup::repo::format::InitParams;
 use heirloom_backup::repo::keys::KeySource;
 use heirloom_backup::repo::Repository;
@@ -21,31 +22,9 @@ use super::super::{Context, Exit};
 
 const SCHEMA: &str = include_str!("../../../fixtures/notes-app/schema.sql");
 
-/// PostgreSQL's programs: `HEIRLOOM_PG_BIN`, the newest /usr/lib/postgresql/*/bin, or the PATH.
 fn pg_bin(program: &str) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("HEIRLOOM_PG_BIN") {
-        return Ok(PathBuf::from(dir).join(program));
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| {
-            entries
-                .filter_map(|e| Some(e.ok()?.path().join("bin")))
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.retain(|d| d.join(program).exists());
-    dirs.sort();
-    if let Some(dir) = dirs.pop() {
-        return Ok(dir.join(program));
-    }
-    let found = std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(program))
-                .find(|p| p.exists())
-        })
-        .unwrap_or_default();
-    found.with_context(|| format!("{program} not found: install PostgreSQL (apt-get install postgresql) or set HEIRLOOM_PG_BIN, or run `demo --stream`"))
+    pg_program(program, None)
+        .context("the demo runs a throwaway PostgreSQL; `demo --stream` needs none")
 }
 
 /// PostgreSQL refuses to run as root: as root, the demo runs it as the `postgres` user.
@@ -337,6 +316,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         target_dir: &restored_dir,
         restore_command,
         force: false,
+        port: None,
         concurrency: ctx.concurrency,
     };
     restore(&repo, &plan, &manifest, &request, ProgressBar::hidden()).await?;

@@ -5,6 +5,7 @@ pub mod basebackup;
 mod error;
 pub mod names;
 pub mod restore;
+pub mod server;
 pub mod wal;
 
 pub use error::PgError;

@@ -171,6 +171,8 @@ pub struct RestoreRequest<'a> {
     pub target_dir: &'a Path,
     pub restore_command: String,
     pub force: bool,
+    /// Written as `port` in postgresql.auto.conf, for a copy beside its source.
+    pub port: Option<u16>,
     pub concurrency: Concurrency,
 }
 
@@ -233,6 +235,9 @@ pub async fn restore(
     // A restored copy must never archive into its source's WAL stream.
     settings += "archive_mode = 'off'\n";
     settings += "recovery_target_timeline = 'latest'\n";
+    if let Some(port) = request.port {
+        settings += &format!("port = {port}\n");
+    }
     match &plan.target {
         Target::Latest => {}
         Target::Time(t) => {
