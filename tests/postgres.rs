@@ -394,3 +394,64 @@ fn the_demo_restores_a_throwaway_cluster_to_an_instant() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logical_backup_restores_into_a_second_running_cluster() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    let mut other = world.cluster("other", "other");
+    world.write_config(&format!(
+        "  pg: {{ kind: postgres, url: \"{}\", mode: logical }}\n",
+        source.url()
+    ));
+    source.start();
+    other.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO markers (id) VALUES (1), (2)")
+        .await
+        .unwrap();
+    let init = pgbench(&source, &["-i", "-s", "2", "-q"])
+        .wait_with_output()
+        .unwrap();
+    assert!(init.status.success());
+    let first = world.cli(&["backup", "pg", "--json"]).success();
+    let first: serde_json::Value = serde_json::from_str(&first.stdout()).unwrap();
+
+    // A second dump of barely changed data stores little: unchanged tables deduplicate.
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (3)")
+        .await
+        .unwrap();
+    let second = world.cli(&["backup", "pg", "--json"]).success();
+    let second: serde_json::Value = serde_json::from_str(&second.stdout()).unwrap();
+    assert!(
+        second["added_bytes"].as_u64().unwrap() * 4 < first["added_bytes"].as_u64().unwrap(),
+        "second dump added {} bytes, the first {}",
+        second["added_bytes"],
+        first["added_bytes"]
+    );
+
+    let target = other.url();
+    world
+        .cli(&["restore", "pg", "--to", &target, "--latest"])
+        .success();
+    assert_eq!(markers(&other).await, vec![1, 2, 3]);
+    assert_pgbench_consistent(&other).await;
+    assert_eq!(
+        dump_data(&other),
+        dump_data(&source),
+        "the restored data differs from the source's"
+    );
+
+    // Restoring over existing tables fails loudly, naming the target.
+    let again = world.cli(&["restore", "pg", "--to", &target, "--latest"]);
+    assert_eq!(again.code(), Some(1));
+    assert!(
+        again.stderr().contains("pg_restore") && again.stderr().contains("already exists"),
+        "{}",
+        again.stderr()
+    );
+    other.stop();
+    source.stop();
+}

@@ -6,8 +6,9 @@ use std::os::fd::AsFd;
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
-use heirloom_backup::config::EngineKind;
+use heirloom_backup::config::{BackupMode, EngineKind};
 use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
+use heirloom_backup::engine::postgres::logical::logical_backup;
 use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
 use heirloom_backup::pipeline::restore::restore_file;
 use heirloom_backup::repo::RepoError;
@@ -24,6 +25,9 @@ pub struct BackupArgs {
     /// The source name recorded for a --stdin backup
     #[arg(long, value_name = "NAME", required_if_eq("stdin", "true"))]
     source: Option<String>,
+    /// A logical backup (pg_dump) of the source's database instead of a physical one
+    #[arg(long)]
+    logical: bool,
     /// A label recorded in the manifest (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -103,6 +107,26 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
             RepoError::Invalid(format!("source {name:?} is not in the config's sources")).into(),
         );
     };
+    let logical = args.logical || source.mode == Some(BackupMode::Logical);
+    if let (true, EngineKind::Postgres, Some(url)) = (logical, source.kind, &source.url) {
+        let repo = ctx.open().await?;
+        let progress = ctx.progress("backup", None);
+        let labels = args.labels.iter().cloned().collect();
+        let summary = logical_backup(
+            &repo,
+            name,
+            url,
+            labels,
+            ctx.concurrency,
+            progress.clone(),
+            Utc::now(),
+        )
+        .await
+        .with_context(|| format!("logical backup of source {name}"))?;
+        progress.finish_and_clear();
+        print_summary(&summary, args.json)?;
+        return Ok(Exit::Ok);
+    }
     let (url, data_dir) = match (source.kind, &source.url, &source.data_dir) {
         (EngineKind::Postgres, Some(url), Some(dir)) => (url, dir),
         (EngineKind::Postgres, None, _) => {

@@ -6,12 +6,15 @@ use anyhow::{bail, Context as _};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::Args;
 use heirloom_backup::config::{EngineKind, KeySpec};
+use heirloom_backup::engine::postgres::basebackup::redact;
+use heirloom_backup::engine::postgres::logical::{choose_logical, logical_restore};
 use heirloom_backup::engine::postgres::restore::{
     plan_restore, restore, RestorePlan, RestoreRequest, Target,
 };
 use heirloom_backup::engine::postgres::server::start_and_wait;
 use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push, PushOutcome};
 use heirloom_backup::engine::postgres::PgError;
+use heirloom_backup::repo::manifest::BackupKind;
 use heirloom_backup::repo::RepoError;
 
 use super::{human_bytes, print_json, Context, Exit};
@@ -233,15 +236,21 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
         )),
     };
     let target_dir = match ctx.config.targets.get(&args.to) {
-        Some(t) => match (&t.data_dir, t.kind) {
-            (Some(dir), EngineKind::Postgres) => dir.clone(),
+        Some(t) => match (&t.data_dir, &t.url, t.kind) {
+            (Some(dir), _, EngineKind::Postgres) => dir.clone(),
+            (None, Some(url), EngineKind::Postgres) => {
+                return restore_logical(ctx, args, &target, url).await
+            }
             _ => bail!(RepoError::Invalid(format!(
-                "target {} has no data_dir for a physical PostgreSQL restore",
+                "target {} is not a PostgreSQL target (kind postgres with data_dir or url)",
                 args.to
             ))),
         },
+        None if args.to.starts_with("postgres://") || args.to.starts_with("postgresql://") => {
+            return restore_logical(ctx, args, &target, &args.to).await
+        }
         None if args.to.contains("://") => bail!(RepoError::Invalid(format!(
-            "{}: restoring into a running server (logical restore) is not available in this version; give a data directory",
+            "{}: a PostgreSQL target is a data directory or a postgres:// URL",
             args.to
         ))),
         None => PathBuf::from(&args.to),
@@ -290,6 +299,62 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
             "restored into {}: start PostgreSQL there and it recovers to the target, then promotes",
             target_dir.display()
         );
+    }
+    Ok(Exit::Ok)
+}
+
+/// Restores the newest fitting logical backup into a running server.
+async fn restore_logical(
+    ctx: &Context,
+    args: &RestoreArgs,
+    target: &Target,
+    url: &str,
+) -> anyhow::Result<Exit> {
+    let repo = ctx.open().await?;
+    let manifests = repo.manifests(Some(&args.source)).await?;
+    let chosen = match target {
+        Target::Latest => choose_logical(&manifests, &args.source, None),
+        Target::Time(t) => choose_logical(&manifests, &args.source, Some(*t)),
+        Target::Backup(id) => manifests
+            .iter()
+            .find(|m| &m.id == id && m.kind == BackupKind::PostgresLogical),
+    };
+    let Some(manifest) = chosen else {
+        bail!(RepoError::Invalid(format!(
+            "no logical backup of {} fits {}: restoring into a running server takes a logical backup (backup {} --logical); point-in-time into a running server from physical backups is not available yet",
+            args.source,
+            match target {
+                Target::Latest => "--latest".to_owned(),
+                Target::Time(t) => t.to_rfc3339(),
+                Target::Backup(id) => id.to_string(),
+            },
+            args.source
+        )));
+    };
+    if args.json {
+        print_json(&serde_json::json!({
+            "source": args.source, "backup": manifest.id, "taken": manifest.started,
+            "kind": "postgres-logical", "bytes": manifest.size(),
+        }))?;
+    } else {
+        println!("source          {}", args.source);
+        println!(
+            "logical backup  {} (taken {})",
+            manifest.id,
+            manifest.started.to_rfc3339()
+        );
+        println!("to fetch        {}", human_bytes(manifest.size()));
+    }
+    if args.dry_run {
+        return Ok(Exit::Ok);
+    }
+    let progress = ctx.progress("restore", Some(manifest.size()));
+    logical_restore(&repo, manifest, url, ctx.concurrency, progress.clone())
+        .await
+        .with_context(|| format!("restoring {} into {}", manifest.id, redact(url)))?;
+    progress.finish_and_clear();
+    if !args.json {
+        println!("restored {} into {}", manifest.id, redact(url));
     }
     Ok(Exit::Ok)
 }

@@ -83,6 +83,8 @@ pub enum BackupKind {
     Stream,
     /// The files of a PostgreSQL data directory, between `pg_backup_start` and `pg_backup_stop`.
     PostgresPhysical,
+    /// `pg_dump -Fc` of one database, one file per database.
+    PostgresLogical,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

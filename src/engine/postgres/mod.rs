@@ -3,6 +3,7 @@
 
 pub mod basebackup;
 mod error;
+pub mod logical;
 pub mod names;
 pub mod restore;
 pub mod server;

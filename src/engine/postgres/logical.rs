@@ -1,0 +1,224 @@
+//! Logical backups (`pg_dump -Fc`, uncompressed so unchanged tables deduplicate) and their restore
+//! into any running server with `pg_restore`.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use tokio_postgres::NoTls;
+use tracing::info;
+
+use super::basebackup::redact;
+use super::server::pg_program;
+use super::wal::ensure_identity;
+use super::PgError;
+use crate::pipeline::backup::{store_files, BackupSummary, FileSource, SourceFile};
+use crate::pipeline::restore::restore_file;
+use crate::pipeline::Concurrency;
+use crate::repo::lease::{Lease, LeaseKind};
+use crate::repo::manifest::{BackupId, BackupKind, Manifest, MANIFEST_VERSION};
+use crate::repo::{RepoError, Repository};
+
+/// A child's stdout that reports the child's failure at its end, so a dump that died half-way is
+/// an error, never a short backup.
+struct ChildOutput {
+    child: Child,
+    stdout: ChildStdout,
+    what: String,
+}
+
+impl Read for ChildOutput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let out = self.child.wait_with_output_stderr()?;
+            if !out.0.success() {
+                return Err(io::Error::other(format!(
+                    "{} failed ({}): {}",
+                    self.what,
+                    out.0,
+                    out.1.trim()
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+trait WaitStderr {
+    fn wait_with_output_stderr(&mut self) -> io::Result<(std::process::ExitStatus, String)>;
+}
+
+impl WaitStderr for Child {
+    fn wait_with_output_stderr(&mut self) -> io::Result<(std::process::ExitStatus, String)> {
+        let mut err = String::new();
+        if let Some(mut stderr) = self.stderr.take() {
+            stderr.read_to_string(&mut err)?;
+        }
+        Ok((self.wait()?, err))
+    }
+}
+
+/// Dumps the source URL's database with `pg_dump -Fc -Z0` into the repository.
+pub async fn logical_backup(
+    repo: &Repository,
+    source: &str,
+    conninfo: &str,
+    labels: BTreeMap<String, String>,
+    concurrency: Concurrency,
+    progress: ProgressBar,
+    now: DateTime<Utc>,
+) -> Result<BackupSummary, PgError> {
+    let clock = std::time::Instant::now();
+    let server = redact(conninfo);
+    let sql = |source| PgError::Sql {
+        server: server.clone(),
+        source,
+    };
+    let (client, conn) = tokio_postgres::connect(conninfo, NoTls)
+        .await
+        .map_err(sql)?;
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
+                    current_setting('server_version_num')::int4, current_database()",
+            &[],
+        )
+        .await
+        .map_err(sql)?;
+    let system_identifier: String = row.get(0);
+    let version = row.get::<_, i32>(1) as u32;
+    let database: String = row.get(2);
+    drop(client);
+    ensure_identity(repo, source, &system_identifier, &server).await?;
+
+    let pg_dump = pg_program("pg_dump", Some(version / 10000))?;
+    let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "backup", now)
+        .await
+        .map_err(RepoError::from)?;
+    let result = async {
+        let url = conninfo.to_owned();
+        let path = format!("{database}.dump");
+        let files: FileSource = Box::new(std::iter::once_with(move || {
+            let mut child = Command::new(&pg_dump)
+                .args(["--format=custom", "--compress=0", "--no-sync", "--dbname"])
+                .arg(&url)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("running {}: {e}", pg_dump.display()))
+                })?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| io::Error::other("pg_dump has no stdout"))?;
+            Ok(SourceFile {
+                path,
+                mode: None,
+                reader: Box::new(ChildOutput {
+                    child,
+                    stdout,
+                    what: "pg_dump".into(),
+                }),
+            })
+        }));
+        let stored = store_files(repo, files, concurrency, progress).await?;
+        let finished = now + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            id: BackupId::new(now),
+            source: source.to_owned(),
+            kind: BackupKind::PostgresLogical,
+            labels,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            started: now,
+            finished,
+            postgres: None,
+            directories: Vec::new(),
+            files: stored.files,
+        };
+        repo.save_manifest(&manifest).await?;
+        info!(id = %manifest.id, database, "logical backup complete");
+        Ok(BackupSummary {
+            id: manifest.id.clone(),
+            source: source.to_owned(),
+            size: manifest.size(),
+            chunks: manifest.chunk_count(),
+            new_chunks: stored.new_chunks,
+            added_bytes: stored.added_bytes,
+            packs: stored.packs,
+            seconds: clock.elapsed().as_secs_f64(),
+        })
+    }
+    .await;
+    lease.release().await;
+    result
+}
+
+/// The newest logical backup of `source` taken at or before `at` (any time when `None`).
+pub fn choose_logical<'a>(
+    manifests: &'a [Manifest],
+    source: &str,
+    at: Option<DateTime<Utc>>,
+) -> Option<&'a Manifest> {
+    manifests
+        .iter()
+        .filter(|m| m.source == source && m.kind == BackupKind::PostgresLogical)
+        .filter(|m| at.is_none_or(|t| m.started <= t))
+        .max_by_key(|m| m.started)
+}
+
+/// Restores a logical backup into the database `target_url` names, with `pg_restore`, streaming the
+/// verified dump into it.
+pub async fn logical_restore(
+    repo: &Repository,
+    manifest: &Manifest,
+    target_url: &str,
+    concurrency: Concurrency,
+    progress: ProgressBar,
+) -> Result<(), PgError> {
+    let index = repo.load_index().await?;
+    let pg_restore = pg_program("pg_restore", None)?;
+    for file in &manifest.files {
+        let mut child = Command::new(&pg_restore)
+            .args(["--no-owner", "--exit-on-error", "--dbname"])
+            .arg(target_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| PgError::io(pg_restore.display(), e))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| PgError::Invalid("pg_restore has no stdin".into()))?;
+        let fed = restore_file(
+            repo,
+            &index,
+            manifest,
+            file,
+            stdin,
+            concurrency,
+            progress.clone(),
+        )
+        .await;
+        let (status, stderr) = tokio::task::spawn_blocking(move || child.wait_with_output_stderr())
+            .await
+            .map_err(|e| PgError::Invalid(format!("pg_restore task failed: {e}")))?
+            .map_err(|e| PgError::io("pg_restore", e))?;
+        if !status.success() {
+            return Err(PgError::Invalid(format!(
+                "pg_restore of {} into {} failed ({status}): {}",
+                file.path,
+                redact(target_url),
+                stderr.trim()
+            )));
+        }
+        fed?;
+    }
+    Ok(())
+}
