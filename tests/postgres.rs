@@ -455,3 +455,130 @@ async fn a_logical_backup_restores_into_a_second_running_cluster() {
     other.stop();
     source.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_either_side() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    let source_config = |c: &PgCluster| {
+        format!(
+            "  pg: {{ kind: postgres, url: \"{}\", data_dir: {} }}\n",
+            c.url(),
+            c.data.display()
+        )
+    };
+    world.write_config(&source_config(&source));
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    world.cli(&["backup", "pg"]).success();
+    client
+        .batch_execute("INSERT INTO markers VALUES (1)")
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    source.stop();
+
+    // Fail over: restore everything and promote; the copy becomes the source, on timeline 2.
+    let dir = restore_dir(&world, "tl2");
+    let port = support::free_port();
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--latest",
+            "--start",
+            "--port",
+            &port.to_string(),
+        ])
+        .success();
+    let mut primary = PgCluster::started_by_restore(world.path(), dir.clone(), port);
+    let timeline: i32 = primary
+        .client()
+        .await
+        .query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeline, 2);
+    // As the new primary it archives into the same source: its history file first, then its WAL.
+    world
+        .cli(&[
+            "wal-push",
+            "--source",
+            "pg",
+            dir.join("pg_wal/00000002.history").to_str().unwrap(),
+        ])
+        .success();
+    primary.stop();
+    let auto = dir.join("postgresql.auto.conf");
+    let mut conf = std::fs::read_to_string(&auto).unwrap();
+    conf.push_str(&format!(
+        "archive_mode = on\narchive_command = '{} -q --config {} wal-push --source pg %p'\n",
+        world.bin().display(),
+        world.config().display()
+    ));
+    std::fs::write(&auto, conf).unwrap();
+    primary.start();
+    world.write_config(&source_config(&primary));
+
+    let client = primary.client().await;
+    let now = || async {
+        let t: chrono::DateTime<chrono::Utc> = client
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        t
+    };
+    client
+        .batch_execute("INSERT INTO markers VALUES (2)")
+        .await
+        .unwrap();
+    let before_backup = now().await;
+    client
+        .batch_execute("INSERT INTO markers VALUES (3)")
+        .await
+        .unwrap();
+    world.cli(&["backup", "pg"]).success();
+    client
+        .batch_execute("INSERT INTO markers VALUES (4)")
+        .await
+        .unwrap();
+    let after_backup = now().await;
+    client
+        .batch_execute("INSERT INTO markers VALUES (5)")
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    primary.stop();
+
+    // Before the timeline-2 backup: from the timeline-1 backup, following the history to timeline 2.
+    // After it: from the timeline-2 backup.
+    for (name, at, expected) in [
+        ("t-before", before_backup, vec![1, 2]),
+        ("t-after", after_backup, vec![1, 2, 3, 4]),
+    ] {
+        let dir = restore_dir(&world, name);
+        let t = at.to_rfc3339();
+        world
+            .cli(&["restore", "pg", "--to", dir.to_str().unwrap(), "--time", &t])
+            .success();
+        let mut copy = PgCluster::adopt(world.path(), dir);
+        copy.start();
+        copy.wait_promoted().await;
+        assert_eq!(
+            markers(&copy).await,
+            expected,
+            "restore to {t}:\n{}",
+            copy.log()
+        );
+        copy.stop();
+    }
+}
