@@ -126,6 +126,25 @@ impl Keys {
         ChunkId(mac.finalize().into_bytes().into())
     }
 
+    /// The keyed id of everything `reader` yields, read in 1 MiB pieces, and its length.
+    pub fn chunk_id_of_reader(
+        &self,
+        mut reader: impl std::io::Read,
+    ) -> std::io::Result<(ChunkId, u64)> {
+        let mut mac = self.id_mac.clone();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            mac.update(&buf[..n]);
+            len += n as u64;
+        }
+        Ok((ChunkId(mac.finalize().into_bytes().into()), len))
+    }
+
     fn chunk_cipher(&self, id: &ChunkId) -> Aes256Gcm {
         let mut key = derive(&self.secret.data_key, &[CHUNK_KEY_INFO, id.as_bytes()]);
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));

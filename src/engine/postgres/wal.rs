@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
@@ -111,11 +110,23 @@ pub async fn wal_push(
         .ok_or_else(|| PgError::Invalid(format!("{} has no file name", path.display())))?
         .parse()
         .map_err(PgError::Invalid)?;
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| PgError::io(path.display(), e))?;
+    // First only the digest, streamed: enough to answer a push of a file already archived.
+    let keys = repo.keys().clone();
+    let file_path = path.to_owned();
+    let (digest, size, system_id) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut file = std::fs::File::open(&file_path)?;
+        let mut head = [0u8; 32];
+        let got = std::io::Read::read(&mut file, &mut head)?;
+        let system_id = segment_system_identifier(&head[..got]);
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+        let (digest, size) = keys.chunk_id_of_reader(std::io::BufReader::new(file))?;
+        Ok((digest, size, system_id))
+    })
+    .await
+    .map_err(|e| PgError::Invalid(format!("reading task failed: {e}")))?
+    .map_err(|e| PgError::io(path.display(), e))?;
     if matches!(name, WalFileName::Segment { .. } | WalFileName::Partial(_)) {
-        let id = segment_system_identifier(&bytes).ok_or_else(|| {
+        let id = system_id.ok_or_else(|| {
             PgError::Invalid(format!(
                 "{}: not a WAL segment (no long page header)",
                 path.display()
@@ -124,47 +135,149 @@ pub async fn wal_push(
         ensure_identity(repo, source, &id.to_string(), &path.display().to_string()).await?;
     }
     let key = wal_key(source, &name);
+    // PostgreSQL pushes a file again after a crash: answer from the stored digest, without reading
+    // the stored file.
+    match read_digest(repo, &key).await {
+        Ok(stored) => return same_or_conflict(stored, (digest.0, size), &name, source),
+        Err(PgError::Repo(RepoError::Store(e))) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| PgError::io(path.display(), e))?;
+    if repo.keys().chunk_id(&bytes) != digest {
+        return Err(PgError::Invalid(format!(
+            "{} changed while it was being archived",
+            path.display()
+        )));
+    }
     let level = repo.config().compression.level;
     let keys = repo.keys().clone();
     let sealing_key = key.clone();
-    let bytes = Bytes::from(bytes);
-    let plain = bytes.clone();
-    let sealed = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let compressed = zstd::bulk::compress(&plain, level)?;
-        Ok(keys.seal_named(MetaKind::Wal, &sealing_key, &compressed))
+    let size = bytes.len() as u64;
+    let object = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let compressed = zstd::bulk::compress(&bytes, level)?;
+        let mut header = Vec::with_capacity(HEADER_PLAIN_LEN);
+        header.extend_from_slice(digest.as_bytes());
+        header.extend_from_slice(&size.to_le_bytes());
+        let header = keys.seal_named(MetaKind::Wal, &format!("{sealing_key}#header"), &header);
+        let body = keys.seal_named(MetaKind::Wal, &sealing_key, &compressed);
+        let mut object = Vec::with_capacity(WAL_MAGIC.len() + 4 + header.len() + body.len());
+        object.extend_from_slice(WAL_MAGIC);
+        object.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        object.extend_from_slice(&header);
+        object.extend_from_slice(&body);
+        Ok(object)
     })
     .await
     .map_err(|e| PgError::Invalid(format!("sealing task failed: {e}")))?
     .map_err(|e| PgError::io(path.display(), e))?;
-    match repo.store().put_if_absent(&key, sealed).await? {
+    match repo.store().put_if_absent(&key, object).await? {
         PutOutcome::Created => {
             debug!(%key, "archived");
             Ok(PushOutcome::Archived)
         }
-        PutOutcome::AlreadyExists => {
-            if read_wal(repo, &key).await? == bytes {
-                Ok(PushOutcome::AlreadyArchived)
-            } else {
-                Err(PgError::WalConflict {
-                    name: name.to_string(),
-                    source_name: source.to_owned(),
-                })
-            }
-        }
+        // Pushed concurrently by someone else.
+        PutOutcome::AlreadyExists => same_or_conflict(
+            read_digest(repo, &key).await?,
+            (digest.0, size),
+            &name,
+            source,
+        ),
     }
+}
+
+fn same_or_conflict(
+    stored: ([u8; 32], u64),
+    ours: ([u8; 32], u64),
+    name: &WalFileName,
+    source: &str,
+) -> Result<PushOutcome, PgError> {
+    if stored == ours {
+        Ok(PushOutcome::AlreadyArchived)
+    } else {
+        Err(PgError::WalConflict {
+            name: name.to_string(),
+            source_name: source.to_owned(),
+        })
+    }
+}
+
+/// `HLMWAL01` | header box length (u32 LE) | header box | body box.
+const WAL_MAGIC: &[u8; 8] = b"HLMWAL01";
+/// The header's plaintext: the keyed digest of the file (HMAC-SHA256 under the id key) and its size.
+const HEADER_PLAIN_LEN: usize = 32 + 8;
+const HEADER_BOX_LEN: usize = HEADER_PLAIN_LEN + crate::repo::crypto::SEAL_OVERHEAD;
+const PREFIX_LEN: usize = WAL_MAGIC.len() + 4 + HEADER_BOX_LEN;
+
+/// Splits a WAL object into its header box and body box.
+fn split_object<'a>(key: &str, object: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), PgError> {
+    let bad = |why: &str| PgError::Repo(RepoError::corrupt(key, why));
+    if object.len() < PREFIX_LEN || &object[..WAL_MAGIC.len()] != WAL_MAGIC {
+        return Err(bad("not a WAL object (too short or wrong magic)"));
+    }
+    let len = u32::from_le_bytes([object[8], object[9], object[10], object[11]]) as usize;
+    if len != HEADER_BOX_LEN {
+        return Err(bad("header length is wrong"));
+    }
+    Ok((&object[12..12 + len], &object[12 + len..]))
+}
+
+fn open_header(repo: &Repository, key: &str, header: &[u8]) -> Result<([u8; 32], u64), PgError> {
+    let plain = repo
+        .keys()
+        .open_named(MetaKind::Wal, &format!("{key}#header"), header)
+        .map_err(|e| RepoError::corrupt(key, format!("header: {e}")))?;
+    if plain.len() != HEADER_PLAIN_LEN {
+        return Err(PgError::Repo(RepoError::corrupt(
+            key,
+            "header has the wrong length",
+        )));
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(&plain[..32]);
+    let size = u64::from_le_bytes(plain[32..40].try_into().unwrap_or_default());
+    Ok((digest, size))
+}
+
+/// Reads only the header of an archived WAL file: its digest and size.
+async fn read_digest(repo: &Repository, key: &str) -> Result<([u8; 32], u64), PgError> {
+    let prefix = repo
+        .store()
+        .get_range(key, 0..PREFIX_LEN as u64)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Truncated { .. } => PgError::Repo(RepoError::corrupt(
+                key,
+                "shorter than a WAL object's header",
+            )),
+            other => other.into(),
+        })?;
+    let (header, _) = split_object(key, &prefix)?;
+    open_header(repo, key, header)
 }
 
 /// Reads, opens and decompresses one archived WAL file.
 async fn read_wal(repo: &Repository, key: &str) -> Result<Vec<u8>, PgError> {
-    let sealed = repo.store().get(key).await?;
-    let keys = repo.keys().clone();
+    let object = repo.store().get(key).await?;
+    let repo = repo.clone();
     let key = key.to_owned();
     tokio::task::spawn_blocking(move || {
-        let compressed = keys
-            .open_named(MetaKind::Wal, &key, &sealed)
+        let (header, body) = split_object(&key, &object)?;
+        let (digest, size) = open_header(&repo, &key, header)?;
+        let compressed = repo
+            .keys()
+            .open_named(MetaKind::Wal, &key, body)
             .map_err(|e| RepoError::corrupt(&key, e.to_string()))?;
-        zstd::stream::decode_all(&compressed[..])
-            .map_err(|e| PgError::Repo(RepoError::corrupt(&key, format!("decompression: {e}"))))
+        let bytes = zstd::stream::decode_all(&compressed[..])
+            .map_err(|e| RepoError::corrupt(&key, format!("decompression: {e}")))?;
+        if bytes.len() as u64 != size || repo.keys().chunk_id(&bytes).0 != digest {
+            return Err(PgError::Repo(RepoError::corrupt(
+                &key,
+                "contents do not match the header's digest",
+            )));
+        }
+        Ok(bytes)
     })
     .await
     .map_err(|e| PgError::Invalid(format!("decrypt task failed: {e}")))?
