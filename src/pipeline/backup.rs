@@ -18,7 +18,7 @@ use crate::repo::chunker::Chunker;
 use crate::repo::ids::{pack_key, ChunkId};
 use crate::repo::index::{Index, IndexedPack};
 use crate::repo::lease::{Lease, LeaseKind};
-use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest, MANIFEST_VERSION};
+use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest};
 use crate::repo::pack::{FinishedPack, PackWriter};
 use crate::repo::{RepoError, Repository};
 use crate::store::PutPayload;
@@ -94,37 +94,43 @@ pub async fn backup_stream<R: Read + Send + 'static>(
     })));
     let result = async {
         let stored = store_files(repo, source, options.concurrency, progress).await?;
-        let finished = now + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
-        let manifest = Manifest {
-            version: MANIFEST_VERSION,
-            id: BackupId::new(now),
-            source: options.source.clone(),
-            kind: BackupKind::Stream,
-            labels: options.labels.clone(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            started: now,
-            finished,
-            postgres: None,
-            directories: Vec::new(),
-            files: stored.files,
-        };
-        repo.save_manifest(&manifest).await?;
-        let summary = BackupSummary {
-            id: manifest.id.clone(),
-            source: manifest.source.clone(),
-            size: manifest.size(),
-            chunks: manifest.chunk_count(),
-            new_chunks: stored.new_chunks,
-            added_bytes: stored.added_bytes,
-            packs: stored.packs,
-            seconds: clock.elapsed().as_secs_f64(),
-        };
-        info!(id = %summary.id, size = summary.size, new_chunks = summary.new_chunks, "backup complete");
-        Ok(summary)
+        let manifest = Manifest::new(
+            &options.source,
+            BackupKind::Stream,
+            options.labels.clone(),
+            now,
+        );
+        commit_backup(repo, manifest, stored, clock).await
     }
     .await;
     lease.release().await;
     result
+}
+
+/// Completes a backup whose files are stored: writes its manifest, the last object of a backup, and
+/// sums up what it did.
+pub async fn commit_backup(
+    repo: &Repository,
+    mut manifest: Manifest,
+    stored: StoredFiles,
+    clock: std::time::Instant,
+) -> Result<BackupSummary, RepoError> {
+    manifest.files = stored.files;
+    manifest.finished =
+        manifest.started + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+    repo.save_manifest(&manifest).await?;
+    let summary = BackupSummary {
+        id: manifest.id.clone(),
+        source: manifest.source.clone(),
+        size: manifest.size(),
+        chunks: manifest.chunk_count(),
+        new_chunks: stored.new_chunks,
+        added_bytes: stored.added_bytes,
+        packs: stored.packs,
+        seconds: clock.elapsed().as_secs_f64(),
+    };
+    info!(id = %summary.id, kind = ?manifest.kind, size = summary.size, new_chunks = summary.new_chunks, "backup complete");
+    Ok(summary)
 }
 
 /// Stores the files `source` yields: chunks them, seals and packs what the repository lacks, and

@@ -19,8 +19,10 @@ use crate::repo::manifest::{FileEntry, Manifest};
 use crate::repo::{RepoError, Repository};
 use crate::store::{Store, StoreError};
 
-/// Reads of adjacent chunks in one pack are merged up to this size.
+/// Reads of adjacent chunks in one pack are merged up to this many stored bytes, and this many bytes
+/// once opened (compressed chunks grow), so that memory stays bounded whatever the data.
 const MAX_READ: u64 = 8 * 1024 * 1024;
+const MAX_READ_PLAIN: u64 = 16 * 1024 * 1024;
 
 /// One ranged read of a pack and the chunks it covers.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ struct PackRead {
     range: Range<u64>,
     /// (chunk id, offset inside the read, sealed length, plaintext length)
     chunks: Vec<(ChunkId, u32, u32, u32)>,
+    /// The plaintext bytes of those chunks.
+    plain: u64,
 }
 
 fn plan_reads(
@@ -53,7 +57,9 @@ fn plan_reads(
             if last.pack == loc.pack
                 && last.range.end == start
                 && end - last.range.start <= MAX_READ
+                && last.plain + u64::from(loc.raw_len) <= MAX_READ_PLAIN
             {
+                last.plain += u64::from(loc.raw_len);
                 let inner = (start - last.range.start) as u32;
                 last.chunks.push((*id, inner, loc.length, loc.raw_len));
                 last.range.end = end;
@@ -64,6 +70,7 @@ fn plan_reads(
             pack: loc.pack,
             range: start..end,
             chunks: vec![(*id, 0, loc.length, loc.raw_len)],
+            plain: u64::from(loc.raw_len),
         });
     }
     Ok(reads)
@@ -153,8 +160,8 @@ pub async fn restore_file<W: Write + Send + 'static>(
 
 /// Writes `files` (of `manifest`) into `sink` in order, verifying every chunk and each file's length.
 ///
-/// Memory: at most `io + cpu` reads of up to 8 MiB are fetched and opened at once, and two more wait
-/// for the writer.
+/// Memory: at most `io + cpu` reads (8 MiB stored, 16 MiB opened, at most) are fetched and opened
+/// at once, and two more wait for the writer.
 pub async fn restore_files<S: FileSink>(
     repo: &Repository,
     index: &Index,

@@ -145,6 +145,28 @@ pub struct FileEntry {
 }
 
 impl Manifest {
+    /// A manifest for a backup starting now on this host, without files yet.
+    pub fn new(
+        source: &str,
+        kind: BackupKind,
+        labels: BTreeMap<String, String>,
+        started: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            version: MANIFEST_VERSION,
+            id: BackupId::new(started),
+            source: source.to_owned(),
+            kind,
+            labels,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            started,
+            finished: started,
+            postgres: None,
+            directories: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
     pub fn size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }

@@ -15,10 +15,10 @@ use tracing::{debug, info, warn};
 use super::names::{Lsn, WalFileName};
 use super::wal::ensure_identity;
 use super::PgError;
-use crate::pipeline::backup::{store_files, BackupSummary, FileSource, SourceFile};
+use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, FileSource, SourceFile};
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
-use crate::repo::manifest::{BackupId, BackupKind, Manifest, PostgresPoint, MANIFEST_VERSION};
+use crate::repo::manifest::{BackupKind, Manifest, PostgresPoint};
 use crate::repo::Repository;
 
 /// Directories whose contents PostgreSQL recreates at start-up; the directories themselves are kept.
@@ -144,8 +144,13 @@ pub async fn base_backup(
         .await
         .map_err(crate::repo::RepoError::from)?;
     let result = async {
-        let id = BackupId::new(now);
-        let label = format!("heirloom-backup {id}");
+        let mut manifest = Manifest::new(
+            request.source,
+            BackupKind::PostgresPhysical,
+            request.labels.clone(),
+            now,
+        );
+        let label = format!("heirloom-backup {}", manifest.id);
         let start_sql = if version >= 150000 {
             "SELECT pg_backup_start($1, true)::text"
         } else {
@@ -198,43 +203,21 @@ pub async fn base_backup(
         let stop_wal = WalFileName::segment_of(timeline, stop, segment_size as u64).to_string();
         info!(%stop_lsn, files = file_count, "backup stopped");
 
-        let finished = now + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
-        let manifest = Manifest {
-            version: MANIFEST_VERSION,
-            id: id.clone(),
-            source: request.source.to_owned(),
-            kind: BackupKind::PostgresPhysical,
-            labels: request.labels.clone(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            started: now,
-            finished,
-            postgres: Some(PostgresPoint {
-                system_identifier: system_identifier.clone(),
-                server_version: version,
-                segment_size: segment_size as u64,
-                timeline,
-                start_lsn,
-                stop_lsn,
-                start_wal,
-                stop_wal,
-                consistent_at,
-                backup_label,
-                tablespace_map: tablespace_map.filter(|m| !m.is_empty()),
-            }),
-            directories,
-            files: stored.files,
-        };
-        repo.save_manifest(&manifest).await?;
-        Ok(BackupSummary {
-            id,
-            source: manifest.source.clone(),
-            size: manifest.size(),
-            chunks: manifest.chunk_count(),
-            new_chunks: stored.new_chunks,
-            added_bytes: stored.added_bytes,
-            packs: stored.packs,
-            seconds: clock.elapsed().as_secs_f64(),
-        })
+        manifest.postgres = Some(PostgresPoint {
+            system_identifier: system_identifier.clone(),
+            server_version: version,
+            segment_size: segment_size as u64,
+            timeline,
+            start_lsn,
+            stop_lsn,
+            start_wal,
+            stop_wal,
+            consistent_at,
+            backup_label,
+            tablespace_map: tablespace_map.filter(|m| !m.is_empty()),
+        });
+        manifest.directories = directories;
+        Ok(commit_backup(repo, manifest, stored, clock).await?)
     }
     .await;
     lease.release().await;

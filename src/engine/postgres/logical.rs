@@ -14,11 +14,11 @@ use super::basebackup::redact;
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
-use crate::pipeline::backup::{store_files, BackupSummary, FileSource, SourceFile};
+use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, FileSource, SourceFile};
 use crate::pipeline::restore::restore_file;
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
-use crate::repo::manifest::{BackupId, BackupKind, Manifest, MANIFEST_VERSION};
+use crate::repo::manifest::{BackupKind, Manifest};
 use crate::repo::{RepoError, Repository};
 
 /// A child's stdout that reports the child's failure at its end, so a dump that died half-way is
@@ -127,32 +127,10 @@ pub async fn logical_backup(
             })
         }));
         let stored = store_files(repo, files, concurrency, progress).await?;
-        let finished = now + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
-        let manifest = Manifest {
-            version: MANIFEST_VERSION,
-            id: BackupId::new(now),
-            source: source.to_owned(),
-            kind: BackupKind::PostgresLogical,
-            labels,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            started: now,
-            finished,
-            postgres: None,
-            directories: Vec::new(),
-            files: stored.files,
-        };
-        repo.save_manifest(&manifest).await?;
-        info!(id = %manifest.id, database, "logical backup complete");
-        Ok(BackupSummary {
-            id: manifest.id.clone(),
-            source: source.to_owned(),
-            size: manifest.size(),
-            chunks: manifest.chunk_count(),
-            new_chunks: stored.new_chunks,
-            added_bytes: stored.added_bytes,
-            packs: stored.packs,
-            seconds: clock.elapsed().as_secs_f64(),
-        })
+        let manifest = Manifest::new(source, BackupKind::PostgresLogical, labels, now);
+        let summary = commit_backup(repo, manifest, stored, clock).await?;
+        info!(id = %summary.id, database, "logical backup complete");
+        Ok(summary)
     }
     .await;
     lease.release().await;

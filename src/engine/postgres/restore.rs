@@ -205,12 +205,12 @@ pub async fn restore(
             .map_err(|e| PgError::io(path.display(), e))?;
         chown(&path, owner)?;
     }
-    // Files are written by several writers at once: the kernel's copying and each file's fsync then
-    // overlap, as they would not on one thread. Each writer gets a share of the concurrency.
+    // Files are written by two writers at once: the kernel's copying and each file's fsync then
+    // overlap, as they would not on one thread. Each fetches as many reads ahead as there are cores.
     let index = repo.load_index().await?;
-    let writers = request.concurrency.io.clamp(1, 8);
+    let writers = 2;
     let share = Concurrency {
-        cpu: request.concurrency.cpu.div_ceil(writers).max(1),
+        cpu: request.concurrency.cpu,
         io: 1,
     };
     let groups = balance(&manifest.files, writers);
