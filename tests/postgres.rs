@@ -118,11 +118,7 @@ fn restore_dir(world: &PgWorld, name: &str) -> std::path::PathBuf {
 async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() {
     let world = PgWorld::new();
     let mut source = world.cluster("source", "pg");
-    world.write_config(&format!(
-        "  pg: {{ kind: postgres, url: \"{}\", data_dir: {} }}\n",
-        source.url(),
-        source.data.display()
-    ));
+    world.use_physical_source(&source);
     source.start();
     let client = source.client().await;
     client
@@ -278,11 +274,7 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
 async fn damaged_wal_stops_recovery_and_missing_wal_shows_in_the_plan() {
     let world = PgWorld::new();
     let mut source = world.cluster("source", "pg");
-    world.write_config(&format!(
-        "  pg: {{ kind: postgres, url: \"{}\", data_dir: {} }}\n",
-        source.url(),
-        source.data.display()
-    ));
+    world.use_physical_source(&source);
     source.start();
     let client = source.client().await;
     client
@@ -465,14 +457,7 @@ async fn a_logical_backup_restores_into_a_second_running_cluster() {
 async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_either_side() {
     let world = PgWorld::new();
     let mut source = world.cluster("source", "pg");
-    let source_config = |c: &PgCluster| {
-        format!(
-            "  pg: {{ kind: postgres, url: \"{}\", data_dir: {} }}\n",
-            c.url(),
-            c.data.display()
-        )
-    };
-    world.write_config(&source_config(&source));
+    world.use_physical_source(&source);
     source.start();
     let client = source.client().await;
     client
@@ -530,7 +515,7 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
     ));
     std::fs::write(&auto, conf).unwrap();
     primary.start();
-    world.write_config(&source_config(&primary));
+    world.use_physical_source(&primary);
 
     let client = primary.client().await;
     let now = || async {

@@ -133,10 +133,11 @@ pub fn main(cli: Cli) -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(exit) => exit.into(),
         Err(err) => {
-            if let Some(RepoError::Output(e)) = err.downcast_ref::<RepoError>() {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Exit::Ok.into(); // `cat | head`: the reader had enough
-                }
+            if err
+                .downcast_ref::<RepoError>()
+                .is_some_and(RepoError::is_broken_pipe)
+            {
+                return Exit::Ok.into(); // `cat | head`: the reader had enough
             }
             eprintln!("heirloom-backup: error: {err:#}");
             exit_code_for(&err).into()

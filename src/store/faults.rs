@@ -31,7 +31,6 @@ pub struct FaultyBackend {
     plan: FaultPlan,
     puts: AtomicU64,
     gets: AtomicU64,
-    failed_puts: AtomicU64,
 }
 
 impl FaultyBackend {
@@ -41,13 +40,7 @@ impl FaultyBackend {
             plan,
             puts: AtomicU64::new(0),
             gets: AtomicU64::new(0),
-            failed_puts: AtomicU64::new(0),
         }
-    }
-
-    /// How many puts this wrapper made fail.
-    pub fn failed_puts(&self) -> u64 {
-        self.failed_puts.load(Ordering::SeqCst)
     }
 
     fn affects(&self, key: &str) -> bool {
@@ -87,7 +80,6 @@ impl Backend for FaultyBackend {
             let after = self.plan.fail_puts_after.is_some_and(|a| n > a);
             let nth = self.plan.fail_every_nth_put.is_some_and(|k| n % k == 0);
             if after || nth {
-                self.failed_puts.fetch_add(1, Ordering::SeqCst);
                 return Err(self.injected("put", key));
             }
         }

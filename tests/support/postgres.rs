@@ -119,6 +119,15 @@ impl PgWorld {
         chown_postgres(&self.config());
     }
 
+    /// Makes `cluster` the config's physical source `pg` (url and data_dir).
+    pub fn use_physical_source(&self, cluster: &PgCluster) {
+        self.write_config(&format!(
+            "  pg: {{ kind: postgres, url: \"{}\", data_dir: {} }}\n",
+            cluster.url(),
+            cluster.data.display()
+        ));
+    }
+
     /// Runs the CLI with this world's config.
     pub fn cli(&self, args: &[&str]) -> CliRun {
         let out = Command::new(self.bin())

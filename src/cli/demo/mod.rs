@@ -42,6 +42,39 @@ pub struct DemoArgs {
     keep: Option<PathBuf>,
 }
 
+/// The directory the demo works in: `keep`, or a temporary one (removed when the guard drops).
+fn workspace(
+    keep: Option<&std::path::Path>,
+) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match keep {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            Ok((None, d.to_owned()))
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("heirloom-demo-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            let dir = temp.path().to_owned();
+            Ok((Some(temp), dir))
+        }
+    }
+}
+
+/// A new repository in `dir/repository`, with a new key file `dir/repository.key`.
+async fn demo_repository(dir: &std::path::Path) -> anyhow::Result<(Repository, PathBuf, PathBuf)> {
+    let repo_dir = dir.join("repository");
+    let key_path = dir.join("repository.key");
+    let key = KeySource::create_key_file(&key_path)?;
+    let store = open_store(
+        repo_dir.to_str().context("non-UTF-8 path")?,
+        &Default::default(),
+    )?;
+    let repo = Repository::init(store, &key, &InitParams::default(), Utc::now()).await?;
+    Ok((repo, repo_dir, key_path))
+}
+
 /// A notes-app dump: mostly SQL text, with some incompressible attachments.
 fn generate_dump(size: usize, seed: u64) -> Vec<u8> {
     const WORDS: [&str; 16] = [
@@ -118,25 +151,8 @@ pub async fn demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
 }
 
 async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
-    let temp;
-    let dir = match &args.keep {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-            d.clone()
-        }
-        None => {
-            temp = tempfile::tempdir().context("creating a temporary directory")?;
-            temp.path().to_owned()
-        }
-    };
-    let repo_dir = dir.join("repository");
-    let key_path = dir.join("repository.key");
-    let key = KeySource::create_key_file(&key_path)?;
-    let store = open_store(
-        repo_dir.to_str().context("non-UTF-8 path")?,
-        &Default::default(),
-    )?;
-    let repo = Repository::init(store, &key, &InitParams::default(), Utc::now()).await?;
+    let (_temp, dir) = workspace(args.keep.as_deref())?;
+    let (repo, repo_dir, key_path) = demo_repository(&dir).await?;
     println!(
         "1. created an encrypted repository in {}",
         repo_dir.display()

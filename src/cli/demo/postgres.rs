@@ -11,10 +11,6 @@ use chrono::{DateTime, Utc};
 use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
 use heirloom_backup::engine::postgres::restore::{plan_restore, restore, RestoreRequest, Target};
 use heirloom_backup::engine::postgres::server::pg_program;
-use heirloom_backup::repo::format::InitParams;
-use heirloom_backup::repo::keys::KeySource;
-use heirloom_backup::repo::Repository;
-use heirloom_backup::store::open_store;
 use indicatif::ProgressBar;
 use tokio_postgres::NoTls;
 
@@ -138,19 +134,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
     let started = Instant::now();
-    let temp;
-    let dir = match keep {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.to_owned()
-        }
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("heirloom-demo-")
-                .tempdir()?;
-            temp.path().to_owned()
-        }
-    };
+    let (_temp, dir) = super::workspace(keep)?;
     let owner = server_user()?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
@@ -161,14 +145,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
     if std::fs::hard_link(&me, &exe).is_err() {
         std::fs::copy(&me, &exe).context("copying this program for archive_command")?;
     }
-    let repo_dir = dir.join("repository");
-    let key_path = dir.join("repository.key");
-    let key = KeySource::create_key_file(&key_path)?;
-    let store = open_store(
-        repo_dir.to_str().context("non-UTF-8 path")?,
-        &Default::default(),
-    )?;
-    let repo = Repository::init(store, &key, &InitParams::default(), Utc::now()).await?;
+    let (repo, repo_dir, key_path) = super::demo_repository(&dir).await?;
     chown_tree(&dir, owner)?;
     println!(
         "1. created an encrypted repository in {}",
