@@ -177,3 +177,41 @@ fn a_damaged_archive_object_stops_recovery_and_is_named() {
     );
     assert!(!dest.exists());
 }
+
+#[test]
+fn a_push_also_archives_the_segments_marked_ready_after_it() {
+    let a = Archive::new();
+    let names = [
+        SEG1,
+        SEG2,
+        "000000010000000000000003",
+        "000000010000000000000004",
+    ];
+    let paths: Vec<PathBuf> = names.iter().map(|n| a.segment(n, 42, 1)).collect();
+    let status = a.dir.path().join("pg_wal/archive_status");
+    std::fs::create_dir_all(&status).unwrap();
+    for name in &names[1..] {
+        std::fs::write(status.join(format!("{name}.ready")), "").unwrap();
+    }
+    let out = a.run(&[
+        "wal-push",
+        "--source",
+        "db",
+        "--ahead",
+        "2",
+        paths[0].to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stored = |n: &str| a.repo().join("wal/db").join(n).exists();
+    assert!(
+        stored(SEG1) && stored(SEG2) && stored(names[2]),
+        "look-ahead segments were not archived"
+    );
+    assert!(
+        !stored(names[3]),
+        "--ahead 2 archived more than two later segments"
+    );
+    // The later calls find their segment archived already.
+    let out = a.push(&paths[1]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -12,7 +12,7 @@ use heirloom_backup::engine::postgres::restore::{
     plan_restore, restore, RestorePlan, RestoreRequest, Target,
 };
 use heirloom_backup::engine::postgres::server::start_and_wait;
-use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push, PushOutcome};
+use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push_ahead, PushOutcome};
 use heirloom_backup::engine::postgres::PgError;
 use heirloom_backup::repo::manifest::BackupKind;
 use heirloom_backup::repo::RepoError;
@@ -26,6 +26,9 @@ pub struct WalPushArgs {
     /// The source it belongs to [default: the only postgres source in the config]
     #[arg(long)]
     source: Option<String>,
+    /// Also archive up to N later segments PostgreSQL has marked ready, in parallel
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    ahead: usize,
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +102,7 @@ fn wal_source(ctx: &Context, given: Option<&str>) -> anyhow::Result<String> {
 pub async fn push(ctx: &Context, args: &WalPushArgs) -> anyhow::Result<Exit> {
     let source = wal_source(ctx, args.source.as_deref())?;
     let repo = ctx.open().await?;
-    let outcome = wal_push(&repo, &source, &args.path)
+    let outcome = wal_push_ahead(&repo, &source, &args.path, args.ahead)
         .await
         .with_context(|| format!("archiving {}", args.path.display()))?;
     if outcome == PushOutcome::AlreadyArchived {

@@ -327,3 +327,51 @@ pub async fn archived_with_sizes(
     names.sort();
     Ok(names)
 }
+
+/// The segments PostgreSQL has marked ready to archive after `path` (from
+/// `archive_status/*.ready` beside it), oldest first, at most `limit`.
+pub fn ready_after(path: &Path, limit: usize) -> Vec<std::path::PathBuf> {
+    let (Some(dir), Some(current)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir.join("archive_status")) else {
+        return Vec::new();
+    };
+    let mut ready: Vec<String> = entries
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".ready")
+                .map(str::to_owned)
+        })
+        .filter(|name| {
+            name.as_str() > current && matches!(name.parse(), Ok(WalFileName::Segment { .. }))
+        })
+        .collect();
+    ready.sort();
+    ready.truncate(limit);
+    ready.into_iter().map(|name| dir.join(name)).collect()
+}
+
+/// Archives `path`, and meanwhile the next `ahead` segments PostgreSQL has marked ready, so that
+/// the calls for those find them archived and return at once. Only `path`'s outcome counts: a
+/// look-ahead upload that fails is retried by the call for its own segment.
+pub async fn wal_push_ahead(
+    repo: &Repository,
+    source: &str,
+    path: &Path,
+    ahead: usize,
+) -> Result<PushOutcome, PgError> {
+    let later = ready_after(path, ahead);
+    let (outcome, _) = futures::join!(
+        wal_push(repo, source, path),
+        futures::future::join_all(later.iter().map(|p| async move {
+            if let Err(e) = wal_push(repo, source, p).await {
+                debug!(path = %p.display(), error = %e, "look-ahead push failed; its own call will retry");
+            }
+        }))
+    );
+    outcome
+}
