@@ -215,3 +215,55 @@ fn a_push_also_archives_the_segments_marked_ready_after_it() {
     let out = a.push(&paths[1]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_fetch_prefetches_the_next_segments_and_serves_them_from_its_spool() {
+    let a = Archive::new();
+    let names = [
+        SEG1,
+        SEG2,
+        "000000010000000000000003",
+        "000000010000000000000004",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let path = a.segment(name, 42, i as u8);
+        assert!(a.push(&path).status.success());
+    }
+    let pg_wal = a.dir.path().join("restored-wal");
+    std::fs::create_dir_all(&pg_wal).unwrap();
+    let fetch = |name: &str| {
+        a.run(&[
+            "wal-fetch",
+            "--source",
+            "db",
+            "--prefetch",
+            "2",
+            name,
+            pg_wal.join("RECOVERYXLOG").to_str().unwrap(),
+        ])
+    };
+    assert!(fetch(SEG1).status.success());
+    let spool = pg_wal.join("heirloom-prefetch");
+    assert!(
+        spool.join(SEG2).exists() && spool.join(names[2]).exists(),
+        "nothing was prefetched"
+    );
+    assert!(
+        !spool.join(names[3]).exists(),
+        "--prefetch 2 fetched more than two"
+    );
+
+    // SEG2 is served from the spool even once gone from the repository, byte for byte.
+    std::fs::remove_file(a.repo().join("wal/db").join(SEG2)).unwrap();
+    assert!(fetch(SEG2).status.success());
+    let expected = std::fs::read(a.dir.path().join("pg_wal").join(SEG2)).unwrap();
+    assert_eq!(
+        std::fs::read(pg_wal.join("RECOVERYXLOG")).unwrap(),
+        expected
+    );
+    assert!(
+        !spool.join(SEG2).exists(),
+        "a served segment must leave the spool"
+    );
+    assert!(spool.join(names[3]).exists(), "the window did not move on");
+}

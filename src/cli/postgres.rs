@@ -39,6 +39,9 @@ pub struct WalFetchArgs {
     dest: PathBuf,
     #[arg(long)]
     source: Option<String>,
+    /// Also fetch the next N segments in parallel, into pg_wal/heirloom-prefetch
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    prefetch: usize,
 }
 
 #[derive(Debug, Args)]
@@ -114,7 +117,7 @@ pub async fn push(ctx: &Context, args: &WalPushArgs) -> anyhow::Result<Exit> {
 pub async fn fetch(ctx: &Context, args: &WalFetchArgs) -> anyhow::Result<Exit> {
     let source = wal_source(ctx, args.source.as_deref())?;
     let repo = ctx.open().await?;
-    match wal_fetch(&repo, &source, &args.name, &args.dest).await {
+    match wal_fetch(&repo, &source, &args.name, &args.dest, args.prefetch).await {
         Ok(()) => Ok(Exit::Ok),
         // The normal end of an archive during recovery: say it quietly, exit non-zero.
         Err(PgError::WalNotFound { .. }) => {

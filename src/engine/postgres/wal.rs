@@ -283,32 +283,106 @@ async fn read_wal(repo: &Repository, key: &str) -> Result<Vec<u8>, PgError> {
     .map_err(|e| PgError::Invalid(format!("decrypt task failed: {e}")))?
 }
 
-/// Restores one archived WAL file to `dest` (written beside it, then renamed into place).
+/// Where prefetched segments wait, beside the file PostgreSQL asked for (in pg_wal).
+const SPOOL: &str = "heirloom-prefetch";
+
+/// Writes `bytes` to `path` through a temporary file beside it, so `path` is whole or absent.
+async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PgError> {
+    let tmp = path.with_extension("heirloom-tmp");
+    tokio::fs::write(&tmp, bytes)
+        .await
+        .map_err(|e| PgError::io(tmp.display(), e))?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .map_err(|e| PgError::io(path.display(), e))
+}
+
+/// Restores one archived WAL file to `dest` (written beside it, then renamed into place). For a
+/// segment, the next `prefetch` segments are fetched meanwhile into a spool beside `dest`, so that
+/// recovery's next calls are served locally; each spooled file was verified like any other.
 pub async fn wal_fetch(
     repo: &Repository,
     source: &str,
     name: &str,
     dest: &Path,
+    prefetch: usize,
 ) -> Result<(), PgError> {
     let name: WalFileName = name.parse().map_err(PgError::Invalid)?;
-    let key = wal_key(source, &name);
-    let bytes = match read_wal(repo, &key).await {
-        Err(PgError::Repo(RepoError::Store(e))) if e.is_not_found() => {
-            return Err(PgError::WalNotFound {
-                name: name.to_string(),
-                source_name: source.to_owned(),
-            })
+    let spool = dest.parent().map(|d| d.join(SPOOL));
+    let spooled = spool.as_ref().map(|s| s.join(name.to_string()));
+    let fetch_it = async {
+        if let Some(path) = spooled.as_ref().filter(|p| p.exists()) {
+            return tokio::fs::rename(path, dest)
+                .await
+                .map_err(|e| PgError::io(dest.display(), e));
         }
-        other => other?,
+        let bytes = match read_wal(repo, &wal_key(source, &name)).await {
+            Err(PgError::Repo(RepoError::Store(e))) if e.is_not_found() => {
+                return Err(PgError::WalNotFound {
+                    name: name.to_string(),
+                    source_name: source.to_owned(),
+                })
+            }
+            other => other?,
+        };
+        write_atomically(dest, &bytes).await
     };
-    let tmp = dest.with_extension("heirloom-tmp");
-    tokio::fs::write(&tmp, &bytes)
-        .await
-        .map_err(|e| PgError::io(tmp.display(), e))?;
-    tokio::fs::rename(&tmp, dest)
-        .await
-        .map_err(|e| PgError::io(dest.display(), e))?;
-    Ok(())
+    let prefetch_them = async {
+        let (Some(spool), WalFileName::Segment { .. }) = (&spool, &name) else {
+            return;
+        };
+        if prefetch == 0 || tokio::fs::create_dir_all(spool).await.is_err() {
+            return;
+        }
+        forget_older(spool, &name).await;
+        let mut next = Vec::new();
+        let mut cursor = name.clone();
+        for _ in 0..prefetch {
+            // Segment sizes other than 16 MiB only change which names come next, never correctness.
+            match cursor.next_segment(16 << 20) {
+                Some(n) => {
+                    next.push(n.clone());
+                    cursor = n;
+                }
+                None => break,
+            }
+        }
+        futures::future::join_all(next.iter().map(|n| async move {
+            let path = spool.join(n.to_string());
+            if path.exists() {
+                return;
+            }
+            match read_wal(repo, &wal_key(source, n)).await {
+                Ok(bytes) => {
+                    if let Err(e) = write_atomically(&path, &bytes).await {
+                        debug!(segment = %n, error = %e, "prefetch not kept");
+                    }
+                }
+                // Not archived yet, or damaged: its own call will say so.
+                Err(e) => debug!(segment = %n, error = %e, "not prefetched"),
+            }
+        }))
+        .await;
+    };
+    let (fetched, ()) = futures::join!(fetch_it, prefetch_them);
+    fetched
+}
+
+/// Removes spooled segments recovery has moved past.
+async fn forget_older(spool: &Path, current: &WalFileName) {
+    let Ok(mut entries) = tokio::fs::read_dir(spool).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let older = match name.parse::<WalFileName>() {
+            Ok(n) => n < *current,
+            Err(_) => name.ends_with(".heirloom-tmp"),
+        };
+        if older {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+    }
 }
 
 /// Every WAL file archived for `source` with its stored size, sorted by name.
