@@ -79,6 +79,12 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
             .into())
         }
     };
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(RepoError::Invalid(
+            "--stdin reads what is piped in, and stdin is a terminal: pipe a dump in (`pg_dumpall | heirloom-backup backup --stdin --source NAME`)".into(),
+        )
+        .into());
+    }
     let repo = ctx.open().await?;
     let options = BackupOptions {
         source,
