@@ -572,3 +572,58 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
         copy.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_backup_without_the_data_directory_restores_exactly() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    // No data_dir: the backup streams from the server through pg_basebackup.
+    world.write_config(&format!(
+        "  pg: {{ kind: postgres, url: \"{}\" }}\n",
+        source.url()
+    ));
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO markers (id) VALUES (1)")
+        .await
+        .unwrap();
+    let init = pgbench(&source, &["-i", "-s", "2", "-q"])
+        .wait_with_output()
+        .unwrap();
+    assert!(init.status.success());
+    let backup = world.cli(&["backup", "pg", "--json"]).success();
+    let summary: serde_json::Value = serde_json::from_str(&backup.stdout()).unwrap();
+    assert!(summary["size"].as_u64().unwrap() > 20_000_000, "{summary}");
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (2)")
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    let source_dump = dump_data(&source);
+    source.stop();
+
+    let dir = restore_dir(&world, "remote");
+    let port = support::free_port();
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--latest",
+            "--start",
+            "--port",
+            &port.to_string(),
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
+    assert_eq!(markers(&restored).await, vec![1, 2]);
+    assert_pgbench_consistent(&restored).await;
+    assert_amcheck_clean(&restored);
+    assert!(
+        dump_data(&restored) == source_dump,
+        "the restored data differs from the source's"
+    );
+    restored.stop();
+}

@@ -133,21 +133,15 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
         print_summary(&summary, args.json)?;
         return Ok(Exit::Ok);
     }
-    let (url, data_dir) = match (source.kind, &source.url, &source.data_dir) {
-        (EngineKind::Postgres, Some(url), Some(dir)) => (url, dir),
-        (EngineKind::Postgres, None, _) => {
+    let url = match (source.kind, &source.url) {
+        (EngineKind::Postgres, Some(url)) => url,
+        (EngineKind::Postgres, None) => {
             return Err(RepoError::Invalid(format!(
-                "sources.{name}.url is needed: the backup runs pg_backup_start and pg_backup_stop on a connection"
+                "sources.{name}.url is needed: every PostgreSQL backup runs on a connection"
             ))
             .into())
         }
-        (EngineKind::Postgres, Some(_), None) => {
-            return Err(RepoError::Invalid(format!(
-                "sources.{name}.data_dir is needed: backups without access to the data directory are not available in this version"
-            ))
-            .into())
-        }
-        (EngineKind::Mysql, _, _) => {
+        (EngineKind::Mysql, _) => {
             return Err(RepoError::Invalid(format!(
                 "source {name} is MySQL: MySQL backups are not available in this version; pipe a dump in with --stdin"
             ))
@@ -158,7 +152,7 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
     let request = BaseBackupRequest {
         source: name,
         conninfo: url,
-        data_dir,
+        data_dir: source.data_dir.as_deref(),
         labels: args.labels.iter().cloned().collect(),
         concurrency: ctx.concurrency,
     };

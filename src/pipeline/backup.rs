@@ -64,8 +64,30 @@ pub struct SourceFile {
     pub reader: Box<dyn Read + Send>,
 }
 
+/// Receives each file of a source: its path, mode and bytes; answers whether to go on.
+pub type VisitFile<'a> = dyn FnMut(&str, Option<u32>, &mut dyn Read) -> std::io::Result<bool> + 'a;
+
 /// The files a backup reads, in order, on a blocking thread. An error ends the backup.
-pub type FileSource = Box<dyn Iterator<Item = std::io::Result<SourceFile>> + Send>;
+pub trait FileSource: Send + 'static {
+    /// Hands each file to `each` in order.
+    fn visit(self: Box<Self>, each: &mut VisitFile<'_>) -> std::io::Result<()>;
+}
+
+/// Any iterator of files is a source.
+impl<I> FileSource for I
+where
+    I: Iterator<Item = std::io::Result<SourceFile>> + Send + 'static,
+{
+    fn visit(self: Box<Self>, each: &mut VisitFile<'_>) -> std::io::Result<()> {
+        for file in *self {
+            let mut file = file?;
+            if !each(&file.path, file.mode, &mut file.reader)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// The files as stored, and what storing them cost.
 #[derive(Debug)]
@@ -87,7 +109,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
     crate::repo::manifest::validate_source_name(&options.source).map_err(RepoError::Invalid)?;
     let clock = std::time::Instant::now();
     let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "backup", now).await?;
-    let source: FileSource = Box::new(std::iter::once(Ok(SourceFile {
+    let source = Box::new(std::iter::once(Ok(SourceFile {
         path: "-".into(),
         mode: None,
         reader: Box::new(reader),
@@ -137,7 +159,7 @@ pub async fn commit_backup(
 /// writes the packs and their index. The caller holds a lease and writes the manifest afterwards.
 pub async fn store_files(
     repo: &Repository,
-    source: FileSource,
+    source: Box<dyn FileSource>,
     concurrency: Concurrency,
     progress: ProgressBar,
 ) -> Result<StoredFiles, RepoError> {
@@ -152,22 +174,22 @@ pub async fn store_files(
     let reader_task = tokio::task::spawn_blocking(
         move || -> std::io::Result<Vec<(String, Option<u32>, u64)>> {
             let mut files = Vec::new();
-            for file in source {
-                let file = file?;
+            source.visit(&mut |path, mode, reader| {
                 let number = files.len();
                 let mut size = 0u64;
-                for chunk in Chunker::new(file.reader, &params, seed) {
+                for chunk in Chunker::new(reader, &params, seed) {
                     let chunk = chunk.map_err(|e| {
-                        std::io::Error::new(e.kind(), format!("reading {}: {e}", file.path))
+                        std::io::Error::new(e.kind(), format!("reading {path}: {e}"))
                     })?;
                     size += chunk.len() as u64;
                     progress.inc(chunk.len() as u64);
                     if tx.blocking_send((number, chunk)).is_err() {
-                        return Ok(files); // the pipeline stopped; its error is reported there
+                        return Ok(false); // the pipeline stopped; its error is reported there
                     }
                 }
-                files.push((file.path, file.mode, size));
-            }
+                files.push((path.to_owned(), mode, size));
+                Ok(true)
+            })?;
             Ok(files)
         },
     );

@@ -212,7 +212,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
     let request = BaseBackupRequest {
         source: "notes",
         conninfo: &source.url(),
-        data_dir: &data,
+        data_dir: Some(&data),
         labels: Default::default(),
         concurrency: ctx.concurrency,
     };

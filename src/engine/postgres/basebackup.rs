@@ -13,9 +13,12 @@ use tokio_postgres::{Client, NoTls};
 use tracing::{debug, info, warn};
 
 use super::names::{Lsn, WalFileName};
+use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
-use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, FileSource, SourceFile};
+use crate::pipeline::backup::{
+    commit_backup, store_files, BackupSummary, SourceFile, StoredFiles, VisitFile,
+};
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest, PostgresPoint};
@@ -48,7 +51,9 @@ pub struct BaseBackupRequest<'a> {
     pub source: &'a str,
     /// libpq connection string or `postgres://` URL.
     pub conninfo: &'a str,
-    pub data_dir: &'a Path,
+    /// The data directory, readable here; `None` streams the backup from the server
+    /// (`pg_basebackup`), for hosts without access to the files.
+    pub data_dir: Option<&'a Path>,
     pub labels: BTreeMap<String, String>,
     pub concurrency: Concurrency,
 }
@@ -131,12 +136,14 @@ pub async fn base_backup(
         .await
         .map_err(&err)?
         .get(0);
-    let on_disk = control_system_identifier(request.data_dir)?;
-    if on_disk.to_string() != system_identifier {
-        return Err(PgError::Invalid(format!(
-            "{} belongs to cluster {on_disk}, but {server} is cluster {system_identifier}: data_dir and url name different clusters",
-            request.data_dir.display()
-        )));
+    if let Some(data_dir) = request.data_dir {
+        let on_disk = control_system_identifier(data_dir)?;
+        if on_disk.to_string() != system_identifier {
+            return Err(PgError::Invalid(format!(
+                "{} belongs to cluster {on_disk}, but {server} is cluster {system_identifier}: data_dir and url name different clusters",
+                data_dir.display()
+            )));
+        }
     }
     ensure_identity(repo, request.source, &system_identifier, &server).await?;
 
@@ -151,57 +158,49 @@ pub async fn base_backup(
             now,
         );
         let label = format!("heirloom-backup {}", manifest.id);
-        let start_sql = if version >= 150000 {
-            "SELECT pg_backup_start($1, true)::text"
-        } else {
-            "SELECT pg_start_backup($1, true, false)::text"
-        };
-        let start_lsn: String = client
-            .query_one(start_sql, &[&label])
-            .await
-            .map_err(&err)?
-            .get(0);
-        info!(%start_lsn, "backup started");
-
-        let data_dir = request.data_dir.to_owned();
-        let DataDirListing { directories, files } =
-            tokio::task::spawn_blocking(move || walk(&data_dir))
-                .await
-                .map_err(|e| PgError::Invalid(format!("walk task failed: {e}")))??;
-        let file_count = files.len();
-        let root = request.data_dir.to_owned();
-        let source: FileSource = Box::new(files.into_iter().filter_map(move |(path, mode)| {
-            match fs::File::open(root.join(&path)) {
-                Ok(f) => Some(Ok(SourceFile {
-                    path,
-                    mode: Some(mode),
-                    reader: Box::new(f),
-                })),
-                // Dropped or truncated tables vanish during a backup; WAL replay recreates the truth.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => Some(Err(io::Error::new(e.kind(), format!("{path}: {e}")))),
+        let taken = match request.data_dir {
+            Some(data_dir) => {
+                local_copy(
+                    repo,
+                    &client,
+                    &server,
+                    version,
+                    &label,
+                    data_dir,
+                    request.concurrency,
+                    progress,
+                )
+                .await?
             }
-        }));
-        let stored = store_files(repo, source, request.concurrency, progress).await?;
-
-        let stop_sql = if version >= 150000 {
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
-        } else {
-            "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)"
+            None => {
+                remote_copy(
+                    repo,
+                    request.conninfo,
+                    version,
+                    &label,
+                    request.concurrency,
+                    progress,
+                )
+                .await?
+            }
         };
-        let row = client.query_one(stop_sql, &[]).await.map_err(&err)?;
-        let stop_lsn: String = row.get(0);
-        let backup_label: String = row.get(1);
-        let tablespace_map: Option<String> = row.get(2);
         let consistent_at: DateTime<Utc> = client
             .query_one("SELECT clock_timestamp()", &[])
             .await
             .map_err(&err)?
             .get(0);
+        let Taken {
+            stored,
+            directories,
+            start_lsn,
+            stop_lsn,
+            backup_label,
+            tablespace_map,
+        } = taken;
         let (timeline, start_wal) = parse_label(&backup_label)?;
         let stop: Lsn = stop_lsn.parse().map_err(PgError::Invalid)?;
         let stop_wal = WalFileName::segment_of(timeline, stop, segment_size as u64).to_string();
-        info!(%stop_lsn, files = file_count, "backup stopped");
+        info!(%stop_lsn, files = stored.files.len(), "backup stopped");
 
         manifest.postgres = Some(PostgresPoint {
             system_identifier: system_identifier.clone(),
@@ -222,6 +221,228 @@ pub async fn base_backup(
     .await;
     lease.release().await;
     result
+}
+
+/// What copying the cluster's files produced.
+struct Taken {
+    stored: StoredFiles,
+    directories: Vec<String>,
+    start_lsn: String,
+    stop_lsn: String,
+    backup_label: String,
+    tablespace_map: Option<String>,
+}
+
+/// Copies a local data directory between `pg_backup_start` and `pg_backup_stop` on `client`.
+#[allow(clippy::too_many_arguments)]
+async fn local_copy(
+    repo: &Repository,
+    client: &Client,
+    server: &str,
+    version: u32,
+    label: &str,
+    data_dir: &Path,
+    concurrency: Concurrency,
+    progress: ProgressBar,
+) -> Result<Taken, PgError> {
+    let err = sql(server);
+    let start_sql = if version >= 150000 {
+        "SELECT pg_backup_start($1, true)::text"
+    } else {
+        "SELECT pg_start_backup($1, true, false)::text"
+    };
+    let start_lsn: String = client
+        .query_one(start_sql, &[&label])
+        .await
+        .map_err(&err)?
+        .get(0);
+    info!(%start_lsn, "backup started");
+    let dir = data_dir.to_owned();
+    let DataDirListing { directories, files } = tokio::task::spawn_blocking(move || walk(&dir))
+        .await
+        .map_err(|e| PgError::Invalid(format!("walk task failed: {e}")))??;
+    let root = data_dir.to_owned();
+    let source = Box::new(files.into_iter().filter_map(move |(path, mode)| {
+        match fs::File::open(root.join(&path)) {
+            Ok(f) => Some(Ok(SourceFile {
+                path,
+                mode: Some(mode),
+                reader: Box::new(f),
+            })),
+            // Dropped or truncated tables vanish during a backup; WAL replay recreates the truth.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(io::Error::new(e.kind(), format!("{path}: {e}")))),
+        }
+    }));
+    let stored = store_files(repo, source, concurrency, progress).await?;
+    let stop_sql = if version >= 150000 {
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
+    } else {
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)"
+    };
+    let row = client.query_one(stop_sql, &[]).await.map_err(&err)?;
+    Ok(Taken {
+        stored,
+        directories,
+        start_lsn,
+        stop_lsn: row.get(0),
+        backup_label: row.get(1),
+        tablespace_map: row.get(2),
+    })
+}
+
+/// What `pg_basebackup`'s tar stream held besides the files.
+#[derive(Default)]
+struct TarExtras {
+    directories: Vec<String>,
+    backup_label: Option<String>,
+    tablespace_map: Option<String>,
+    stderr: String,
+}
+
+/// `pg_basebackup -D - -Ft`'s output, read entry by entry straight into the pipeline.
+struct TarStream {
+    child: std::process::Child,
+    extras: std::sync::Arc<std::sync::Mutex<TarExtras>>,
+}
+
+impl crate::pipeline::backup::FileSource for TarStream {
+    fn visit(mut self: Box<Self>, each: &mut VisitFile<'_>) -> io::Result<()> {
+        use std::io::Read;
+        let stdout = self
+            .child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("pg_basebackup has no stdout"))?;
+        let mut archive = tar::Archive::new(stdout);
+        let mut label = None;
+        let mut map = None;
+        let mut dirs = Vec::new();
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            // Entries are named `./base/1/1259`: keep the path relative to the data directory.
+            let raw = entry.path()?.to_string_lossy().into_owned();
+            let path = raw
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_owned();
+            if path.is_empty() || path == "." {
+                continue;
+            }
+            let mode = entry.header().mode().ok().map(|m| m & 0o7777);
+            match entry.header().entry_type() {
+                tar::EntryType::Directory => dirs.push(path),
+                tar::EntryType::Regular if path == "backup_label" || path == "tablespace_map" => {
+                    let mut text = String::new();
+                    entry.read_to_string(&mut text)?;
+                    if path == "backup_label" { label = Some(text) } else { map = Some(text) }
+                }
+                tar::EntryType::Regular if path.starts_with("pg_wal/") => {}
+                tar::EntryType::Regular => {
+                    if !each(&path, mode, &mut entry)? {
+                        break;
+                    }
+                }
+                other => {
+                    return Err(io::Error::other(format!(
+                        "pg_basebackup sent {path} as {other:?}: tablespaces and links are not supported yet"
+                    )))
+                }
+            }
+        }
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut stderr)?;
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            return Err(io::Error::other(format!(
+                "pg_basebackup failed ({status}): {}",
+                stderr.trim()
+            )));
+        }
+        if let Ok(mut extras) = self.extras.lock() {
+            extras.directories = dirs;
+            extras.backup_label = label;
+            extras.tablespace_map = map;
+            extras.stderr = stderr;
+        }
+        Ok(())
+    }
+}
+
+/// Streams a base backup from the server with `pg_basebackup` (tar to stdout, WAL from the archive).
+/// The WAL the backup spans must still be in the server's pg_wal when it ends (set `wal_keep_size`
+/// on busy servers).
+async fn remote_copy(
+    repo: &Repository,
+    conninfo: &str,
+    version: u32,
+    label: &str,
+    concurrency: Concurrency,
+    progress: ProgressBar,
+) -> Result<Taken, PgError> {
+    let program = pg_program("pg_basebackup", Some(version / 10000))?;
+    // --wal-method=fetch only to have the end point reported: the WAL comes from the archive, and the
+    // segments in the stream are skipped.
+    let child = std::process::Command::new(&program)
+        .args([
+            "--pgdata=-",
+            "--format=tar",
+            "--wal-method=fetch",
+            "--checkpoint=fast",
+            "--no-manifest",
+            "--verbose",
+        ])
+        .arg(format!("--label={label}"))
+        .arg(format!("--dbname={conninfo}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| PgError::io(program.display(), e))?;
+    let extras = std::sync::Arc::new(std::sync::Mutex::new(TarExtras::default()));
+    let source = Box::new(TarStream {
+        child,
+        extras: extras.clone(),
+    });
+    let stored = store_files(repo, source, concurrency, progress).await?;
+    let extras = std::mem::take(
+        &mut *extras
+            .lock()
+            .map_err(|_| PgError::Invalid("tar reader failed".into()))?,
+    );
+    let backup_label = extras
+        .backup_label
+        .ok_or_else(|| PgError::Invalid("pg_basebackup's output had no backup_label".into()))?;
+    let start_lsn = backup_label
+        .lines()
+        .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            PgError::Invalid(format!(
+                "no start location in backup_label:\n{backup_label}"
+            ))
+        })?;
+    let stop_lsn = extras
+        .stderr
+        .lines()
+        .find_map(|l| l.split("write-ahead log end point: ").nth(1))
+        .map(|s| s.trim().to_owned())
+        .ok_or_else(|| {
+            PgError::Invalid(format!(
+                "pg_basebackup did not report its end point:\n{}",
+                extras.stderr
+            ))
+        })?;
+    Ok(Taken {
+        stored,
+        directories: extras.directories,
+        start_lsn,
+        stop_lsn,
+        backup_label,
+        tablespace_map: extras.tablespace_map,
+    })
 }
 
 /// The system identifier in `global/pg_control` (its first 8 bytes).

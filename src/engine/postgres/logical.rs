@@ -14,7 +14,7 @@ use super::basebackup::redact;
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
-use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, FileSource, SourceFile};
+use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, SourceFile};
 use crate::pipeline::restore::restore_file;
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
@@ -102,7 +102,7 @@ pub async fn logical_backup(
     let result = async {
         let url = conninfo.to_owned();
         let path = format!("{database}.dump");
-        let files: FileSource = Box::new(std::iter::once_with(move || {
+        let files = Box::new(std::iter::once_with(move || {
             let mut child = Command::new(&pg_dump)
                 .args(["--format=custom", "--compress=0", "--no-sync", "--dbname"])
                 .arg(&url)
