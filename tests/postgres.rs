@@ -106,6 +106,27 @@ fn dump_data(cluster: &PgCluster) -> Vec<String> {
     lines
 }
 
+/// Compares two dumps (from `dump_data`) without printing 200,000 lines when they differ.
+fn assert_same_rows(source: &[String], restored: &[String]) {
+    assert!(
+        source.len() > 200_000,
+        "only {} dump lines: the tables are missing",
+        source.len()
+    );
+    let differing: Vec<_> = source
+        .iter()
+        .zip(restored)
+        .filter(|(a, b)| a != b)
+        .take(3)
+        .collect();
+    assert!(
+        restored.len() == source.len() && differing.is_empty(),
+        "the restored data differs from the source's: {} vs {} lines, first differences {differing:?}",
+        restored.len(),
+        source.len()
+    );
+}
+
 /// A directory for a restored cluster, owned by postgres as a user would prepare it.
 fn restore_dir(world: &PgWorld, name: &str) -> std::path::PathBuf {
     let dir = world.path().join(name);
@@ -248,24 +269,7 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
     latest.wait_promoted().await;
     assert_eq!(markers(&latest).await, vec![1, 2, 3]);
     assert_pgbench_consistent(&latest).await;
-    let restored_dump = dump_data(&latest);
-    assert!(
-        source_dump.len() > 200_000,
-        "{} dump lines",
-        source_dump.len()
-    );
-    let differing: Vec<_> = source_dump
-        .iter()
-        .zip(&restored_dump)
-        .filter(|(a, b)| a != b)
-        .take(3)
-        .collect();
-    assert!(
-        restored_dump.len() == source_dump.len() && differing.is_empty(),
-        "the restored data differs from the source's: {} vs {} lines, first differences {differing:?}",
-        restored_dump.len(),
-        source_dump.len()
-    );
+    assert_same_rows(&source_dump, &dump_data(&latest));
     latest.stop();
     source.stop();
 }
@@ -435,11 +439,7 @@ async fn a_logical_backup_restores_into_a_second_running_cluster() {
         .success();
     assert_eq!(markers(&other).await, vec![1, 2, 3]);
     assert_pgbench_consistent(&other).await;
-    assert_eq!(
-        dump_data(&other),
-        dump_data(&source),
-        "the restored data differs from the source's"
-    );
+    assert_same_rows(&dump_data(&source), &dump_data(&other));
 
     // Restoring over existing tables fails loudly, naming the target.
     let again = world.cli(&["restore", "pg", "--to", &target, "--latest"]);
@@ -621,9 +621,6 @@ async fn a_remote_backup_without_the_data_directory_restores_exactly() {
     assert_eq!(markers(&restored).await, vec![1, 2]);
     assert_pgbench_consistent(&restored).await;
     assert_amcheck_clean(&restored);
-    assert!(
-        dump_data(&restored) == source_dump,
-        "the restored data differs from the source's"
-    );
+    assert_same_rows(&source_dump, &dump_data(&restored));
     restored.stop();
 }
