@@ -51,9 +51,12 @@ pub struct RestoreArgs {
     /// A target from the config, or a data directory path
     #[arg(long = "to", value_name = "TARGET")]
     to: String,
-    /// Recover to this instant: RFC 3339 (2026-11-20T14:03:00Z) or `YYYY-MM-DD HH:MM[:SS]` in UTC
+    /// Recover to this instant: RFC 3339 (2026-11-20T14:03:00Z), or `YYYY-MM-DD HH:MM[:SS]` in --tz
     #[arg(long, value_name = "TIME", conflicts_with_all = ["latest", "backup"])]
     time: Option<String>,
+    /// The time zone of a --time without one (an IANA name such as Europe/Berlin)
+    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_tz)]
+    tz: chrono_tz::Tz,
     /// Recover everything archived
     #[arg(long, conflicts_with = "backup")]
     latest: bool,
@@ -137,8 +140,10 @@ pub async fn fetch(ctx: &Context, args: &WalFetchArgs) -> anyhow::Result<Exit> {
     }
 }
 
-/// Reads `2026-11-20T14:03:00Z`, `2026-11-20T14:03:00+02:00`, or `2026-11-20 14:03[:00[.5]]` (UTC).
-pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+/// Reads `2026-11-20T14:03:00Z` or `2026-11-20T14:03:00+02:00` (RFC 3339), or a time without a zone
+/// (`2026-11-20 14:03[:00[.5]]`) in the zone `tz` names (UTC, Europe/Berlin, ...).
+pub fn parse_time(text: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    use chrono::TimeZone;
     if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
         return Ok(t.to_utc());
     }
@@ -147,12 +152,20 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         "%Y-%m-%d %H:%M",
         "%Y-%m-%dT%H:%M:%S%.f",
     ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text.trim(), format) {
-            return Ok(t.and_utc());
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text.trim(), format) {
+            return match tz.from_local_datetime(&naive) {
+                chrono::LocalResult::Single(t) => Ok(t.to_utc()),
+                chrono::LocalResult::Ambiguous(a, b) => Err(format!(
+                    "{text:?} happens twice in {tz} (clocks went back): say which with an offset, {} or {}",
+                    a.fixed_offset().to_rfc3339(),
+                    b.fixed_offset().to_rfc3339()
+                )),
+                chrono::LocalResult::None => Err(format!("{text:?} does not exist in {tz} (clocks went forward)")),
+            };
         }
     }
     Err(format!(
-        "{text:?} is not a time: use RFC 3339 (2026-11-20T14:03:00Z) or 2026-11-20 14:03:00 (UTC)"
+        "{text:?} is not a time: use RFC 3339 (2026-11-20T14:03:00Z) or 2026-11-20 14:03:00 (read in --tz, UTC by default)"
     ))
 }
 
@@ -234,7 +247,7 @@ fn print_plan(plan: &RestorePlan) {
 
 pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
     let target = match (&args.time, args.latest, &args.backup) {
-        (Some(t), _, _) => Target::Time(parse_time(t).map_err(RepoError::Invalid)?),
+        (Some(t), _, _) => Target::Time(parse_time(t, args.tz).map_err(RepoError::Invalid)?),
         (None, _, Some(b)) => Target::Backup(b.parse().map_err(RepoError::Invalid)?),
         (None, true, None) => Target::Latest,
         (None, false, None) => bail!(RepoError::Invalid(
@@ -365,6 +378,12 @@ async fn restore_logical(
     Ok(Exit::Ok)
 }
 
+fn parse_tz(text: &str) -> Result<chrono_tz::Tz, String> {
+    text.parse().map_err(|_| {
+        format!("{text:?} is not a time zone: use an IANA name such as UTC or Europe/Berlin")
+    })
+}
+
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     heirloom_backup::store::parse_duration(text)
 }
@@ -375,12 +394,38 @@ mod tests {
 
     #[test]
     fn times_parse() {
-        let t = parse_time("2026-11-20T14:03:00Z").unwrap();
+        let utc = chrono_tz::UTC;
+        let t = parse_time("2026-11-20T14:03:00Z", utc).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-20T14:03:00+00:00");
-        assert_eq!(parse_time("2026-11-20T16:03:00+02:00").unwrap(), t);
-        assert_eq!(parse_time("2026-11-20 14:03").unwrap(), t);
-        assert_eq!(parse_time("2026-11-20 14:03:00").unwrap(), t);
-        assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_time("2026-11-20T16:03:00+02:00", utc).unwrap(), t);
+        assert_eq!(parse_time("2026-11-20 14:03", utc).unwrap(), t);
+        assert_eq!(parse_time("2026-11-20 14:03:00", utc).unwrap(), t);
+        assert!(parse_time("yesterday", utc).is_err());
+    }
+
+    #[test]
+    fn times_without_a_zone_are_read_in_tz() {
+        let berlin = parse_tz("Europe/Berlin").unwrap();
+        // Winter: UTC+1.
+        assert_eq!(
+            parse_time("2026-11-20 15:03", berlin).unwrap().to_rfc3339(),
+            "2026-11-20T14:03:00+00:00"
+        );
+        // An explicit offset wins over --tz.
+        assert_eq!(
+            parse_time("2026-11-20T14:03:00Z", berlin)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-20T14:03:00+00:00"
+        );
+        // 02:30 on the last Sunday of March does not exist there; on the last of October it happens twice.
+        assert!(parse_time("2026-03-29 02:30", berlin)
+            .unwrap_err()
+            .contains("does not exist"));
+        assert!(parse_time("2026-10-25 02:30", berlin)
+            .unwrap_err()
+            .contains("twice"));
+        assert!(parse_tz("Mars/Olympus").is_err());
     }
 
     #[test]
