@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context as _};
 use chrono::{DateTime, Utc};
 use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
 use heirloom_backup::engine::postgres::restore::{plan_restore, restore, RestoreRequest, Target};
-use heirloom_backup::engine::postgres::server::pg_program;
+use heirloom_backup::engine::postgres::server::{pg_program, running_as_root};
 use indicatif::ProgressBar;
 use tokio_postgres::NoTls;
 
@@ -25,10 +25,7 @@ fn pg_bin(program: &str) -> anyhow::Result<PathBuf> {
 
 /// PostgreSQL refuses to run as root: as root, the demo runs it as the `postgres` user.
 fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
-    let me = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(1);
-    if me != 0 {
+    if !running_as_root() {
         return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;

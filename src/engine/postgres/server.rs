@@ -50,13 +50,14 @@ pub fn pg_program(program: &str, major: Option<u32>) -> Result<PathBuf, PgError>
 pub fn as_owner_of(dir: &Path, program: PathBuf) -> Result<Command, PgError> {
     let meta = std::fs::metadata(dir).map_err(|e| PgError::io(dir.display(), e))?;
     let mut cmd = Command::new(program);
-    if nix_is_root() && meta.uid() != 0 {
+    if running_as_root() && meta.uid() != 0 {
         cmd.uid(meta.uid()).gid(meta.gid());
     }
     Ok(cmd)
 }
 
-fn nix_is_root() -> bool {
+/// Whether this process runs as root (PostgreSQL refuses to).
+pub fn running_as_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
