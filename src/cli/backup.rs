@@ -8,6 +8,7 @@ use chrono::Utc;
 use clap::Args;
 use heirloom_backup::config::{BackupMode, EngineKind};
 use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
+use heirloom_backup::engine::mysql::dump::dump_backup;
 use heirloom_backup::engine::postgres::logical::logical_backup;
 use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
 use heirloom_backup::pipeline::restore::restore_file;
@@ -113,7 +114,8 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
             RepoError::Invalid(format!("source {name:?} is not in the config's sources")).into(),
         );
     };
-    let logical = args.logical || source.mode == Some(BackupMode::Logical);
+    let logical = source.kind == EngineKind::Postgres
+        && (args.logical || source.mode == Some(BackupMode::Logical));
     if let (true, EngineKind::Postgres, Some(url)) = (logical, source.kind, &source.url) {
         let repo = ctx.open().await?;
         let progress = ctx.progress("backup", None);
@@ -142,10 +144,29 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
             .into())
         }
         (EngineKind::Mysql, _) => {
-            return Err(RepoError::Invalid(format!(
-                "source {name} is MySQL: MySQL backups are not available in this version; pipe a dump in with --stdin"
-            ))
-            .into())
+            if source.mode == Some(BackupMode::Physical) {
+                return Err(RepoError::Invalid(format!(
+                    "sources.{name}.mode: physical MySQL backups (mariabackup) are not available in this version; use mode: logical"
+                ))
+                .into());
+            }
+            let url = super::mysql::mysql_source(ctx, name)?;
+            let repo = ctx.open().await?;
+            let progress = ctx.progress("backup", None);
+            let summary = dump_backup(
+                &repo,
+                name,
+                &url,
+                args.labels.iter().cloned().collect(),
+                ctx.concurrency,
+                progress.clone(),
+                Utc::now(),
+            )
+            .await
+            .with_context(|| format!("backing up source {name}"))?;
+            progress.finish_and_clear();
+            print_summary(&summary, args.json)?;
+            return Ok(Exit::Ok);
         }
     };
     let repo = ctx.open().await?;

@@ -6,6 +6,7 @@
 mod backup;
 mod demo;
 mod maintenance;
+mod mysql;
 mod postgres;
 mod repository;
 
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use heirloom_backup::config::{self, Config, ConfigError, RepoSettings};
+use heirloom_backup::engine::mysql::MyError;
 use heirloom_backup::engine::postgres::PgError;
 use heirloom_backup::pipeline::Concurrency;
 use heirloom_backup::repo::{RepoError, Repository};
@@ -90,6 +92,8 @@ enum Command {
     WalPush(postgres::WalPushArgs),
     /// Fetch an archived WAL file (restore_command: `heirloom-backup wal-fetch %f %p`)
     WalFetch(postgres::WalFetchArgs),
+    /// Stream a MySQL/MariaDB binlog into the repository as a replica
+    Stream(mysql::StreamArgs),
     /// Restore a source at an instant into a target
     Restore(postgres::RestoreArgs),
     /// Check the repository's structure, and with --read-data every stored byte
@@ -168,6 +172,11 @@ fn exit_code_for(err: &anyhow::Error) -> Exit {
         {
             return Exit::Usage;
         }
+        if let Some(e) = cause.downcast_ref::<MyError>() {
+            if e.is_integrity() {
+                return Exit::Integrity;
+            }
+        }
         if let Some(PgError::Repo(e)) = cause.downcast_ref::<PgError>() {
             if e.is_integrity() {
                 return Exit::Integrity;
@@ -188,6 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Cat(args) => backup::cat(&ctx, args).await,
         Command::WalPush(args) => postgres::push(&ctx, args).await,
         Command::WalFetch(args) => postgres::fetch(&ctx, args).await,
+        Command::Stream(args) => mysql::run_stream(&ctx, args).await,
         Command::Restore(args) => postgres::run_restore(&ctx, args).await,
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,

@@ -47,39 +47,42 @@ pub struct WalFetchArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The source to restore
-    source: String,
+    pub source: String,
     /// A target from the config, or a data directory path
     #[arg(long = "to", value_name = "TARGET")]
-    to: String,
+    pub to: String,
     /// Recover to this instant: RFC 3339 (2026-11-20T14:03:00Z), or `YYYY-MM-DD HH:MM[:SS]` in --tz
     #[arg(long, value_name = "TIME", conflicts_with_all = ["latest", "backup"])]
-    time: Option<String>,
+    pub time: Option<String>,
     /// The time zone of a --time without one (an IANA name such as Europe/Berlin)
     #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_tz)]
-    tz: chrono_tz::Tz,
+    pub tz: chrono_tz::Tz,
     /// Recover everything archived
     #[arg(long, conflicts_with = "backup")]
-    latest: bool,
+    pub latest: bool,
+    /// MySQL/MariaDB: replay up to and including this transaction (domain-server-sequence)
+    #[arg(long, value_name = "GTID", conflicts_with_all = ["time", "latest", "backup"])]
+    pub gtid: Option<String>,
     /// Restore this backup, consistent and no further
     #[arg(long, value_name = "ID")]
-    backup: Option<String>,
+    pub backup: Option<String>,
     /// Print the plan and change nothing
     #[arg(long)]
-    dry_run: bool,
+    pub dry_run: bool,
     /// Replace the contents of a non-empty target directory
     #[arg(long)]
-    force: bool,
+    pub force: bool,
     /// The port the restored server listens on (written to postgresql.auto.conf)
     #[arg(long)]
-    port: Option<u16>,
+    pub port: Option<u16>,
     /// Start the restored server, wait until recovery ends, and check it runs
     #[arg(long)]
-    start: bool,
+    pub start: bool,
     /// How long --start waits for recovery to end
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout)]
-    start_timeout: std::time::Duration,
+    pub start_timeout: std::time::Duration,
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// The postgres source a WAL command is about.
@@ -246,6 +249,19 @@ fn print_plan(plan: &RestorePlan) {
 }
 
 pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    if ctx
+        .config
+        .sources
+        .get(&args.source)
+        .is_some_and(|s| s.kind == EngineKind::Mysql)
+    {
+        return super::mysql::run_restore(ctx, args).await;
+    }
+    if args.gtid.is_some() {
+        bail!(RepoError::Invalid(
+            "--gtid is for MySQL/MariaDB sources; PostgreSQL restores take --time, --latest or --backup".into()
+        ));
+    }
     let target = match (&args.time, args.latest, &args.backup) {
         (Some(t), _, _) => Target::Time(parse_time(t, args.tz).map_err(RepoError::Invalid)?),
         (None, _, Some(b)) => Target::Backup(b.parse().map_err(RepoError::Invalid)?),
@@ -378,7 +394,7 @@ async fn restore_logical(
     Ok(Exit::Ok)
 }
 
-fn parse_tz(text: &str) -> Result<chrono_tz::Tz, String> {
+pub fn parse_tz(text: &str) -> Result<chrono_tz::Tz, String> {
     text.parse().map_err(|_| {
         format!("{text:?} is not a time zone: use an IANA name such as UTC or Europe/Berlin")
     })

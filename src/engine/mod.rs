@@ -3,4 +3,6 @@
 //! An engine knows its database and nothing of the command line; it talks to the repository only
 //! through `repo` and `pipeline`.
 
+pub mod mysql;
 pub mod postgres;
+pub mod process;

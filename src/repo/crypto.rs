@@ -37,6 +37,8 @@ pub enum MetaKind {
     Wal,
     /// What identifies a source (e.g. a PostgreSQL system identifier).
     SourceIdentity,
+    /// A segment of a MySQL/MariaDB binary log; sealed with its name bound in.
+    Binlog,
 }
 
 impl MetaKind {
@@ -47,6 +49,7 @@ impl MetaKind {
             MetaKind::Manifest => b"manifest",
             MetaKind::Wal => b"wal",
             MetaKind::SourceIdentity => b"source-identity",
+            MetaKind::Binlog => b"binlog",
         };
         [META_AAD, name].concat()
     }

@@ -85,6 +85,8 @@ pub enum BackupKind {
     PostgresPhysical,
     /// `pg_dump -Fc` of one database, one file per database.
     PostgresLogical,
+    /// `mariadb-dump`/`mysqldump` SQL of a MySQL or MariaDB server, taken in one consistent snapshot.
+    MysqlDump,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +104,9 @@ pub struct Manifest {
     /// For PostgreSQL backups: where the backup stands in the cluster's history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresPoint>,
+    /// For MySQL/MariaDB backups: the binlog coordinates the backup is consistent at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlPoint>,
     /// Directories to create on restore (relative paths), for physical backups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directories: Vec<String>,
@@ -130,6 +135,25 @@ pub struct PostgresPoint {
     pub backup_label: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tablespace_map: Option<String>,
+}
+
+/// The consistency point of a MySQL/MariaDB dump, read from the dump itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlPoint {
+    /// `@@server_id` and `@@version` of the server dumped.
+    pub server_id: u32,
+    pub server_version: String,
+    /// The binlog file and position of the snapshot (`SHOW MASTER STATUS` at the dump's snapshot).
+    pub binlog_file: String,
+    pub binlog_pos: u64,
+    /// MariaDB's GTID position of the snapshot (`0-1-42,...`; empty before any transaction).
+    #[serde(default)]
+    pub gtid_pos: String,
+    /// A time no earlier than the snapshot: the dump holds nothing committed after it.
+    pub consistent_at: DateTime<Utc>,
+    /// The databases dumped.
+    pub databases: Vec<String>,
 }
 
 /// One file (or the one stream) of a backup, as its chunks in order.
@@ -162,6 +186,7 @@ impl Manifest {
             started,
             finished: started,
             postgres: None,
+            mysql: None,
             directories: Vec::new(),
             files: Vec::new(),
         }

@@ -2,8 +2,8 @@
 //! into any running server with `pg_restore`.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::io;
+use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
@@ -11,6 +11,7 @@ use tokio_postgres::NoTls;
 use tracing::info;
 
 use super::basebackup::redact;
+use crate::engine::process::{ChildOutput, WaitStderr};
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
@@ -20,46 +21,6 @@ use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest};
 use crate::repo::{RepoError, Repository};
-
-/// A child's stdout that reports the child's failure at its end, so a dump that died half-way is
-/// an error, never a short backup.
-struct ChildOutput {
-    child: Child,
-    stdout: ChildStdout,
-    what: String,
-}
-
-impl Read for ChildOutput {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.stdout.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            let out = self.child.wait_with_output_stderr()?;
-            if !out.0.success() {
-                return Err(io::Error::other(format!(
-                    "{} failed ({}): {}",
-                    self.what,
-                    out.0,
-                    out.1.trim()
-                )));
-            }
-        }
-        Ok(n)
-    }
-}
-
-trait WaitStderr {
-    fn wait_with_output_stderr(&mut self) -> io::Result<(std::process::ExitStatus, String)>;
-}
-
-impl WaitStderr for Child {
-    fn wait_with_output_stderr(&mut self) -> io::Result<(std::process::ExitStatus, String)> {
-        let mut err = String::new();
-        if let Some(mut stderr) = self.stderr.take() {
-            stderr.read_to_string(&mut err)?;
-        }
-        Ok((self.wait()?, err))
-    }
-}
 
 /// Dumps the source URL's database with `pg_dump -Fc -Z0` into the repository.
 pub async fn logical_backup(
@@ -119,11 +80,7 @@ pub async fn logical_backup(
             Ok(SourceFile {
                 path,
                 mode: None,
-                reader: Box::new(ChildOutput {
-                    child,
-                    stdout,
-                    what: "pg_dump".into(),
-                }),
+                reader: Box::new(ChildOutput::new(child, stdout, "pg_dump")),
             })
         }));
         let stored = store_files(repo, files, concurrency, progress).await?;

@@ -1,0 +1,210 @@
+//! `stream`, `binlog-push`, `binlog-fetch`: the MySQL/MariaDB binlog into and out of the repository.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use heirloom_backup::config::EngineKind;
+use heirloom_backup::engine::mysql::restore::{plan, restore, MyPlan, MyRestoreRequest, MyTarget};
+use heirloom_backup::engine::mysql::server::MysqlUrl;
+use heirloom_backup::engine::mysql::stream::{stream, StreamOptions};
+use heirloom_backup::repo::RepoError;
+use heirloom_backup::store::parse_duration;
+
+use super::postgres::{parse_time, RestoreArgs};
+use super::{human_bytes, print_json, Context, Exit};
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// A MySQL/MariaDB source from the config
+    source: String,
+    /// Store what has arrived at least this often: the window of data a crash can lose
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    flush_interval: Duration,
+    /// Store as soon as this many MiB of whole transactions are waiting
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    flush_mib: usize,
+    /// Heartbeat period asked of the server; a link silent for three periods is reconnected
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// The server id to register as a replica with [default: derived from the source name]
+    #[arg(long, value_name = "ID")]
+    replica_server_id: Option<u32>,
+    /// Stop at the end of the binlog the server has now instead of following it
+    #[arg(long)]
+    once: bool,
+    /// Print what was stored as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// The URL of a MySQL source from the config.
+pub fn mysql_source(ctx: &Context, name: &str) -> anyhow::Result<MysqlUrl> {
+    let Some(source) = ctx.config.sources.get(name) else {
+        return Err(
+            RepoError::Invalid(format!("source {name:?} is not in the config's sources")).into(),
+        );
+    };
+    if source.kind != EngineKind::Mysql {
+        return Err(RepoError::Invalid(format!("source {name} is not a MySQL source")).into());
+    }
+    let url = source.url.as_deref().ok_or_else(|| {
+        RepoError::Invalid(format!(
+            "sources.{name}.url is needed (mysql://user:password@host:port)"
+        ))
+    })?;
+    Ok(MysqlUrl::parse(url)?)
+}
+
+pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit> {
+    let url = mysql_source(ctx, &args.source)?;
+    let repo = ctx.open().await?;
+    let mut options = StreamOptions::new(&args.source);
+    options.flush_interval = args.flush_interval.max(Duration::from_millis(100));
+    options.flush_bytes = args.flush_mib.max(1) << 20;
+    options.heartbeat = args.heartbeat.max(Duration::from_secs(1));
+    options.once = args.once;
+    if let Some(id) = args.replica_server_id {
+        options.replica_server_id = id;
+    }
+    let report = stream(&repo, &args.source, &url, &options, shutdown_signal())
+        .await
+        .with_context(|| format!("streaming the binlog of source {}", args.source))?;
+    if args.json {
+        print_json(&serde_json::json!({
+            "source": args.source,
+            "segments": report.segments,
+            "bytes": report.bytes,
+            "transactions": report.transactions,
+            "last": report.last,
+        }))?;
+    } else {
+        let end = report
+            .last
+            .as_ref()
+            .map(|m| format!(", chain ends at {}:{} of server {} (GTID {})", m.file, m.end, m.server_id, m.gtid_pos))
+            .unwrap_or_default();
+        println!(
+            "stored {} segments, {} of binlog, {} transactions{end}",
+            report.segments,
+            human_bytes(report.bytes),
+            report.transactions
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// `restore` of a MySQL/MariaDB source: plan, then dump and binlog replay into a server.
+pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    let target = match (&args.time, args.latest, &args.backup, &args.gtid) {
+        (Some(t), ..) => MyTarget::Time(parse_time(t, args.tz).map_err(RepoError::Invalid)?),
+        (None, _, Some(b), _) => MyTarget::Backup(b.parse().map_err(RepoError::Invalid)?),
+        (None, _, None, Some(g)) => MyTarget::Gtid(g.parse().map_err(RepoError::Invalid)?),
+        (None, true, None, None) => MyTarget::Latest,
+        (None, false, None, None) => bail!(RepoError::Invalid(
+            "say where to stop: --time T, --gtid G, --latest or --backup ID".into()
+        )),
+    };
+    if args.start || args.port.is_some() {
+        bail!(RepoError::Invalid(
+            "--start and --port are for PostgreSQL restores into a data directory; a MySQL restore goes into a running server".into()
+        ));
+    }
+    let url = match ctx.config.targets.get(&args.to) {
+        Some(t) => match (&t.url, t.kind) {
+            (Some(url), EngineKind::Mysql) => url.clone(),
+            _ => bail!(RepoError::Invalid(format!(
+                "target {} is not a MySQL target (kind mysql with a url)",
+                args.to
+            ))),
+        },
+        None if args.to.starts_with("mysql://") => args.to.clone(),
+        None => bail!(RepoError::Invalid(format!(
+            "{}: a MySQL target is a target from the config or a mysql:// URL",
+            args.to
+        ))),
+    };
+    let target_url = MysqlUrl::parse(&url)?;
+    let repo = ctx.open().await?;
+    let plan = plan(&repo, &args.source, &target)
+        .await
+        .with_context(|| format!("planning the restore of {}", args.source))?;
+    if args.json {
+        print_json(&plan)?;
+    } else {
+        print_plan(&plan);
+    }
+    if args.dry_run {
+        return Ok(if plan.is_complete() {
+            Exit::Ok
+        } else {
+            Exit::Integrity
+        });
+    }
+    let progress = ctx.progress("restore", Some(plan.dump_bytes));
+    let request = MyRestoreRequest {
+        target: &target_url,
+        force: args.force,
+        concurrency: ctx.concurrency,
+    };
+    let report = restore(&repo, &plan, &request, progress.clone())
+        .await
+        .with_context(|| format!("restoring {} into {}", args.source, target_url.display()))?;
+    progress.finish_and_clear();
+    if !args.json {
+        println!(
+            "restored {} into {}: dump {} and {} transactions of binlog{}",
+            args.source,
+            target_url.display(),
+            plan.backup,
+            report.transactions,
+            report
+                .last_gtid
+                .as_ref()
+                .map(|g| format!(", the last {g}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+fn print_plan(plan: &MyPlan) {
+    println!("restore plan for {}", plan.source);
+    println!(
+        "  dump      {} (consistent at {}, binlog {}, GTID {}), {}",
+        plan.backup,
+        plan.backup_consistent_at.to_rfc3339(),
+        plan.backup_binlog,
+        if plan.backup_gtid_pos.is_empty() { "-" } else { &plan.backup_gtid_pos },
+        human_bytes(plan.dump_bytes)
+    );
+    println!("  databases {}", plan.databases.join(", "));
+    match (&plan.binlog_from, &plan.binlog_to) {
+        (Some(from), Some(to)) => println!(
+            "  binlog    {} segments from {from} to {to}, {}",
+            plan.segment_count,
+            human_bytes(plan.binlog_bytes)
+        ),
+        _ => println!("  binlog    none"),
+    }
+    println!("  stop      {}", plan.stop);
+    for gap in &plan.gaps {
+        println!("  MISSING   {gap}");
+    }
+}

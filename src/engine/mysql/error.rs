@@ -1,0 +1,66 @@
+use crate::repo::RepoError;
+use crate::store::StoreError;
+
+/// A failure of MySQL/MariaDB work, naming the server, segment, file or setting it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum MyError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+
+    #[error("MySQL server {server}: {source}")]
+    Sql {
+        server: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("binary logging is off on {server}: start it with log_bin (e.g. --log-bin=binlog) and a server_id, so the binlog can be streamed and replayed")]
+    BinlogOff { server: String },
+
+    #[error("binlog segment {key} is damaged: {why}")]
+    CorruptSegment { key: String, why: String },
+
+    #[error("binlog gap for source {source_name}: {why}")]
+    Gap { source_name: String, why: String },
+}
+
+impl From<StoreError> for MyError {
+    fn from(e: StoreError) -> Self {
+        MyError::Repo(RepoError::Store(e))
+    }
+}
+
+impl MyError {
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        MyError::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    pub fn sql(server: &str, source: mysql_async::Error) -> Self {
+        MyError::Sql {
+            server: server.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether the failure is damaged stored data (exit code 3).
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            MyError::Repo(e) => e.is_integrity(),
+            MyError::CorruptSegment { .. } => true,
+            _ => false,
+        }
+    }
+}

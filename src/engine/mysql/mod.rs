@@ -1,0 +1,12 @@
+//! MySQL and MariaDB: consistent dumps, the binlog streamed as a replica (or pushed from a data
+//! directory), and point-in-time restore by replaying the binlog in one client session.
+
+pub mod binlog;
+pub mod dump;
+mod error;
+pub mod restore;
+pub mod segment;
+pub mod server;
+pub mod stream;
+
+pub use error::MyError;

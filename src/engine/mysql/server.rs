@@ -1,0 +1,180 @@
+//! Talking to a MySQL or MariaDB server: its URL, what it is, and its client programs.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+
+use super::binlog::GtidPos;
+use super::MyError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A server to back up from or restore into, from a `mysql://user:password@host:port/db` URL.
+#[derive(Clone)]
+pub struct MysqlUrl {
+    opts: Opts,
+    /// `user@host:port`, never the password: for messages.
+    display: String,
+}
+
+impl std::fmt::Debug for MysqlUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl MysqlUrl {
+    pub fn parse(url: &str) -> Result<Self, MyError> {
+        let opts = Opts::from_url(url).map_err(|e| {
+            MyError::Invalid(format!(
+                "{}: not a MySQL URL (mysql://user:password@host:port/database): {e}",
+                redact(url)
+            ))
+        })?;
+        let opts: Opts = OptsBuilder::from_opts(opts).prefer_socket(false).into();
+        let display = format!(
+            "{}@{}:{}",
+            opts.user().unwrap_or("root"),
+            opts.ip_or_hostname(),
+            opts.tcp_port()
+        );
+        Ok(Self { opts, display })
+    }
+
+    pub fn database(&self) -> Option<&str> {
+        self.opts.db_name().filter(|d| !d.is_empty())
+    }
+
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    pub fn opts(&self) -> Opts {
+        self.opts.clone()
+    }
+
+    /// Connects, within a bounded time.
+    pub async fn connect(&self) -> Result<Conn, MyError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(self.opts.clone())).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(MyError::sql(&self.display, e)),
+            Err(_) => Err(MyError::Invalid(format!(
+                "MySQL server {}: no answer within {}s",
+                self.display,
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// A client program (`mariadb`, `mariadb-dump`, ...) with this server's host, port and user;
+    /// the password goes through the environment, never the command line.
+    pub fn command(&self, program: &PathBuf) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.arg(format!("--host={}", self.opts.ip_or_hostname()))
+            .arg(format!("--port={}", self.opts.tcp_port()))
+            .arg("--protocol=TCP");
+        if let Some(user) = self.opts.user() {
+            cmd.arg(format!("--user={user}"));
+        }
+        match self.opts.pass() {
+            Some(pass) => cmd.env("MYSQL_PWD", pass),
+            None => cmd.env_remove("MYSQL_PWD"),
+        };
+        cmd
+    }
+}
+
+/// A URL with its password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("xxxxx"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparseable URL)".to_owned(),
+    }
+}
+
+/// What a backup needs to know about a server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub server_id: u32,
+    pub version: String,
+    pub is_mariadb: bool,
+    pub log_bin: bool,
+    pub binlog_format: String,
+    pub checksummed: bool,
+    pub gtid_binlog_pos: GtidPos,
+}
+
+/// Reads what the server is and how its binlog is set.
+pub async fn probe(url: &MysqlUrl, conn: &mut Conn) -> Result<ServerInfo, MyError> {
+    let sql = |e| MyError::sql(url.display(), e);
+    let row: Option<(u32, String, u32, String, String)> = conn
+        .query_first(
+            "SELECT @@server_id, @@version, @@log_bin, @@binlog_format, @@binlog_checksum",
+        )
+        .await
+        .map_err(sql)?;
+    let (server_id, version, log_bin, binlog_format, checksum) =
+        row.ok_or_else(|| MyError::Invalid(format!("{}: no server variables", url.display())))?;
+    let is_mariadb = version.contains("MariaDB");
+    let gtid_binlog_pos = if is_mariadb {
+        let pos: Option<String> = conn
+            .query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .map_err(sql)?;
+        GtidPos::parse(&pos.unwrap_or_default()).map_err(MyError::Invalid)?
+    } else {
+        GtidPos::default()
+    };
+    Ok(ServerInfo {
+        server_id,
+        version,
+        is_mariadb,
+        log_bin: log_bin != 0,
+        binlog_format,
+        checksummed: checksum.eq_ignore_ascii_case("CRC32"),
+        gtid_binlog_pos,
+    })
+}
+
+/// Fails unless the server writes a binlog: without one there is nothing to stream or replay.
+pub fn require_binlog(url: &MysqlUrl, info: &ServerInfo) -> Result<(), MyError> {
+    if !info.log_bin {
+        return Err(MyError::BinlogOff {
+            server: url.display().to_owned(),
+        });
+    }
+    if info.server_id == 0 {
+        return Err(MyError::Invalid(format!(
+            "{}: server_id is 0; give the server a unique server_id so its binlog can be streamed",
+            url.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The client program for the server: MariaDB's names first, MySQL's as the fallback.
+pub fn client_program(mariadb_name: &str, mysql_name: &str) -> Result<PathBuf, MyError> {
+    for name in [mariadb_name, mysql_name] {
+        if let Some(path) = find_in_path(name) {
+            return Ok(path);
+        }
+    }
+    Err(MyError::Invalid(format!(
+        "{mariadb_name} (or {mysql_name}) is not installed: apt-get install mariadb-client"
+    )))
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,628 @@
+//! `stream SOURCE`: the binlog taken as a replica takes it, event by event, and stored as segments
+//! of whole transactions every few seconds, so the data-loss window is the flush interval.
+//!
+//! On a restart the chain continues exactly after its last stored event: by file and position on
+//! the same server, by GTID position on another one (a promoted replica after a failover), so
+//! nothing is missed and nothing is stored twice.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::StreamExt;
+use mysql_async::binlog::BinlogVersion;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Row};
+use tracing::{debug, info, warn};
+
+use super::binlog::{event_type, Boundary, Event, EventHeader, Events, GroupTracker, GtidPos};
+use super::segment::{list_segments, put_segment, read_meta, SegmentMeta};
+use super::server::{probe, require_binlog, MysqlUrl, ServerInfo};
+use super::MyError;
+use crate::repo::lease::{Lease, LeaseKind};
+use crate::repo::{RepoError, Repository};
+
+/// How the streamer behaves.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Store what has arrived at least this often (the data-loss window).
+    pub flush_interval: Duration,
+    /// ... or as soon as this many bytes of whole transactions are waiting.
+    pub flush_bytes: usize,
+    /// The heartbeat period asked of the server; a link silent for three periods is dead.
+    pub heartbeat: Duration,
+    /// The server id this streamer registers with: unique among the server's replicas.
+    pub replica_server_id: u32,
+    /// Stop at the end of the binlog the server has now, instead of waiting for more.
+    pub once: bool,
+    /// After a lost connection, keep trying for this long before giving up.
+    pub reconnect_for: Duration,
+}
+
+impl StreamOptions {
+    pub fn new(source: &str) -> Self {
+        Self {
+            flush_interval: Duration::from_secs(5),
+            flush_bytes: 8 << 20,
+            heartbeat: Duration::from_secs(5),
+            replica_server_id: default_replica_id(source),
+            once: false,
+            reconnect_for: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A server id derived from the source name, in a range real servers rarely use.
+pub fn default_replica_id(source: &str) -> u32 {
+    0x7000_0000 | (crc32fast::hash(source.as_bytes()) & 0x0fff_ffff)
+}
+
+/// What a streaming run stored.
+#[derive(Debug, Clone, Default)]
+pub struct StreamReport {
+    pub segments: u64,
+    pub bytes: u64,
+    pub transactions: u64,
+    /// Where the chain ends now.
+    pub last: Option<SegmentMeta>,
+}
+
+/// Where a session asks the server to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest binlog file the server has (a new chain).
+    Oldest(String),
+    File { file: String, pos: u64 },
+    Gtid(GtidPos),
+}
+
+/// Chooses where to continue the chain whose last segment is `last`, on a server with id
+/// `server_id` and binary logs `logs` (name, size).
+pub fn choose_start(
+    last: Option<&SegmentMeta>,
+    server_id: u32,
+    is_mariadb: bool,
+    logs: &[(String, u64)],
+) -> Result<StartAt, MyError> {
+    let has = |file: &str| logs.iter().find(|(n, _)| n == file).map(|(_, s)| *s);
+    let Some(last) = last else {
+        let (oldest, _) = logs
+            .first()
+            .ok_or_else(|| MyError::Invalid("the server lists no binary logs".into()))?;
+        return Ok(StartAt::Oldest(oldest.clone()));
+    };
+    if last.server_id == server_id {
+        if let Some(next) = &last.rotated_to {
+            if has(next).is_some() {
+                return Ok(StartAt::File {
+                    file: next.clone(),
+                    pos: 4,
+                });
+            }
+        } else if has(&last.file).is_some_and(|size| size >= last.end) {
+            return Ok(StartAt::File {
+                file: last.file.clone(),
+                pos: last.end,
+            });
+        }
+    }
+    if is_mariadb && !last.gtid_pos.is_empty() {
+        return Ok(StartAt::Gtid(last.gtid_pos.clone()));
+    }
+    Err(MyError::Gap {
+        source_name: last.source.clone(),
+        why: format!(
+            "the stored binlog ends at {}:{} of server {}, which this server (id {server_id}) \
+             cannot continue: the file is gone and there is no GTID position to resume from; \
+             take a new base backup",
+            last.file, last.end, last.server_id
+        ),
+    })
+}
+
+/// The binlog being assembled into the next segment.
+struct Pending {
+    file: String,
+    file_created: u32,
+    format_description: Vec<u8>,
+    checksummed: bool,
+    /// File position of `buf[0]`; `None` until the first event of a run arrives.
+    start: Option<u64>,
+    buf: Vec<u8>,
+    /// The file position after the last event in `buf`.
+    next_pos: u64,
+    /// Bytes of `buf`, and the file position, at the last point between transactions.
+    committed: usize,
+    committed_pos: u64,
+    gtid_running: GtidPos,
+    gtid_committed: GtidPos,
+    tracker: GroupTracker,
+    resumed_by: String,
+    since: Instant,
+}
+
+impl Pending {
+    fn position(&self) -> Option<u64> {
+        if self.buf.is_empty() {
+            self.start
+        } else {
+            Some(self.next_pos)
+        }
+    }
+}
+
+struct Chain<'a> {
+    repo: &'a Repository,
+    source: &'a str,
+    next_seq: u64,
+    last: Option<SegmentMeta>,
+    report: StreamReport,
+    gtid: GtidPos,
+}
+
+impl Chain<'_> {
+    /// Stores the committed part of `pending` as the next segment.
+    async fn flush(&mut self, pending: &mut Pending, info: &ServerInfo) -> Result<(), MyError> {
+        if pending.committed == 0 {
+            return Ok(());
+        }
+        let Some(start) = pending.start else {
+            return Ok(());
+        };
+        let bytes = &pending.buf[..pending.committed];
+        let mut meta = SegmentMeta {
+            source: self.source.to_owned(),
+            seq: self.next_seq,
+            server_id: info.server_id,
+            server_version: info.version.clone(),
+            file: pending.file.clone(),
+            file_created: pending.file_created,
+            start,
+            end: pending.committed_pos,
+            withheld: 0,
+            events: 0,
+            first_event_time: None,
+            last_event_time: None,
+            first_gtid: None,
+            last_gtid: None,
+            gtid_pos: pending.gtid_committed.clone(),
+            checksummed: pending.checksummed,
+            format_description: base64::engine::general_purpose::STANDARD
+                .encode(&pending.format_description),
+            resumed_by: pending.resumed_by.clone(),
+            rotated_to: None,
+            stored_at: Utc::now(),
+        };
+        let mut transactions = 0;
+        let mut events = Events::with_holes(bytes, start);
+        for item in events.by_ref() {
+            let (_, event) = item.map_err(|e| MyError::Invalid(format!("{}: {e}", pending.file)))?;
+            meta.events += 1;
+            let t = event_time(&event.header);
+            if t.is_some() {
+                meta.first_event_time = meta.first_event_time.or(t);
+                meta.last_event_time = t;
+            }
+            if let Some((gtid, _)) = event.mariadb_gtid() {
+                meta.first_gtid = meta.first_gtid.or(Some(gtid));
+                meta.last_gtid = Some(gtid);
+                transactions += 1;
+            }
+            if event.header.type_code == event_type::ROTATE && !event.header.is_artificial() {
+                meta.rotated_to = event.rotate(pending.checksummed).map(|(name, _)| name);
+            }
+        }
+        meta.withheld = events.skipped();
+        if events.position() != meta.end {
+            return Err(MyError::Invalid(format!(
+                "{}: events end at {}, expected {}",
+                pending.file,
+                events.position(),
+                meta.end
+            )));
+        }
+        let key = put_segment(self.repo, &meta, bytes).await?;
+        debug!(%key, "segment stored");
+        self.report.segments += 1;
+        self.report.bytes += bytes.len() as u64;
+        self.report.transactions += transactions;
+        self.next_seq += 1;
+        self.gtid = meta.gtid_pos.clone();
+        self.last = Some(meta.clone());
+        self.report.last = Some(meta);
+        pending.buf.drain(..pending.committed);
+        pending.start = Some(pending.committed_pos);
+        pending.committed = 0;
+        pending.since = Instant::now();
+        Ok(())
+    }
+}
+
+fn event_time(header: &EventHeader) -> Option<DateTime<Utc>> {
+    (header.timestamp != 0)
+        .then(|| Utc.timestamp_opt(i64::from(header.timestamp), 0).single())
+        .flatten()
+}
+
+/// Streams the binlog of the server `url` names into the chain of `source` until `shutdown`
+/// resolves (or, with `once`, until the end of what the server has).
+pub async fn stream(
+    repo: &Repository,
+    source: &str,
+    url: &MysqlUrl,
+    options: &StreamOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<StreamReport, MyError> {
+    let names = list_segments(repo, source).await?;
+    let last = match names.last() {
+        Some(name) => Some(read_meta(repo, source, name).await?),
+        None => None,
+    };
+    let mut chain = Chain {
+        repo,
+        source,
+        next_seq: names.last().map_or(0, |n| n.seq + 1),
+        gtid: last.as_ref().map(|m| m.gtid_pos.clone()).unwrap_or_default(),
+        last,
+        report: StreamReport::default(),
+    };
+    let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "stream", Utc::now())
+        .await
+        .map_err(RepoError::from)?;
+    tokio::pin!(shutdown);
+    let mut started = false;
+    let mut failing_since: Option<Instant> = None;
+    let result = loop {
+        match session(&mut chain, url, options, &mut shutdown).await {
+            Ok(Ended::Shutdown | Ended::Caught) => break Ok(()),
+            Ok(Ended::Lost(e)) => {
+                started = true;
+                failing_since = None;
+                warn!(error = %e, "binlog stream interrupted; reconnecting");
+            }
+            // A first connection that fails is a configuration to fix, not a network to wait for.
+            Err(e) if !started || !retryable(&e) => break Err(e),
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > options.reconnect_for {
+                    break Err(e);
+                }
+                warn!(error = %e, "cannot reach the server; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = &mut shutdown => break Ok(()),
+        }
+    };
+    lease.release().await;
+    result.map(|()| chain.report)
+}
+
+fn retryable(e: &MyError) -> bool {
+    match e {
+        MyError::Sql { source, .. } => matches!(
+            source,
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
+        ),
+        MyError::Invalid(why) => why.contains("no answer within"),
+        _ => false,
+    }
+}
+
+enum Ended {
+    Shutdown,
+    /// `once`: the end of the server's binlog was reached.
+    Caught,
+    /// The link was lost after the session had started; what arrived whole is stored.
+    Lost(MyError),
+}
+
+async fn binary_logs(url: &MysqlUrl, conn: &mut Conn) -> Result<Vec<(String, u64)>, MyError> {
+    let rows: Vec<Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| MyError::sql(url.display(), e))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| Some((row.get::<String, _>(0)?, row.get::<u64, _>(1)?)))
+        .collect())
+}
+
+/// One connection: from choosing where to start to the end of the link.
+async fn session(
+    chain: &mut Chain<'_>,
+    url: &MysqlUrl,
+    options: &StreamOptions,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<Ended, MyError> {
+    let sql = |e| MyError::sql(url.display(), e);
+    let mut conn = url.connect().await?;
+    let info = probe(url, &mut conn).await?;
+    require_binlog(url, &info)?;
+    if info.server_id == options.replica_server_id {
+        return Err(MyError::Invalid(format!(
+            "{}: the server's id {} is the streamer's replica id; set another replica_server_id",
+            url.display(),
+            info.server_id
+        )));
+    }
+    let logs = binary_logs(url, &mut conn).await?;
+    let start = choose_start(chain.last.as_ref(), info.server_id, info.is_mariadb, &logs)?;
+    info!(source = chain.source, server = url.display(), server_id = info.server_id, ?start, "streaming binlog");
+    if info.is_mariadb {
+        // Without this MariaDB replaces its own events (GTIDs, annotations) with dummies.
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(sql)?;
+    }
+    conn.query_drop(format!(
+        "SET @master_heartbeat_period = {}",
+        options.heartbeat.as_nanos()
+    ))
+    .await
+    .map_err(sql)?;
+    let (file_name, pos, resumed_by, expect_start) = match &start {
+        StartAt::Oldest(file) => (file.clone(), 4, "file", Some(4)),
+        StartAt::File { file, pos } => (file.clone(), *pos, "file", Some(*pos)),
+        StartAt::Gtid(gtid) => {
+            conn.query_drop(format!("SET @slave_connect_state = '{gtid}'"))
+                .await
+                .map_err(sql)?;
+            conn.query_drop("SET @slave_gtid_strict_mode = 1")
+                .await
+                .map_err(sql)?;
+            conn.query_drop("SET @slave_gtid_ignore_duplicates = 0")
+                .await
+                .map_err(sql)?;
+            (String::new(), 4, "gtid", None)
+        }
+    };
+    let mut request = BinlogStreamRequest::new(options.replica_server_id)
+        .with_filename(file_name.as_bytes())
+        .with_pos(pos);
+    if options.once {
+        request = request.with_non_blocking();
+    }
+    let mut stream = conn.get_binlog_stream(request).await.map_err(sql)?;
+
+    let mut pending = Pending {
+        file: file_name.clone(),
+        file_created: 0,
+        format_description: Vec::new(),
+        checksummed: info.checksummed,
+        start: expect_start,
+        buf: Vec::new(),
+        next_pos: 0,
+        committed: 0,
+        committed_pos: 0,
+        gtid_running: chain.gtid.clone(),
+        gtid_committed: chain.gtid.clone(),
+        tracker: GroupTracker::default(),
+        resumed_by: resumed_by.to_owned(),
+        since: Instant::now(),
+    };
+    // The file whose events come next, as the server's rotations tell it.
+    let mut next_file: Option<(String, u64)> = None;
+    let mut may_jump = resumed_by == "gtid";
+    let silence = options.heartbeat * 3;
+    let mut ticker = tokio::time::interval(options.flush_interval.min(Duration::from_secs(1)));
+    let outcome = loop {
+        let item = tokio::select! {
+            _ = &mut *shutdown => break Ended::Shutdown,
+            _ = ticker.tick() => {
+                if pending.since.elapsed() >= options.flush_interval {
+                    chain.flush(&mut pending, &info).await?;
+                }
+                continue;
+            }
+            item = tokio::time::timeout(silence, stream.next()) => item,
+        };
+        let event = match item {
+            Err(_) => {
+                break Ended::Lost(MyError::Invalid(format!(
+                    "{}: no event or heartbeat for {}s",
+                    url.display(),
+                    silence.as_secs()
+                )))
+            }
+            Ok(None) => {
+                if options.once {
+                    break Ended::Caught;
+                }
+                break Ended::Lost(MyError::Invalid(format!(
+                    "{}: the server ended the binlog stream",
+                    url.display()
+                )));
+            }
+            Ok(Some(Err(e))) => {
+                let e = sql(e);
+                if is_purged(&e) {
+                    return Err(MyError::Gap {
+                        source_name: chain.source.to_owned(),
+                        why: format!(
+                            "the server no longer has the binlog after the stored position ({start:?}): \
+                             it was purged before it was streamed ({e}); take a new base backup"
+                        ),
+                    });
+                }
+                break Ended::Lost(e);
+            }
+            Ok(Some(Ok(event))) => event,
+        };
+        let mut raw = Vec::with_capacity(event.header().event_size() as usize);
+        event
+            .write(BinlogVersion::Version4, &mut raw)
+            .map_err(|e| MyError::Invalid(format!("re-encoding a binlog event: {e}")))?;
+        let Some(header) = EventHeader::parse(&raw) else {
+            continue;
+        };
+        let ev = Event {
+            header,
+            bytes: &raw,
+        };
+        if let Some(original) = event.checksum() {
+            if raw.len() >= 4 && raw[raw.len() - 4..] != original {
+                break Ended::Lost(MyError::Invalid(format!(
+                    "{}: a binlog event of type {} arrived with a bad checksum",
+                    url.display(),
+                    header.type_code
+                )));
+            }
+        }
+        match header.type_code {
+            event_type::HEARTBEAT => continue,
+            event_type::ROTATE if header.is_artificial() || header.log_pos == 0 => {
+                if let Some((name, pos)) = ev.rotate(pending.checksummed) {
+                    debug!(file = %name, pos, "server rotates the stream");
+                    next_file = Some((name, pos));
+                }
+                continue;
+            }
+            event_type::FORMAT_DESCRIPTION => {
+                let at = u64::from(header.log_pos).checked_sub(raw.len() as u64);
+                let real_start = header.log_pos != 0 && !header.is_artificial() && at == Some(4);
+                match next_file.take() {
+                    Some((name, _)) if name != pending.file || real_start => {
+                        chain.flush(&mut pending, &info).await?;
+                        if !pending.buf.is_empty() {
+                            return Err(MyError::Invalid(format!(
+                                "{}: {} ended inside a transaction",
+                                url.display(),
+                                pending.file
+                            )));
+                        }
+                        pending.file = name;
+                        pending.start = real_start.then_some(4);
+                        pending.tracker = GroupTracker::default();
+                    }
+                    Some(_) => {}
+                    None if real_start => {
+                        return Err(MyError::Invalid(format!(
+                            "{}: a new binlog file began without the rotation naming it",
+                            url.display()
+                        )))
+                    }
+                    None => {}
+                }
+                pending.file_created = header.timestamp;
+                pending.format_description = raw.clone();
+                pending.checksummed = ev.checksum_alg() == Some(1);
+                if let Some(stored) = chain.last.as_ref() {
+                    if resumed_by == "file"
+                        && stored.server_id == info.server_id
+                        && stored.file == pending.file
+                        && stored.file_created != header.timestamp
+                    {
+                        return Err(MyError::Invalid(format!(
+                            "{}: {} is not the file the stored binlog continues (created {} here, {} in the store)",
+                            url.display(),
+                            pending.file,
+                            header.timestamp,
+                            stored.file_created
+                        )));
+                    }
+                }
+                if !real_start {
+                    // Sent again to describe a file read from the middle: not part of the file here.
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        if header.log_pos == 0 || header.is_artificial() {
+            continue;
+        }
+        let at = u64::from(header.log_pos)
+            .checked_sub(raw.len() as u64)
+            .ok_or_else(|| MyError::Invalid(format!("{}: event ends before it starts", url.display())))?;
+        match pending.position() {
+            None => pending.start = Some(at),
+            Some(expected) if at == expected => {}
+            // Resumed by GTID: the server skips what the chain has; the run starts at the first
+            // transaction it sends.
+            Some(expected) if may_jump && at > expected => {
+                pending.buf.clear();
+                pending.committed = 0;
+                pending.start = Some(at);
+            }
+            // Inside a transaction: an event the server withheld (MariaDB's Annotate_rows).
+            Some(expected) if at > expected && !pending.tracker.between() => {
+                debug!(at, expected, "event withheld by the server");
+            }
+            Some(expected) if at < expected => {
+                debug!(at, expected, "event already stored; skipped");
+                continue;
+            }
+            Some(expected) => {
+                return Err(MyError::Gap {
+                    source_name: chain.source.to_owned(),
+                    why: format!(
+                        "{}: the server sent {} from position {at}, but the stored binlog ends at {expected}",
+                        url.display(),
+                        pending.file
+                    ),
+                })
+            }
+        }
+        if pending.format_description.is_empty() {
+            return Err(MyError::Invalid(format!(
+                "{}: events before any format description",
+                url.display()
+            )));
+        }
+        pending.buf.extend_from_slice(&raw);
+        pending.next_pos = u64::from(header.log_pos);
+        if let Some((gtid, _)) = ev.mariadb_gtid() {
+            pending.gtid_running.apply(gtid);
+        }
+        if let Some(list) = ev.mariadb_gtid_list() {
+            for gtid in list {
+                if !pending.gtid_running.contains_gtid(&gtid) {
+                    pending.gtid_running.apply(gtid);
+                }
+            }
+        }
+        let boundary = pending.tracker.observe(&ev, pending.checksummed);
+        if boundary == Boundary::Starts {
+            may_jump = false;
+        }
+        if matches!(boundary, Boundary::Ends | Boundary::Outside) && pending.tracker.between() {
+            pending.committed = pending.buf.len();
+            pending.committed_pos = pending.next_pos;
+            pending.gtid_committed = pending.gtid_running.clone();
+        }
+        if header.type_code == event_type::ROTATE {
+            // The file is complete.
+            chain.flush(&mut pending, &info).await?;
+            if let Some((name, pos)) = ev.rotate(pending.checksummed) {
+                next_file = Some((name, pos));
+            }
+            continue;
+        }
+        if pending.buf.len() >= options.flush_bytes || pending.since.elapsed() >= options.flush_interval {
+            chain.flush(&mut pending, &info).await?;
+        }
+    };
+    // Whatever arrived whole is kept; a transaction cut by the end of the link is taken again.
+    chain.flush(&mut pending, &info).await?;
+    if let Ended::Lost(e) = &outcome {
+        if !pending.buf.is_empty() {
+            debug!(bytes = pending.buf.len(), "incomplete transaction dropped; it is read again");
+        }
+        debug!(error = %e, "session ended");
+    }
+    let _ = stream.close().await;
+    Ok(outcome)
+}
+
+fn is_purged(e: &MyError) -> bool {
+    match e {
+        MyError::Sql {
+            source: mysql_async::Error::Server(s),
+            ..
+        } => s.code == 1236,
+        _ => false,
+    }
+}
