@@ -82,7 +82,12 @@ pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit
         let end = report
             .last
             .as_ref()
-            .map(|m| format!(", chain ends at {}:{} of server {} (GTID {})", m.file, m.end, m.server_id, m.gtid_pos))
+            .map(|m| {
+                format!(
+                    ", chain ends at {}:{} of server {} (GTID {})",
+                    m.file, m.end, m.server_id, m.gtid_pos
+                )
+            })
             .unwrap_or_default();
         println!(
             "stored {} segments, {} of binlog, {} transactions{end}",
@@ -191,7 +196,11 @@ fn print_plan(plan: &MyPlan) {
         plan.backup,
         plan.backup_consistent_at.to_rfc3339(),
         plan.backup_binlog,
-        if plan.backup_gtid_pos.is_empty() { "-" } else { &plan.backup_gtid_pos },
+        if plan.backup_gtid_pos.is_empty() {
+            "-"
+        } else {
+            &plan.backup_gtid_pos
+        },
         human_bytes(plan.dump_bytes)
     );
     println!("  databases {}", plan.databases.join(", "));

@@ -43,7 +43,6 @@ impl WaitStderr for Child {
     }
 }
 
-
 impl ChildOutput {
     pub fn new(child: Child, stdout: ChildStdout, what: impl Into<String>) -> Self {
         Self {

@@ -181,7 +181,9 @@ impl<'a> Event<'a> {
         } else {
             self.bytes.len()
         };
-        self.bytes.get(HEADER_LEN..end.max(HEADER_LEN)).unwrap_or(&[])
+        self.bytes
+            .get(HEADER_LEN..end.max(HEADER_LEN))
+            .unwrap_or(&[])
     }
 
     /// For a MariaDB GTID event: the GTID and whether it stands alone (a statement without
@@ -344,7 +346,10 @@ impl<'a> Iterator for Events<'a> {
         let pos = Events::position(self);
         let bad = |why: String| Some(Err(BadEvent { pos, why }));
         let Some(header) = EventHeader::parse(rest) else {
-            return bad(format!("{} bytes left, less than an event header", rest.len()));
+            return bad(format!(
+                "{} bytes left, less than an event header",
+                rest.len()
+            ));
         };
         let size = header.size as usize;
         if size < HEADER_LEN || size > rest.len() {
@@ -469,9 +474,10 @@ impl GroupTracker {
                     Boundary::Inside
                 }
             }
-            (_, FORMAT_DESCRIPTION | ROTATE | STOP | MARIADB_GTID_LIST | MARIADB_BINLOG_CHECKPOINT) => {
-                Boundary::Outside
-            }
+            (
+                _,
+                FORMAT_DESCRIPTION | ROTATE | STOP | MARIADB_GTID_LIST | MARIADB_BINLOG_CHECKPOINT,
+            ) => Boundary::Outside,
             _ => Boundary::Inside,
         }
     }
@@ -554,7 +560,13 @@ pub(crate) mod tests {
     #[test]
     fn events_are_read_with_positions_and_checked() {
         let mut bytes = event(event_type::MARIADB_GTID, 10, 1, 4, &gtid_body(0, 5, false));
-        let second = event(event_type::QUERY, 11, 1, 4 + bytes.len() as u64, &query_body("BEGIN"));
+        let second = event(
+            event_type::QUERY,
+            11,
+            1,
+            4 + bytes.len() as u64,
+            &query_body("BEGIN"),
+        );
         bytes.extend_from_slice(&second);
         let events: Vec<_> = Events::new(&bytes, 4).collect::<Result<_, _>>().unwrap();
         assert_eq!(events.len(), 2);

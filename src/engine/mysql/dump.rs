@@ -81,7 +81,10 @@ pub fn dump_coordinates(head: &str) -> Option<(String, u64)> {
 
 /// The GTID position a MariaDB dump states (`SET GLOBAL gtid_slave_pos='0-1-42';`).
 pub fn dump_gtid_pos(text: &str) -> Option<String> {
-    let line = text.lines().rev().find(|l| l.contains("gtid_slave_pos='"))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("gtid_slave_pos='"))?;
     let at = line.find("gtid_slave_pos='")? + "gtid_slave_pos='".len();
     let end = at + line[at..].find('\'')?;
     Some(line[at..end].to_owned())
@@ -151,9 +154,9 @@ pub async fn dump_backup(
         let sniffed = seen.clone();
         let program_name = program.display().to_string();
         let files = Box::new(std::iter::once_with(move || {
-            let mut child = cmd.spawn().map_err(|e| {
-                io::Error::new(e.kind(), format!("running {program_name}: {e}"))
-            })?;
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| io::Error::new(e.kind(), format!("running {program_name}: {e}")))?;
             let stdout = child
                 .stdout
                 .take()
@@ -228,6 +231,9 @@ mod tests {
         let tail = "-- Preferably use GTID to start replication from GTID position:\n\n\
                     -- SET GLOBAL gtid_slave_pos='0-1-3';\n";
         assert_eq!(dump_gtid_pos(tail), Some("0-1-3".to_owned()));
-        assert_eq!(dump_gtid_pos("SET GLOBAL gtid_slave_pos='';"), Some(String::new()));
+        assert_eq!(
+            dump_gtid_pos("SET GLOBAL gtid_slave_pos='';"),
+            Some(String::new())
+        );
     }
 }

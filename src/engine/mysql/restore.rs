@@ -102,11 +102,7 @@ fn continues(a: &SegmentName, b: &SegmentName) -> bool {
 }
 
 /// Chooses the dump and the binlog segments for `target`.
-pub async fn plan(
-    repo: &Repository,
-    source: &str,
-    target: &MyTarget,
-) -> Result<MyPlan, MyError> {
+pub async fn plan(repo: &Repository, source: &str, target: &MyTarget) -> Result<MyPlan, MyError> {
     let manifests = repo.manifests(Some(source)).await?;
     let dumps: Vec<(&Manifest, &MysqlPoint)> = manifests
         .iter()
@@ -183,7 +179,10 @@ pub async fn plan(
         start_file_pos: Some((p.server_id, p.binlog_file.clone(), p.binlog_pos)),
     };
     if matches!(target, MyTarget::Backup(_)) {
-        plan.stop = format!("the dump itself (consistent at {})", p.consistent_at.to_rfc3339());
+        plan.stop = format!(
+            "the dump itself (consistent at {})",
+            p.consistent_at.to_rfc3339()
+        );
         return Ok(plan);
     }
 
@@ -191,20 +190,27 @@ pub async fn plan(
     // Where the dump's point falls in the chain: by file and position on the dumped server, else
     // by GTID position.
     let by_pos = names.iter().position(|n| {
-        n.server_id == p.server_id && n.file == p.binlog_file && n.start <= p.binlog_pos && p.binlog_pos < n.end
+        n.server_id == p.server_id
+            && n.file == p.binlog_file
+            && n.start <= p.binlog_pos
+            && p.binlog_pos < n.end
     });
     let first = match by_pos {
         Some(i) => Some(i),
         None => {
             // The dump's point is at the end of a segment, or on another server: the first
             // segment whose GTID position goes past the dump's.
-            let mut found = names.iter().position(|n| {
-                n.server_id == p.server_id && n.file == p.binlog_file && n.end == p.binlog_pos
-            }).map(|i| i + 1);
+            let mut found = names
+                .iter()
+                .position(|n| {
+                    n.server_id == p.server_id && n.file == p.binlog_file && n.end == p.binlog_pos
+                })
+                .map(|i| i + 1);
             if found.is_none() && !plan.start_gtid.is_empty() {
                 for (i, name) in names.iter().enumerate().rev() {
                     let meta = read_meta(repo, source, name).await?;
-                    if plan.start_gtid.contains(&meta.gtid_pos) && meta.gtid_pos != plan.start_gtid {
+                    if plan.start_gtid.contains(&meta.gtid_pos) && meta.gtid_pos != plan.start_gtid
+                    {
                         break;
                     }
                     if !meta.gtid_pos.contains(&plan.start_gtid) {
@@ -264,11 +270,9 @@ pub async fn plan(
         }
         chosen_names.push(name.clone());
         match target {
-            MyTarget::Time(_) => {
-                if stop_second.is_some_and(|s| name.last_time >= s) {
-                    reached = true;
-                    break;
-                }
+            MyTarget::Time(_) if stop_second.is_some_and(|s| name.last_time >= s) => {
+                reached = true;
+                break;
             }
             MyTarget::Gtid(g) => {
                 let meta = read_meta(repo, source, name).await?;
@@ -330,6 +334,8 @@ pub struct MyRestoreReport {
     pub events: u64,
     pub last_gtid: Option<String>,
     pub last_event_time: Option<DateTime<Utc>>,
+    /// The largest transaction replayed, in binlog bytes.
+    pub largest_transaction: u64,
 }
 
 /// Carries out a complete plan: checks the target, loads the dump, replays the binlog.
@@ -345,6 +351,12 @@ pub async fn restore(
             why: plan.gaps.join("; "),
         });
     }
+    // Every segment is read and checked before the target is touched.
+    let workdir = tempfile::Builder::new()
+        .prefix("heirloom-binlog-")
+        .tempdir()
+        .map_err(|e| MyError::io("a temporary directory", e))?;
+    let (files, report) = assemble(repo, plan, workdir.path()).await?;
     let target = request.target;
     let mut conn = target.connect().await?;
     for db in &plan.databases {
@@ -367,18 +379,40 @@ pub async fn restore(
                 .map_err(|e| MyError::sql(target.display(), e))?;
         }
     }
+    // mariadb-binlog turns a transaction's row events into one statement of base64 text: the
+    // server must accept a packet that large.
+    let needed = report.largest_transaction * 4 / 3 + (1 << 20);
+    let allowed: Option<u64> = conn
+        .query_first("SELECT @@global.max_allowed_packet")
+        .await
+        .map_err(|e| MyError::sql(target.display(), e))?;
+    if let Some(allowed) = allowed.filter(|a| *a < needed) {
+        return Err(MyError::Invalid(format!(
+            "{}: the binlog holds a transaction of {} MiB, which replays as one statement of {} MiB, \
+             but the server's max_allowed_packet is {} MiB: SET GLOBAL max_allowed_packet = {} (or \
+             start it with --max-allowed-packet) and restore again",
+            target.display(),
+            report.largest_transaction >> 20,
+            needed >> 20,
+            allowed >> 20,
+            needed.next_power_of_two()
+        )));
+    }
     drop(conn);
 
     let manifest = repo.manifest(&plan.backup).await?;
     let client = client_program("mariadb", "mysql")?;
-    load_dump(repo, &manifest, target, &client, request.concurrency, progress).await?;
+    load_dump(
+        repo,
+        &manifest,
+        target,
+        &client,
+        request.concurrency,
+        progress,
+    )
+    .await?;
     info!(backup = %plan.backup, "dump loaded");
 
-    let workdir = tempfile::Builder::new()
-        .prefix("heirloom-binlog-")
-        .tempdir()
-        .map_err(|e| MyError::io("a temporary directory", e))?;
-    let (files, report) = assemble(repo, plan, workdir.path()).await?;
     if files.is_empty() {
         return Ok(report);
     }
@@ -401,6 +435,7 @@ async fn load_dump(
             .command(client)
             .arg("--init-command=SET SESSION sql_log_bin=0")
             .arg("--binary-mode")
+            .arg("--max-allowed-packet=1G")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -410,7 +445,16 @@ async fn load_dump(
             .stdin
             .take()
             .ok_or_else(|| MyError::Invalid("the client has no stdin".into()))?;
-        let fed = restore_file(repo, &index, manifest, file, stdin, concurrency, progress.clone()).await;
+        let fed = restore_file(
+            repo,
+            &index,
+            manifest,
+            file,
+            stdin,
+            concurrency,
+            progress.clone(),
+        )
+        .await;
         let (status, stderr) = tokio::task::spawn_blocking(move || child.wait_with_output_stderr())
             .await
             .map_err(|e| MyError::Invalid(format!("client task failed: {e}")))?
@@ -442,6 +486,7 @@ async fn assemble(
         events: 0,
         last_gtid: None,
         last_event_time: None,
+        largest_transaction: 0,
     };
     let stop_second = match &plan.target {
         MyTarget::Time(t) => Some(t.timestamp()),
@@ -515,10 +560,14 @@ async fn assemble(
             }
             if out.as_ref().map(|(_, id)| id) != Some(&file_id) {
                 let path = dir.join(format!("{:04}-{}", files.len(), meta.file));
-                let mut file = std::fs::File::create(&path).map_err(|e| MyError::io(path.display(), e))?;
-                let mut fde = meta
-                    .format_description_bytes()
-                    .map_err(|why| MyError::CorruptSegment { key: key.clone(), why })?;
+                let mut file =
+                    std::fs::File::create(&path).map_err(|e| MyError::io(path.display(), e))?;
+                let mut fde =
+                    meta.format_description_bytes()
+                        .map_err(|why| MyError::CorruptSegment {
+                            key: key.clone(),
+                            why,
+                        })?;
                 if fde.len() > 18 {
                     // The description of a file still open says so; the copy here is complete.
                     fde[17] &= !(FLAG_IN_USE as u8);
@@ -535,6 +584,7 @@ async fn assemble(
             }
             report.transactions += 1;
             report.events += group_events;
+            report.largest_transaction = report.largest_transaction.max(group.len() as u64);
             if let Some(g) = gtid {
                 applied.apply(g);
                 report.last_gtid = Some(g.to_string());
@@ -549,7 +599,8 @@ async fn assemble(
         }
     }
     if let Some((file, _)) = out.take() {
-        file.sync_all().map_err(|e| MyError::io("the replay file", e))?;
+        file.sync_all()
+            .map_err(|e| MyError::io("the replay file", e))?;
     }
     Ok((files, report))
 }
@@ -565,7 +616,9 @@ async fn replay(
     reader.arg("--verify-binlog-checksum");
     reader.args(files);
     reader.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut reader = reader.spawn().map_err(|e| MyError::io(binlog.display(), e))?;
+    let mut reader = reader
+        .spawn()
+        .map_err(|e| MyError::io(binlog.display(), e))?;
     let stdout = reader
         .stdout
         .take()
@@ -574,6 +627,7 @@ async fn replay(
         .command(client)
         .arg("--init-command=SET SESSION sql_log_bin=0")
         .arg("--binary-mode")
+        .arg("--max-allowed-packet=1G")
         .stdin(Stdio::from(stdout))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -588,13 +642,7 @@ async fn replay(
     .map_err(|e| MyError::Invalid(format!("replay task failed: {e}")))?;
     let (rs, rerr) = reader_out.map_err(|e| MyError::io(binlog.display(), e))?;
     let (ws, werr) = writer_out.map_err(|e| MyError::io(client.display(), e))?;
-    if !rs.success() {
-        return Err(MyError::Invalid(format!(
-            "{} failed ({rs}): {}",
-            binlog.display(),
-            rerr.trim()
-        )));
-    }
+    // The client's failure first: the reader dies of a closed pipe when the client gives up.
     if !ws.success() {
         return Err(MyError::Invalid(format!(
             "replaying the binlog into {} failed ({ws}): {}",
@@ -602,10 +650,19 @@ async fn replay(
             werr.trim()
         )));
     }
+    if !rs.success() {
+        return Err(MyError::Invalid(format!(
+            "{} failed ({rs}): {}",
+            binlog.display(),
+            rerr.trim()
+        )));
+    }
     Ok(())
 }
 
-fn newest<'a>(candidates: Vec<(&'a Manifest, &'a MysqlPoint)>) -> Option<(&'a Manifest, &'a MysqlPoint)> {
+fn newest<'a>(
+    candidates: Vec<(&'a Manifest, &'a MysqlPoint)>,
+) -> Option<(&'a Manifest, &'a MysqlPoint)> {
     candidates.into_iter().max_by_key(|(_, p)| p.consistent_at)
 }
 

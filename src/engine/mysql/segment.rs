@@ -210,7 +210,11 @@ fn corrupt(key: &str, why: impl Into<String>) -> MyError {
     }
 }
 
-fn open_header(repo: &Repository, key: &str, bytes: &[u8]) -> Result<(SegmentMeta, usize), MyError> {
+fn open_header(
+    repo: &Repository,
+    key: &str,
+    bytes: &[u8],
+) -> Result<(SegmentMeta, usize), MyError> {
     if bytes.len() < 12 || &bytes[..8] != SEGMENT_MAGIC {
         return Err(corrupt(key, "not a binlog segment object (bad magic)"));
     }
@@ -260,7 +264,12 @@ pub async fn read_meta(
     Ok(meta)
 }
 
-fn check_meta(key: &str, name: &SegmentName, meta: &SegmentMeta, source: &str) -> Result<(), MyError> {
+fn check_meta(
+    key: &str,
+    name: &SegmentName,
+    meta: &SegmentMeta,
+    source: &str,
+) -> Result<(), MyError> {
     if &meta.name() != name || meta.source != source {
         return Err(corrupt(key, "its header does not match its name"));
     }
@@ -295,7 +304,10 @@ pub async fn read_segment(
     if events.len() != expected {
         return Err(corrupt(
             &key,
-            format!("{} bytes of events, the header says {expected}", events.len()),
+            format!(
+                "{} bytes of events, the header says {expected}",
+                events.len()
+            ),
         ));
     }
     let mut count = 0u64;
@@ -303,7 +315,10 @@ pub async fn read_segment(
     for item in reader.by_ref() {
         let (pos, event) = item.map_err(|e| corrupt(&key, e.to_string()))?;
         if !event.verify_checksum(meta.checksummed) {
-            return Err(corrupt(&key, format!("event at position {pos}: checksum mismatch")));
+            return Err(corrupt(
+                &key,
+                format!("event at position {pos}: checksum mismatch"),
+            ));
         }
         count += 1;
     }
@@ -344,7 +359,10 @@ mod tests {
             file: "mysql-bin.000003".into(),
         };
         let text = name.to_string();
-        assert_eq!(text, "000000000042-1790000000-1790000005-7-4-1234-mysql-bin.000003");
+        assert_eq!(
+            text,
+            "000000000042-1790000000-1790000005-7-4-1234-mysql-bin.000003"
+        );
         assert_eq!(SegmentName::parse(&text), Some(name));
         assert_eq!(SegmentName::parse("42-1-2-3-4-5-f"), None);
         assert_eq!(SegmentName::parse("000000000042-1-2-3-9-5-f"), None);

@@ -115,9 +115,7 @@ pub struct ServerInfo {
 pub async fn probe(url: &MysqlUrl, conn: &mut Conn) -> Result<ServerInfo, MyError> {
     let sql = |e| MyError::sql(url.display(), e);
     let row: Option<(u32, String, u32, String, String)> = conn
-        .query_first(
-            "SELECT @@server_id, @@version, @@log_bin, @@binlog_format, @@binlog_checksum",
-        )
+        .query_first("SELECT @@server_id, @@version, @@log_bin, @@binlog_format, @@binlog_checksum")
         .await
         .map_err(sql)?;
     let (server_id, version, log_bin, binlog_format, checksum) =

@@ -73,7 +73,10 @@ pub struct StreamReport {
 pub enum StartAt {
     /// The oldest binlog file the server has (a new chain).
     Oldest(String),
-    File { file: String, pos: u64 },
+    File {
+        file: String,
+        pos: u64,
+    },
     Gtid(GtidPos),
 }
 
@@ -197,7 +200,8 @@ impl Chain<'_> {
         let mut transactions = 0;
         let mut events = Events::with_holes(bytes, start);
         for item in events.by_ref() {
-            let (_, event) = item.map_err(|e| MyError::Invalid(format!("{}: {e}", pending.file)))?;
+            let (_, event) =
+                item.map_err(|e| MyError::Invalid(format!("{}: {e}", pending.file)))?;
             meta.events += 1;
             let t = event_time(&event.header);
             if t.is_some() {
@@ -263,7 +267,10 @@ pub async fn stream(
         repo,
         source,
         next_seq: names.last().map_or(0, |n| n.seq + 1),
-        gtid: last.as_ref().map(|m| m.gtid_pos.clone()).unwrap_or_default(),
+        gtid: last
+            .as_ref()
+            .map(|m| m.gtid_pos.clone())
+            .unwrap_or_default(),
         last,
         report: StreamReport::default(),
     };
@@ -350,7 +357,13 @@ async fn session(
     }
     let logs = binary_logs(url, &mut conn).await?;
     let start = choose_start(chain.last.as_ref(), info.server_id, info.is_mariadb, &logs)?;
-    info!(source = chain.source, server = url.display(), server_id = info.server_id, ?start, "streaming binlog");
+    info!(
+        source = chain.source,
+        server = url.display(),
+        server_id = info.server_id,
+        ?start,
+        "streaming binlog"
+    );
     if info.is_mariadb {
         // Without this MariaDB replaces its own events (GTIDs, annotations) with dummies.
         conn.query_drop("SET @mariadb_slave_capability = 4")
@@ -536,7 +549,9 @@ async fn session(
         }
         let at = u64::from(header.log_pos)
             .checked_sub(raw.len() as u64)
-            .ok_or_else(|| MyError::Invalid(format!("{}: event ends before it starts", url.display())))?;
+            .ok_or_else(|| {
+                MyError::Invalid(format!("{}: event ends before it starts", url.display()))
+            })?;
         match pending.position() {
             None => pending.start = Some(at),
             Some(expected) if at == expected => {}
@@ -601,7 +616,9 @@ async fn session(
             }
             continue;
         }
-        if pending.buf.len() >= options.flush_bytes || pending.since.elapsed() >= options.flush_interval {
+        if pending.buf.len() >= options.flush_bytes
+            || pending.since.elapsed() >= options.flush_interval
+        {
             chain.flush(&mut pending, &info).await?;
         }
     };
@@ -609,7 +626,10 @@ async fn session(
     chain.flush(&mut pending, &info).await?;
     if let Ended::Lost(e) = &outcome {
         if !pending.buf.is_empty() {
-            debug!(bytes = pending.buf.len(), "incomplete transaction dropped; it is read again");
+            debug!(
+                bytes = pending.buf.len(),
+                "incomplete transaction dropped; it is read again"
+            );
         }
         debug!(error = %e, "session ended");
     }

@@ -11,10 +11,10 @@ use tokio_postgres::NoTls;
 use tracing::info;
 
 use super::basebackup::redact;
-use crate::engine::process::{ChildOutput, WaitStderr};
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
+use crate::engine::process::{ChildOutput, WaitStderr};
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, SourceFile};
 use crate::pipeline::restore::restore_file;
 use crate::pipeline::Concurrency;

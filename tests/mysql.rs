@@ -1,0 +1,427 @@
+//! MySQL/MariaDB against real MariaDB servers started by the tests: dumps, the binlog streamed as a
+//! replica, point-in-time restore into a second server, and the ways it can go wrong.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use heirloom_backup::engine::mysql::binlog::{event_type, Events};
+use heirloom_backup::engine::mysql::segment::{list_segments, read_segment};
+use heirloom_backup::repo::keys::KeySource;
+use heirloom_backup::repo::Repository;
+use heirloom_backup::store::{open_store, StoreOptions};
+use support::mysql::{MariaDb, MyWorld, Workload};
+
+async fn ok(world: &MyWorld, args: &[&str]) -> String {
+    let config = world.config();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("heirloom-backup"))
+            .arg("--config")
+            .arg(config)
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "heirloom-backup failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn marker(server: &MariaDb, name: &str) {
+    server.sql(&format!(
+        "INSERT INTO notes.markers (name) VALUES ('{name}')"
+    ));
+}
+
+fn markers(server: &MariaDb) -> Vec<String> {
+    server
+        .sql("SELECT name FROM notes.markers ORDER BY name")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Sleeps until the wall clock is `margin` into a second that is later than the current one.
+async fn next_second(margin: Duration) {
+    let now = Utc::now();
+    let into = Duration::from_nanos(u64::from(now.timestamp_subsec_nanos()));
+    tokio::time::sleep(Duration::from_secs(1) - into + margin).await;
+}
+
+async fn open_repo(world: &MyWorld) -> Repository {
+    let store = open_store(
+        &format!("file://{}", world.repo().display()),
+        &StoreOptions::default(),
+    )
+    .unwrap();
+    let key = KeySource::KeyFile {
+        path: world.key(),
+        key: zeroize::Zeroizing::new([9u8; 32]),
+    };
+    Repository::open(store, &key).await.unwrap()
+}
+
+/// Every event the server wrote, file by file, compared with the stored chain: each stored event
+/// byte for byte equal to the server's at the same position, in order, none missing but the
+/// Annotate_rows events MariaDB withholds from replicas, none twice.
+async fn assert_chain_matches_server(world: &MyWorld, server: &MariaDb, source: &str) {
+    let repo = open_repo(world).await;
+    let names = list_segments(&repo, source).await.unwrap();
+    assert!(!names.is_empty(), "nothing stored");
+    let mut stored: Vec<(String, u64, Vec<u8>)> = Vec::new();
+    for name in &names {
+        let (meta, bytes) = read_segment(&repo, source, name).await.unwrap();
+        if meta.server_id != server.server_id {
+            continue;
+        }
+        for item in Events::with_holes(&bytes, meta.start) {
+            let (pos, event) = item.unwrap();
+            stored.push((meta.file.clone(), pos, event.bytes.to_vec()));
+        }
+    }
+    let mut expected: Vec<(String, u64, Vec<u8>)> = Vec::new();
+    for file in server.binlog_files() {
+        let bytes = std::fs::read(server.binlog_dir().join(&file)).unwrap();
+        for item in Events::new(&bytes[4..], 4) {
+            let (pos, event) = item.unwrap();
+            if event.header.type_code == 160 {
+                continue; // Annotate_rows: not sent to replicas
+            }
+            let mut b = event.bytes.to_vec();
+            if event.header.type_code == event_type::FORMAT_DESCRIPTION {
+                b[17] &= !1; // "in use" while the file is open
+            }
+            expected.push((file.clone(), pos, b));
+        }
+    }
+    for s in &mut stored {
+        if s.2[4] == event_type::FORMAT_DESCRIPTION {
+            s.2[17] &= !1;
+        }
+    }
+    // The stored chain starts at the first file the server still has.
+    let first = expected.first().map(|e| e.0.clone()).unwrap();
+    stored.retain(|s| s.0 >= first);
+    assert_eq!(
+        stored.len(),
+        expected.len(),
+        "stored {} events, the server wrote {}",
+        stored.len(),
+        expected.len()
+    );
+    for (s, e) in stored.iter().zip(&expected) {
+        assert_eq!((&s.0, s.1), (&e.0, e.1), "event out of place");
+        assert!(
+            s.2 == e.2,
+            "event at {}:{} differs from the server's",
+            e.0,
+            e.1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn point_in_time_restore_under_a_notes_workload_into_a_second_server() {
+    let world = MyWorld::new();
+    let source = MariaDb::start(world.path(), "source", 1, true);
+    source.load_notes_app();
+    world.use_source("notes", &source.url());
+    let streamer = world.start_streamer("notes");
+    let load = Workload::start(&source, 4).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    ok(&world, &["backup", "notes"]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    marker(&source, "t1");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    marker(&source, "t2");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Hold the writers so that the source's state at the target instant can be read.
+    load.pause().await;
+    next_second(Duration::from_millis(200)).await;
+    let expected = source.notes_checksums();
+    let target: DateTime<Utc> = Utc::now();
+    next_second(Duration::from_millis(200)).await;
+    load.resume();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    marker(&source, "t3");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let committed = load.stop().await;
+    assert!(
+        committed > 100,
+        "the workload committed only {committed} transactions"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    world.stop_streamer(streamer);
+
+    let copy = MariaDb::start(world.path(), "copy", 2, true);
+    let plan = ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--time",
+            &target.to_rfc3339(),
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert!(plan.contains("binlog"), "{plan}");
+    assert!(!plan.contains("MISSING"), "{plan}");
+    ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--time",
+            &target.to_rfc3339(),
+        ],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["t1", "t2"]);
+    assert_eq!(
+        copy.notes_checksums(),
+        expected,
+        "the copy differs from the source at the target instant"
+    );
+
+    // A second restore into the same server needs --force; --latest brings everything.
+    let refused = world.cli(&["restore", "notes", "--to", &copy.url(), "--latest"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--latest",
+            "--force",
+        ],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["t1", "t2", "t3"]);
+    assert_eq!(copy.notes_checksums(), source.notes_checksums());
+    assert_chain_matches_server(&world, &source, "notes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamer_killed_mid_transaction_resumes_without_gap_or_duplicate() {
+    let world = MyWorld::new();
+    let source = MariaDb::start(world.path(), "source", 1, true);
+    source.load_notes_app();
+    world.use_source("notes", &source.url());
+    ok(&world, &["backup", "notes"]).await;
+    let mut streamer = world.start_streamer("notes");
+    let load = Workload::start(&source, 3).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A transaction of several MiB is on the wire when the streamer dies.
+    let big = {
+        let url = source.url();
+        tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = mysql_async::Conn::from_url(format!("{url}/notes"))
+                .await
+                .unwrap();
+            conn.query_drop(
+                "INSERT INTO notes (author_id, title, body) \
+                 SELECT 1 + (seq MOD 5), CONCAT('bulk ', seq), REPEAT('b', 600) FROM seq_1_to_20000",
+            )
+            .await
+            .unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    streamer.kill().unwrap();
+    streamer.wait().unwrap();
+    big.await.unwrap();
+    marker(&source, "after-kill");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let streamer = world.start_streamer("notes");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    load.stop().await;
+    marker(&source, "end");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    world.stop_streamer(streamer);
+
+    assert_chain_matches_server(&world, &source, "notes").await;
+    let copy = MariaDb::start(world.path(), "copy", 2, true);
+    ok(
+        &world,
+        &["restore", "notes", "--to", &copy.url(), "--latest"],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["after-kill", "end"]);
+    assert_eq!(copy.notes_checksums(), source.notes_checksums());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotations_and_a_server_restart_while_streaming_and_a_purge_reported_as_a_gap() {
+    let world = MyWorld::new();
+    let mut source = MariaDb::start(world.path(), "source", 1, true);
+    source.load_notes_app();
+    world.use_source("notes", &source.url());
+    ok(&world, &["backup", "notes"]).await;
+    let streamer = world.start_streamer("notes");
+    let load = Workload::start(&source, 2).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        source.sql("FLUSH BINARY LOGS");
+    }
+    load.stop().await;
+    marker(&source, "before-restart");
+    source.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    source.restart();
+    let load = Workload::start(&source, 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.stop().await;
+    marker(&source, "after-restart");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    world.stop_streamer(streamer);
+    assert!(source.binlog_files().len() >= 5);
+    assert_chain_matches_server(&world, &source, "notes").await;
+
+    let copy = MariaDb::start(world.path(), "copy", 2, true);
+    ok(
+        &world,
+        &["restore", "notes", "--to", &copy.url(), "--latest"],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["after-restart", "before-restart"]);
+    assert_eq!(copy.notes_checksums(), source.notes_checksums());
+
+    // Binlog written and purged while no streamer ran: the gap is reported, not skipped.
+    marker(&source, "lost");
+    source.sql("FLUSH BINARY LOGS");
+    let last = source.binlog_files().pop().unwrap();
+    // MariaDB keeps a file until its transactions are checkpointed; try until it lets go.
+    for _ in 0..100 {
+        source.sql(&format!("PURGE BINARY LOGS TO '{last}'"));
+        if source.binlog_files().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(source.binlog_files(), [last]);
+    let out = world.cli(&["stream", "notes", "--once"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gap") && err.contains("purged"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_named() {
+    let world = MyWorld::new();
+    // Unreachable server.
+    let port = support::free_port();
+    world.use_source("gone", &format!("mysql://root@127.0.0.1:{port}"));
+    let started = std::time::Instant::now();
+    let out = world.cli(&["backup", "gone"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let out = world.cli(&["stream", "gone", "--once"]);
+    assert!(!out.status.success());
+
+    // Wrong credentials.
+    let source = MariaDb::start(world.path(), "source", 1, true);
+    source.load_notes_app();
+    source.sql("CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY 'right'; GRANT ALL ON *.* TO 'app'@'127.0.0.1'");
+    world.use_source(
+        "notes",
+        &format!("mysql://app:wrong@127.0.0.1:{}", source.port),
+    );
+    let out = world.cli(&["backup", "notes"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Access denied") && !err.contains("wrong"),
+        "{err}"
+    );
+
+    // A server without a binlog.
+    let plain = MariaDb::start(world.path(), "nobinlog", 3, false);
+    plain.load_notes_app();
+    world.use_source("plain", &plain.url());
+    let out = world.cli(&["backup", "plain"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log_bin"), "{err}");
+
+    // A target time before the first dump.
+    world.use_source("notes", &source.url());
+    let before = Utc::now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ok(&world, &["backup", "notes"]).await;
+    marker(&source, "m1");
+    ok(&world, &["stream", "notes", "--once"]).await;
+    let copy = MariaDb::start(world.path(), "copy", 2, true);
+    let out = world.cli(&[
+        "restore",
+        "notes",
+        "--to",
+        &copy.url(),
+        "--time",
+        &before.to_rfc3339(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("before the first dump"), "{err}");
+
+    // Two more runs of the streamer: the segment of the middle one is damaged, then lost.
+    let repo = open_repo(&world).await;
+    let before_m2 = list_segments(&repo, "notes").await.unwrap().len();
+    marker(&source, "m2");
+    ok(&world, &["stream", "notes", "--once"]).await;
+    let middle = list_segments(&repo, "notes").await.unwrap()[before_m2..].to_vec();
+    assert!(!middle.is_empty());
+    marker(&source, "m3");
+    ok(&world, &["stream", "notes", "--once"]).await;
+    let key = middle[0].key("notes");
+    let path = world.repo().join(&key);
+    let original = std::fs::read(&path).unwrap();
+    let mut bytes = original.clone();
+    let n = bytes.len();
+    bytes[n - 20] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = world.cli(&["restore", "notes", "--to", &copy.url(), "--latest"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&key), "{err}");
+
+    std::fs::remove_file(&path).unwrap();
+    let out = world.cli(&[
+        "restore",
+        "notes",
+        "--to",
+        &copy.url(),
+        "--latest",
+        "--dry-run",
+        "--force",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("MISSING"), "{plan}");
+    assert!(!Path::new(&path).exists());
+}
