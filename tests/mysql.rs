@@ -425,3 +425,174 @@ async fn bad_input_is_named() {
     assert!(plan.contains("MISSING"), "{plan}");
     assert!(!Path::new(&path).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failover_to_the_replica_is_followed_by_gtid_and_restored_across() {
+    let world = MyWorld::new();
+    let mut primary = MariaDb::start(world.path(), "primary", 1, true);
+    let replica = MariaDb::start(world.path(), "replica", 2, true);
+    replica.sql(&format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', \
+         MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE",
+        primary.port
+    ));
+    primary.load_notes_app();
+    world.use_source("notes", &primary.url());
+    let streamer = world.start_streamer("notes");
+    let load = Workload::start(&primary, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ok(&world, &["backup", "notes"]).await;
+    marker(&primary, "before-failover");
+    let pos = primary.sql("SELECT @@gtid_binlog_pos");
+    replica.sql(&format!("SELECT MASTER_GTID_WAIT('{}', 30)", pos.trim()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The primary dies under load; the replica is promoted.
+    primary.kill();
+    load.stop().await;
+    replica.sql("STOP SLAVE; RESET SLAVE ALL");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    world.stop_streamer(streamer);
+
+    // The source now names the new primary: the streamer continues there by GTID.
+    world.use_source("notes", &replica.url());
+    let streamer = world.start_streamer("notes");
+    let load = Workload::start(&replica, 3).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    marker(&replica, "after-failover");
+    next_second(Duration::from_millis(100)).await;
+    let after = Utc::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load.stop().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    world.stop_streamer(streamer);
+
+    // Segments of both servers are in the store, keyed apart.
+    let repo = open_repo(&world).await;
+    let names = list_segments(&repo, "notes").await.unwrap();
+    assert!(names.iter().any(|n| n.server_id == 1));
+    assert!(names.iter().any(|n| n.server_id == 2));
+
+    let copy = MariaDb::start(world.path(), "copy", 3, true);
+    let plan = ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--time",
+            &after.to_rfc3339(),
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert!(!plan.contains("MISSING"), "{plan}");
+    ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--time",
+            &after.to_rfc3339(),
+        ],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["after-failover", "before-failover"]);
+    ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--latest",
+            "--force",
+        ],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["after-failover", "before-failover"]);
+    assert_eq!(copy.notes_checksums(), replica.notes_checksums());
+    let _ = &mut primary;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_the_promoted_replica_never_received_leave_the_history_after_the_failover() {
+    let world = MyWorld::new();
+    let mut primary = MariaDb::start(world.path(), "primary", 1, true);
+    let replica = MariaDb::start(world.path(), "replica", 2, true);
+    replica.sql(&format!(
+        "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='root', \
+         MASTER_USE_GTID=slave_pos; START SLAVE",
+        primary.port
+    ));
+    primary.load_notes_app();
+    world.use_source("notes", &primary.url());
+    ok(&world, &["backup", "notes"]).await;
+    marker(&primary, "shared");
+    let pos = primary.sql("SELECT @@gtid_binlog_pos");
+    replica.sql(&format!("SELECT MASTER_GTID_WAIT('{}', 30)", pos.trim()));
+    // The replica stops receiving; the streamer still takes the primary's binlog.
+    replica.sql("STOP SLAVE");
+    marker(&primary, "lost");
+    next_second(Duration::from_millis(100)).await;
+    let before_failover = Utc::now();
+    next_second(Duration::from_millis(100)).await;
+    marker(&primary, "lost-too");
+    ok(&world, &["stream", "notes", "--once"]).await;
+    primary.kill();
+    replica.sql("RESET SLAVE ALL");
+
+    world.use_source("notes", &replica.url());
+    marker(&replica, "new-primary");
+    let out = world.cli(&["-v", "stream", "notes", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lost in the failover"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let copy = MariaDb::start(world.path(), "copy", 3, true);
+    let plan = ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--latest",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert!(plan.contains("failover"), "{plan}");
+    ok(
+        &world,
+        &["restore", "notes", "--to", &copy.url(), "--latest"],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["new-primary", "shared"]);
+    assert_eq!(copy.notes_checksums(), replica.notes_checksums());
+    // Before the failover, the primary's last transactions were history.
+    ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--time",
+            &before_failover.to_rfc3339(),
+            "--force",
+        ],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["lost", "shared"]);
+    let _ = &mut primary;
+}

@@ -213,6 +213,9 @@ fn print_plan(plan: &MyPlan) {
         _ => println!("  binlog    none"),
     }
     println!("  stop      {}", plan.stop);
+    for fork in &plan.forks {
+        println!("  failover  {fork}");
+    }
     for gap in &plan.gaps {
         println!("  MISSING   {gap}");
     }

@@ -34,21 +34,32 @@ impl MariaDb {
     pub fn start(root: &Path, name: &str, server_id: u32, log_bin: bool) -> Self {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new(program("mariadb-install-db"))
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-            ])
-            .arg(format!("--datadir={}", dir.join("data").display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // Installing is occasionally refused under a heavily loaded machine; a fresh try works.
+        let mut failures = String::new();
+        for _ in 0..3 {
+            let data = dir.join("data");
+            let _ = std::fs::remove_dir_all(&data);
+            let out = Command::new(program("mariadb-install-db"))
+                .args([
+                    "--no-defaults",
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                ])
+                .arg(format!("--datadir={}", data.display()))
+                .output()
+                .unwrap();
+            if out.status.success() {
+                failures.clear();
+                break;
+            }
+            failures.push_str(&format!(
+                "mariadb-install-db failed ({}): {}{}\n",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        assert!(failures.is_empty(), "{failures}");
         let mut server = Self {
             dir,
             port: free_port(),

@@ -30,6 +30,13 @@ pub enum MyError {
     #[error("binlog segment {key} is damaged: {why}")]
     CorruptSegment { key: String, why: String },
 
+    #[error("{server} is behind the stored binlog (it has {has}, the store {stored}): a replica still catching up, or a new primary that lost the last transactions and has written none since; waiting")]
+    Behind {
+        server: String,
+        has: String,
+        stored: String,
+    },
+
     #[error("binlog gap for source {source_name}: {why}")]
     Gap { source_name: String, why: String },
 }

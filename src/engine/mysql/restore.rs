@@ -61,6 +61,12 @@ pub struct MyPlan {
     /// Where the stored binlog has holes between the dump and the target; a plan with gaps is
     /// refused.
     pub gaps: Vec<String>,
+    /// Failovers inside the range where the new primary lacked transactions stored from the old
+    /// one: those are not in the history the restore follows.
+    pub forks: Vec<String>,
+    /// Per chosen segment: the GTID position a later failover in the range continued from.
+    #[serde(skip)]
+    caps: Vec<Option<GtidPos>>,
     #[serde(skip)]
     target: MyTarget,
     #[serde(skip)]
@@ -174,6 +180,8 @@ pub async fn plan(repo: &Repository, source: &str, target: &MyTarget) -> Result<
         binlog_to: None,
         binlog_bytes: 0,
         gaps: Vec::new(),
+        forks: Vec::new(),
+        caps: Vec::new(),
         target: target.clone(),
         start_gtid,
         start_file_pos: Some((p.server_id, p.binlog_file.clone(), p.binlog_pos)),
@@ -253,6 +261,7 @@ pub async fn plan(repo: &Repository, source: &str, target: &MyTarget) -> Result<
         }
     };
     let mut chosen_names = Vec::new();
+    let mut forks: Vec<(usize, GtidPos)> = Vec::new();
     let mut reached = false;
     for (k, name) in names[first..].iter().enumerate() {
         if k > 0 {
@@ -265,6 +274,17 @@ pub async fn plan(repo: &Repository, source: &str, target: &MyTarget) -> Result<
                         describe(prev, false),
                         describe(name, true)
                     ));
+                }
+                if let Some(from) = meta.resumed_from {
+                    let before = read_meta(repo, source, prev).await?.gtid_pos;
+                    if !from.contains(&before) {
+                        plan.forks.push(format!(
+                            "server {} continued from GTID {from}, not {before}: transactions \
+                             stored after {from} from server {} are not in its history",
+                            name.server_id, prev.server_id
+                        ));
+                    }
+                    forks.push((k, from));
                 }
             }
         }
@@ -300,9 +320,31 @@ pub async fn plan(repo: &Repository, source: &str, target: &MyTarget) -> Result<
     plan.binlog_from = chosen_names.first().map(|n| describe(n, true));
     plan.binlog_to = chosen_names.last().map(|n| describe(n, false));
     plan.segment_count = chosen_names.len();
+    plan.caps = vec![None; chosen_names.len()];
+    let mut cap: Option<GtidPos> = None;
+    for i in (0..chosen_names.len()).rev() {
+        plan.caps[i] = cap.clone();
+        if let Some((_, from)) = forks.iter().find(|(k, _)| *k == i) {
+            cap = Some(match cap {
+                None => from.clone(),
+                Some(c) => lower(&c, from),
+            });
+        }
+    }
     plan.segments = chosen_names;
     plan.stop = describe_stop(target);
     Ok(plan)
+}
+
+/// Per domain, the lower of two positions (a domain missing from either is missing).
+fn lower(a: &GtidPos, b: &GtidPos) -> GtidPos {
+    let mut out = GtidPos::default();
+    for (d, ga) in &a.0 {
+        if let Some(gb) = b.0.get(d) {
+            out.apply(if ga.seq <= gb.seq { *ga } else { *gb });
+        }
+    }
+    out
 }
 
 fn describe_stop(target: &MyTarget) -> String {
@@ -336,6 +378,8 @@ pub struct MyRestoreReport {
     pub last_event_time: Option<DateTime<Utc>>,
     /// The largest transaction replayed, in binlog bytes.
     pub largest_transaction: u64,
+    /// Transactions left out because a later failover's history does not hold them.
+    pub superseded: u64,
 }
 
 /// Carries out a complete plan: checks the target, loads the dump, replays the binlog.
@@ -487,6 +531,7 @@ async fn assemble(
         last_gtid: None,
         last_event_time: None,
         largest_transaction: 0,
+        superseded: 0,
     };
     let stop_second = match &plan.target {
         MyTarget::Time(t) => Some(t.timestamp()),
@@ -495,10 +540,11 @@ async fn assemble(
     let mut out: Option<(std::fs::File, (u32, String, u32))> = None;
     let mut applied = plan.start_gtid.clone();
     let mut done = false;
-    for name in &plan.segments {
+    for (index, name) in plan.segments.iter().enumerate() {
         if done {
             break;
         }
+        let cap = plan.caps.get(index).cloned().flatten();
         let (meta, bytes) = read_segment(repo, &plan.source, name).await?;
         let key = name.key(&plan.source);
         let file_id = (meta.server_id, meta.file.clone(), meta.file_created);
@@ -553,6 +599,13 @@ async fn assemble(
             };
             if done_before {
                 continue;
+            }
+            // Not in the history after a later failover in the range.
+            if let (Some(g), Some(cap)) = (gtid, &cap) {
+                if !cap.contains_gtid(&g) {
+                    report.superseded += 1;
+                    continue;
+                }
             }
             if stop_second.is_some_and(|s| i64::from(time) >= s) {
                 done = true;

@@ -65,6 +65,11 @@ pub struct SegmentMeta {
     /// How the run holding this segment began: `file` (by file and position) or `gtid`
     /// (by GTID position, after a failover or a purge).
     pub resumed_by: String,
+    /// For a run begun by GTID: the position it asked the server for. Lower than the chain's
+    /// position before it when the server did not have the chain's last transactions (a
+    /// failover to a replica that had not received them): those are not in the new history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<GtidPos>,
     /// Set when the segment ends with the file's rotation: the name of the next file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_to: Option<String>,

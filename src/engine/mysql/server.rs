@@ -7,7 +7,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-use super::binlog::GtidPos;
+use super::binlog::{Gtid, GtidPos};
 use super::MyError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -109,6 +109,8 @@ pub struct ServerInfo {
     pub binlog_format: String,
     pub checksummed: bool,
     pub gtid_binlog_pos: GtidPos,
+    /// `@@gtid_binlog_state`: the last GTID of every (domain, server) pair in the binlog.
+    pub gtid_binlog_state: Vec<Gtid>,
 }
 
 /// Reads what the server is and how its binlog is set.
@@ -121,14 +123,22 @@ pub async fn probe(url: &MysqlUrl, conn: &mut Conn) -> Result<ServerInfo, MyErro
     let (server_id, version, log_bin, binlog_format, checksum) =
         row.ok_or_else(|| MyError::Invalid(format!("{}: no server variables", url.display())))?;
     let is_mariadb = version.contains("MariaDB");
-    let gtid_binlog_pos = if is_mariadb {
-        let pos: Option<String> = conn
-            .query_first("SELECT @@gtid_binlog_pos")
+    let (gtid_binlog_pos, gtid_binlog_state) = if is_mariadb {
+        let row: Option<(String, String)> = conn
+            .query_first("SELECT @@gtid_binlog_pos, @@gtid_binlog_state")
             .await
             .map_err(sql)?;
-        GtidPos::parse(&pos.unwrap_or_default()).map_err(MyError::Invalid)?
+        let (pos, state) = row.unwrap_or_default();
+        let state = state
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<Gtid>, _>>()
+            .map_err(MyError::Invalid)?;
+        (GtidPos::parse(&pos).map_err(MyError::Invalid)?, state)
     } else {
-        GtidPos::default()
+        (GtidPos::default(), Vec::new())
     };
     Ok(ServerInfo {
         server_id,
@@ -138,6 +148,7 @@ pub async fn probe(url: &MysqlUrl, conn: &mut Conn) -> Result<ServerInfo, MyErro
         binlog_format,
         checksummed: checksum.eq_ignore_ascii_case("CRC32"),
         gtid_binlog_pos,
+        gtid_binlog_state,
     })
 }
 

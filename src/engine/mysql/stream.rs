@@ -16,7 +16,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Row};
 use tracing::{debug, info, warn};
 
-use super::binlog::{event_type, Boundary, Event, EventHeader, Events, GroupTracker, GtidPos};
+use super::binlog::{
+    event_type, Boundary, Event, EventHeader, Events, GroupTracker, Gtid, GtidPos,
+};
 use super::segment::{list_segments, put_segment, read_meta, SegmentMeta};
 use super::server::{probe, require_binlog, MysqlUrl, ServerInfo};
 use super::MyError;
@@ -142,6 +144,7 @@ struct Pending {
     gtid_committed: GtidPos,
     tracker: GroupTracker,
     resumed_by: String,
+    resumed_from: Option<GtidPos>,
     since: Instant,
 }
 
@@ -194,6 +197,7 @@ impl Chain<'_> {
             format_description: base64::engine::general_purpose::STANDARD
                 .encode(&pending.format_description),
             resumed_by: pending.resumed_by.clone(),
+            resumed_from: pending.resumed_from.clone(),
             rotated_to: None,
             stored_at: Utc::now(),
         };
@@ -307,8 +311,54 @@ pub async fn stream(
     result.map(|()| chain.report)
 }
 
+/// How a server's binlog history relates to the chain's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Meet {
+    /// The server has every transaction the chain has.
+    Holds,
+    /// The server lacks the chain's last transactions and wrote none of its own since: a replica
+    /// still catching up (or a primary that lost them, with nothing new yet).
+    Behind,
+    /// The server lacks the chain's last transactions and went on with its own: the histories
+    /// meet at this position.
+    Forks(GtidPos),
+    /// No common transaction can be found.
+    Unknown,
+}
+
+/// Compares the chain's position with a server's `gtid_binlog_state` (the last GTID of every
+/// domain and server pair). With GTID strict mode a server holds transaction `d-s-n` exactly
+/// when its state has `d-s-m` with `m >= n`.
+pub fn history_meets(chain: &GtidPos, server_state: &[Gtid]) -> Meet {
+    let mut fork = GtidPos::default();
+    let mut lacking = false;
+    let mut own_since = false;
+    for (domain, stored) in &chain.0 {
+        let from_same = server_state
+            .iter()
+            .find(|g| g.domain == *domain && g.server_id == stored.server_id);
+        match from_same {
+            Some(have) if have.seq >= stored.seq => fork.apply(*stored),
+            Some(have) => {
+                lacking = true;
+                fork.apply(*have);
+                own_since |= server_state
+                    .iter()
+                    .any(|g| g.domain == *domain && g.seq > have.seq);
+            }
+            None => return Meet::Unknown,
+        }
+    }
+    match (lacking, own_since) {
+        (false, _) => Meet::Holds,
+        (true, false) => Meet::Behind,
+        (true, true) => Meet::Forks(fork),
+    }
+}
+
 fn retryable(e: &MyError) -> bool {
     match e {
+        MyError::Behind { .. } => true,
         MyError::Sql { source, .. } => matches!(
             source,
             mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
@@ -356,7 +406,43 @@ async fn session(
         )));
     }
     let logs = binary_logs(url, &mut conn).await?;
-    let start = choose_start(chain.last.as_ref(), info.server_id, info.is_mariadb, &logs)?;
+    let mut start = choose_start(chain.last.as_ref(), info.server_id, info.is_mariadb, &logs)?;
+    if let StartAt::Gtid(state) = &start {
+        match history_meets(state, &info.gtid_binlog_state) {
+            Meet::Holds => {}
+            Meet::Behind => {
+                return Err(MyError::Behind {
+                    server: url.display().to_owned(),
+                    has: info.gtid_binlog_pos.to_string(),
+                    stored: state.to_string(),
+                });
+            }
+            Meet::Forks(fork) => {
+                // A primary without the chain's last transactions: promoted before it received
+                // them. Its history meets the chain at `fork`.
+                warn!(
+                    server = url.display(),
+                    stored = %state,
+                    server_has = %info.gtid_binlog_pos,
+                    continuing_from = %fork,
+                    "the server's history does not hold the last transactions stored from the previous \
+                     primary (lost in the failover); the stored binlog continues from where the histories meet"
+                );
+                start = StartAt::Gtid(fork);
+            }
+            Meet::Unknown => {
+                return Err(MyError::Gap {
+                    source_name: chain.source.to_owned(),
+                    why: format!(
+                        "{} (binlog state {}) has no transaction of the server the stored binlog \
+                         ends with (GTID {state}): is log_slave_updates off? take a new base backup",
+                        url.display(),
+                        info.gtid_binlog_pos
+                    ),
+                });
+            }
+        }
+    }
     info!(
         source = chain.source,
         server = url.display(),
@@ -400,6 +486,10 @@ async fn session(
     }
     let mut stream = conn.get_binlog_stream(request).await.map_err(sql)?;
 
+    let base_gtid = match &start {
+        StartAt::Gtid(g) => g.clone(),
+        _ => chain.gtid.clone(),
+    };
     let mut pending = Pending {
         file: file_name.clone(),
         file_created: 0,
@@ -410,10 +500,14 @@ async fn session(
         next_pos: 0,
         committed: 0,
         committed_pos: 0,
-        gtid_running: chain.gtid.clone(),
-        gtid_committed: chain.gtid.clone(),
+        gtid_running: base_gtid.clone(),
+        gtid_committed: base_gtid,
         tracker: GroupTracker::default(),
         resumed_by: resumed_by.to_owned(),
+        resumed_from: match &start {
+            StartAt::Gtid(g) => Some(g.clone()),
+            _ => None,
+        },
         since: Instant::now(),
     };
     // The file whose events come next, as the server's rotations tell it.
@@ -644,5 +738,42 @@ fn is_purged(e: &MyError) -> bool {
             ..
         } => s.code == 1236,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(text: &str) -> Vec<Gtid> {
+        text.split(',').map(|g| g.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn histories_meet_where_the_promoted_server_stopped_receiving() {
+        let chain = GtidPos::parse("0-1-12").unwrap();
+        assert_eq!(history_meets(&chain, &state("0-1-12")), Meet::Holds);
+        assert_eq!(history_meets(&chain, &state("0-1-15")), Meet::Holds);
+        assert_eq!(history_meets(&chain, &state("0-1-10")), Meet::Behind);
+        assert_eq!(
+            history_meets(&chain, &state("0-1-10,0-2-11")),
+            Meet::Forks(GtidPos::parse("0-1-10").unwrap())
+        );
+        // The chain already follows server 2: its own transactions count.
+        let chain = GtidPos::parse("0-2-20").unwrap();
+        assert_eq!(history_meets(&chain, &state("0-1-10,0-2-25")), Meet::Holds);
+        assert_eq!(history_meets(&chain, &state("0-1-10")), Meet::Unknown);
+    }
+
+    #[test]
+    fn a_chain_continues_on_its_file_or_by_gtid() {
+        let logs = vec![
+            ("binlog.000002".to_owned(), 500),
+            ("binlog.000003".to_owned(), 90),
+        ];
+        assert_eq!(
+            choose_start(None, 1, true, &logs).unwrap(),
+            StartAt::Oldest("binlog.000002".into())
+        );
     }
 }
