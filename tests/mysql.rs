@@ -596,3 +596,99 @@ async fn transactions_the_promoted_replica_never_received_leave_the_history_afte
     assert_eq!(markers(&copy), ["lost", "shared"]);
     let _ = &mut primary;
 }
+
+fn verify_with_mariadb_binlog(path: &Path) {
+    let out = std::process::Command::new("mariadb-binlog")
+        .arg("--verify-binlog-checksum")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mariadb-binlog rejects {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every closed binlog file of `server`, fetched back from the store, equals the server's.
+fn assert_closed_files_fetch_back(world: &MyWorld, server: &MariaDb) -> usize {
+    let files = server.binlog_files();
+    let closed = &files[..files.len() - 1];
+    for file in closed {
+        let dest = world.path().join(format!("fetched-{file}"));
+        world.ok(&["binlog-fetch", "notes", file, dest.to_str().unwrap()]);
+        let ours = std::fs::read(&dest).unwrap();
+        let theirs = std::fs::read(server.binlog_dir().join(file)).unwrap();
+        assert!(
+            ours == theirs,
+            "{file} differs from the server's ({} vs {} bytes)",
+            ours.len(),
+            theirs.len()
+        );
+        verify_with_mariadb_binlog(&dest);
+    }
+    closed.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_files_pushed_from_the_data_directory_come_back_byte_for_byte() {
+    let world = MyWorld::new();
+    let source = MariaDb::start(world.path(), "source", 1, true);
+    source.load_notes_app();
+    world.write_config(&format!(
+        "  notes: {{ kind: mysql, url: \"{}\", data_dir: {} }}\n",
+        source.url(),
+        source.binlog_dir().display()
+    ));
+    ok(&world, &["backup", "notes"]).await;
+    let load = Workload::start(&source, 3).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    source.sql("FLUSH BINARY LOGS");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    load.stop().await;
+    marker(&source, "pushed");
+    source.sql("FLUSH BINARY LOGS");
+    ok(&world, &["binlog-push", "notes"]).await;
+    let again = ok(&world, &["binlog-push", "notes", "--json"]).await;
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["segments"], 0, "a second push stores nothing new");
+    assert!(assert_closed_files_fetch_back(&world, &source) >= 2);
+
+    let copy = MariaDb::start(world.path(), "copy", 2, true);
+    ok(
+        &world,
+        &["restore", "notes", "--to", &copy.url(), "--latest"],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["pushed"]);
+    assert_eq!(copy.notes_checksums(), source.notes_checksums());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streamed_files_come_back_byte_for_byte_when_the_server_sends_every_event() {
+    let world = MyWorld::new();
+    let source = MariaDb::start_with(
+        world.path(),
+        "source",
+        1,
+        true,
+        &["--binlog-annotate-row-events=OFF"],
+    );
+    source.load_notes_app();
+    world.use_source("notes", &source.url());
+    let streamer = world.start_streamer("notes");
+    let load = Workload::start(&source, 3).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    source.sql("FLUSH BINARY LOGS");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    load.stop().await;
+    source.sql("FLUSH BINARY LOGS");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    world.stop_streamer(streamer);
+    assert_eq!(
+        source.sql("SELECT @@binlog_annotate_row_events").trim(),
+        "0"
+    );
+    assert!(assert_closed_files_fetch_back(&world, &source) >= 2);
+}

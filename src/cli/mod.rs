@@ -94,6 +94,10 @@ enum Command {
     WalFetch(postgres::WalFetchArgs),
     /// Stream a MySQL/MariaDB binlog into the repository as a replica
     Stream(mysql::StreamArgs),
+    /// Store the closed binlog files of a MySQL/MariaDB data directory (no replica connection)
+    BinlogPush(mysql::BinlogPushArgs),
+    /// Write a stored binlog file back together, byte for byte
+    BinlogFetch(mysql::BinlogFetchArgs),
     /// Restore a source at an instant into a target
     Restore(postgres::RestoreArgs),
     /// Check the repository's structure, and with --read-data every stored byte
@@ -198,6 +202,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::WalPush(args) => postgres::push(&ctx, args).await,
         Command::WalFetch(args) => postgres::fetch(&ctx, args).await,
         Command::Stream(args) => mysql::run_stream(&ctx, args).await,
+        Command::BinlogPush(args) => mysql::run_binlog_push(&ctx, args).await,
+        Command::BinlogFetch(args) => mysql::run_binlog_fetch(&ctx, args).await,
         Command::Restore(args) => postgres::run_restore(&ctx, args).await,
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,

@@ -1,10 +1,12 @@
 //! `stream`, `binlog-push`, `binlog-fetch`: the MySQL/MariaDB binlog into and out of the repository.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
 use heirloom_backup::config::EngineKind;
+use heirloom_backup::engine::mysql::push::{binlog_fetch, binlog_push};
 use heirloom_backup::engine::mysql::restore::{plan, restore, MyPlan, MyRestoreRequest, MyTarget};
 use heirloom_backup::engine::mysql::server::MysqlUrl;
 use heirloom_backup::engine::mysql::stream::{stream, StreamOptions};
@@ -218,5 +220,101 @@ fn print_plan(plan: &MyPlan) {
     }
     for gap in &plan.gaps {
         println!("  MISSING   {gap}");
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BinlogPushArgs {
+    /// A MySQL/MariaDB source from the config
+    source: String,
+    /// The server's binlog directory (with its .index file) [default: the source's data_dir]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Split files into segments of at most this many MiB of whole transactions
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    segment_mib: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BinlogFetchArgs {
+    /// A MySQL/MariaDB source from the config
+    source: String,
+    /// The binlog file's name (e.g. binlog.000042)
+    file: String,
+    /// Where to write it
+    dest: PathBuf,
+    /// The server the file is from, when the store holds files of that name from several
+    #[arg(long, value_name = "ID")]
+    server_id: Option<u32>,
+}
+
+pub async fn run_binlog_push(ctx: &Context, args: &BinlogPushArgs) -> anyhow::Result<Exit> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => ctx
+            .config
+            .sources
+            .get(&args.source)
+            .and_then(|s| s.data_dir.clone())
+            .ok_or_else(|| {
+                RepoError::Invalid(format!(
+                    "name the binlog directory with --dir, or set sources.{}.data_dir",
+                    args.source
+                ))
+            })?,
+    };
+    let repo = ctx.open().await?;
+    let report = binlog_push(&repo, &args.source, &dir, args.segment_mib.max(1) << 20)
+        .await
+        .with_context(|| {
+            format!(
+                "pushing the binlog of {} from {}",
+                args.source,
+                dir.display()
+            )
+        })?;
+    if args.json {
+        print_json(&serde_json::json!({
+            "source": args.source,
+            "segments": report.segments,
+            "bytes": report.bytes,
+            "transactions": report.transactions,
+            "last": report.last,
+        }))?;
+    } else {
+        println!(
+            "stored {} segments, {} of binlog, {} transactions",
+            report.segments,
+            human_bytes(report.bytes),
+            report.transactions
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn run_binlog_fetch(ctx: &Context, args: &BinlogFetchArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open().await?;
+    let tmp = args.dest.with_extension("heirloom-partial");
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    let result = binlog_fetch(&repo, &args.source, &args.file, args.server_id, &mut out).await;
+    let result = result.map_err(anyhow::Error::from).and_then(|n| {
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &args.dest)?;
+        Ok(n)
+    });
+    match result {
+        Ok(n) => {
+            tracing::info!(file = %args.file, bytes = n, "binlog file written");
+            Ok(Exit::Ok)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e).with_context(|| format!("fetching {} of {}", args.file, args.source))
+        }
     }
 }

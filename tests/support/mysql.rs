@@ -26,12 +26,24 @@ pub struct MariaDb {
     pub port: u16,
     pub server_id: u32,
     log_bin: bool,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl MariaDb {
     /// Creates a data directory under `root` and starts the server.
     pub fn start(root: &Path, name: &str, server_id: u32, log_bin: bool) -> Self {
+        Self::start_with(root, name, server_id, log_bin, &[])
+    }
+
+    /// `start` with more server options.
+    pub fn start_with(
+        root: &Path,
+        name: &str,
+        server_id: u32,
+        log_bin: bool,
+        extra: &[&str],
+    ) -> Self {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         // Installing is occasionally refused under a heavily loaded machine; a fresh try works.
@@ -65,6 +77,7 @@ impl MariaDb {
             port: free_port(),
             server_id,
             log_bin,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         server.restart();
@@ -102,6 +115,7 @@ impl MariaDb {
                 self.dir.join("data/binlog").display()
             ));
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())

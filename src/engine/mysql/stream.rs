@@ -20,7 +20,7 @@ use super::binlog::{
     event_type, Boundary, Event, EventHeader, Events, GroupTracker, Gtid, GtidPos,
 };
 use super::segment::{list_segments, put_segment, read_meta, SegmentMeta};
-use super::server::{probe, require_binlog, MysqlUrl, ServerInfo};
+use super::server::{probe, require_binlog, MysqlUrl};
 use super::MyError;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::{RepoError, Repository};
@@ -126,29 +126,60 @@ pub fn choose_start(
     })
 }
 
+/// The server a binlog comes from.
+#[derive(Debug, Clone)]
+pub(super) struct Origin {
+    pub server_id: u32,
+    pub version: String,
+}
+
 /// The binlog being assembled into the next segment.
-struct Pending {
-    file: String,
-    file_created: u32,
-    format_description: Vec<u8>,
-    checksummed: bool,
+pub(super) struct Pending {
+    pub(super) file: String,
+    pub(super) file_created: u32,
+    pub(super) format_description: Vec<u8>,
+    pub(super) checksummed: bool,
     /// File position of `buf[0]`; `None` until the first event of a run arrives.
-    start: Option<u64>,
-    buf: Vec<u8>,
+    pub(super) start: Option<u64>,
+    pub(super) buf: Vec<u8>,
     /// The file position after the last event in `buf`.
-    next_pos: u64,
+    pub(super) next_pos: u64,
     /// Bytes of `buf`, and the file position, at the last point between transactions.
-    committed: usize,
-    committed_pos: u64,
-    gtid_running: GtidPos,
-    gtid_committed: GtidPos,
-    tracker: GroupTracker,
-    resumed_by: String,
-    resumed_from: Option<GtidPos>,
-    since: Instant,
+    pub(super) committed: usize,
+    pub(super) committed_pos: u64,
+    pub(super) gtid_running: GtidPos,
+    pub(super) gtid_committed: GtidPos,
+    pub(super) tracker: GroupTracker,
+    pub(super) resumed_by: String,
+    pub(super) resumed_from: Option<GtidPos>,
+    pub(super) since: Instant,
 }
 
 impl Pending {
+    /// Appends an event at the end of the file read so far, and notes a point between
+    /// transactions after it.
+    pub(super) fn append(&mut self, ev: &Event<'_>) -> Boundary {
+        self.buf.extend_from_slice(ev.bytes);
+        self.next_pos = u64::from(ev.header.log_pos);
+        if let Some((gtid, _)) = ev.mariadb_gtid() {
+            self.gtid_running.apply(gtid);
+        }
+        if let Some(list) = ev.mariadb_gtid_list() {
+            for gtid in list {
+                if !self.gtid_running.contains_gtid(&gtid) {
+                    self.gtid_running.apply(gtid);
+                }
+            }
+        }
+        let boundary = self.tracker.observe(ev, self.checksummed);
+        if matches!(boundary, Boundary::Ends | Boundary::Outside) && self.tracker.between() {
+            self.committed = self.buf.len();
+            self.committed_pos = self.next_pos;
+            self.gtid_committed = self.gtid_running.clone();
+        }
+        boundary
+    }
+
     fn position(&self) -> Option<u64> {
         if self.buf.is_empty() {
             self.start
@@ -158,18 +189,42 @@ impl Pending {
     }
 }
 
-struct Chain<'a> {
-    repo: &'a Repository,
-    source: &'a str,
-    next_seq: u64,
-    last: Option<SegmentMeta>,
-    report: StreamReport,
-    gtid: GtidPos,
+pub(super) struct Chain<'a> {
+    pub(super) repo: &'a Repository,
+    pub(super) source: &'a str,
+    pub(super) next_seq: u64,
+    pub(super) last: Option<SegmentMeta>,
+    pub(super) report: StreamReport,
+    pub(super) gtid: GtidPos,
 }
 
-impl Chain<'_> {
+impl<'a> Chain<'a> {
+    /// The chain of `source` as stored: where it ends and what comes next.
+    pub(super) async fn open(repo: &'a Repository, source: &'a str) -> Result<Self, MyError> {
+        let names = list_segments(repo, source).await?;
+        let last = match names.last() {
+            Some(name) => Some(read_meta(repo, source, name).await?),
+            None => None,
+        };
+        Ok(Chain {
+            repo,
+            source,
+            next_seq: names.last().map_or(0, |n| n.seq + 1),
+            gtid: last
+                .as_ref()
+                .map(|m| m.gtid_pos.clone())
+                .unwrap_or_default(),
+            last,
+            report: StreamReport::default(),
+        })
+    }
+
     /// Stores the committed part of `pending` as the next segment.
-    async fn flush(&mut self, pending: &mut Pending, info: &ServerInfo) -> Result<(), MyError> {
+    pub(super) async fn flush(
+        &mut self,
+        pending: &mut Pending,
+        server: &Origin,
+    ) -> Result<(), MyError> {
         if pending.committed == 0 {
             return Ok(());
         }
@@ -180,8 +235,8 @@ impl Chain<'_> {
         let mut meta = SegmentMeta {
             source: self.source.to_owned(),
             seq: self.next_seq,
-            server_id: info.server_id,
-            server_version: info.version.clone(),
+            server_id: server.server_id,
+            server_version: server.version.clone(),
             file: pending.file.clone(),
             file_created: pending.file_created,
             start,
@@ -262,22 +317,7 @@ pub async fn stream(
     options: &StreamOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<StreamReport, MyError> {
-    let names = list_segments(repo, source).await?;
-    let last = match names.last() {
-        Some(name) => Some(read_meta(repo, source, name).await?),
-        None => None,
-    };
-    let mut chain = Chain {
-        repo,
-        source,
-        next_seq: names.last().map_or(0, |n| n.seq + 1),
-        gtid: last
-            .as_ref()
-            .map(|m| m.gtid_pos.clone())
-            .unwrap_or_default(),
-        last,
-        report: StreamReport::default(),
-    };
+    let mut chain = Chain::open(repo, source).await?;
     let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "stream", Utc::now())
         .await
         .map_err(RepoError::from)?;
@@ -398,6 +438,10 @@ async fn session(
     let mut conn = url.connect().await?;
     let info = probe(url, &mut conn).await?;
     require_binlog(url, &info)?;
+    let origin = Origin {
+        server_id: info.server_id,
+        version: info.version.clone(),
+    };
     if info.server_id == options.replica_server_id {
         return Err(MyError::Invalid(format!(
             "{}: the server's id {} is the streamer's replica id; set another replica_server_id",
@@ -520,7 +564,7 @@ async fn session(
             _ = &mut *shutdown => break Ended::Shutdown,
             _ = ticker.tick() => {
                 if pending.since.elapsed() >= options.flush_interval {
-                    chain.flush(&mut pending, &info).await?;
+                    chain.flush(&mut pending, &origin).await?;
                 }
                 continue;
             }
@@ -592,7 +636,7 @@ async fn session(
                 let real_start = header.log_pos != 0 && !header.is_artificial() && at == Some(4);
                 match next_file.take() {
                     Some((name, _)) if name != pending.file || real_start => {
-                        chain.flush(&mut pending, &info).await?;
+                        chain.flush(&mut pending, &origin).await?;
                         if !pending.buf.is_empty() {
                             return Err(MyError::Invalid(format!(
                                 "{}: {} ended inside a transaction",
@@ -681,30 +725,13 @@ async fn session(
                 url.display()
             )));
         }
-        pending.buf.extend_from_slice(&raw);
-        pending.next_pos = u64::from(header.log_pos);
-        if let Some((gtid, _)) = ev.mariadb_gtid() {
-            pending.gtid_running.apply(gtid);
-        }
-        if let Some(list) = ev.mariadb_gtid_list() {
-            for gtid in list {
-                if !pending.gtid_running.contains_gtid(&gtid) {
-                    pending.gtid_running.apply(gtid);
-                }
-            }
-        }
-        let boundary = pending.tracker.observe(&ev, pending.checksummed);
+        let boundary = pending.append(&ev);
         if boundary == Boundary::Starts {
             may_jump = false;
         }
-        if matches!(boundary, Boundary::Ends | Boundary::Outside) && pending.tracker.between() {
-            pending.committed = pending.buf.len();
-            pending.committed_pos = pending.next_pos;
-            pending.gtid_committed = pending.gtid_running.clone();
-        }
         if header.type_code == event_type::ROTATE {
             // The file is complete.
-            chain.flush(&mut pending, &info).await?;
+            chain.flush(&mut pending, &origin).await?;
             if let Some((name, pos)) = ev.rotate(pending.checksummed) {
                 next_file = Some((name, pos));
             }
@@ -713,11 +740,11 @@ async fn session(
         if pending.buf.len() >= options.flush_bytes
             || pending.since.elapsed() >= options.flush_interval
         {
-            chain.flush(&mut pending, &info).await?;
+            chain.flush(&mut pending, &origin).await?;
         }
     };
     // Whatever arrived whole is kept; a transaction cut by the end of the link is taken again.
-    chain.flush(&mut pending, &info).await?;
+    chain.flush(&mut pending, &origin).await?;
     if let Ended::Lost(e) = &outcome {
         if !pending.buf.is_empty() {
             debug!(
