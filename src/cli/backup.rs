@@ -259,6 +259,25 @@ pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     for (k, v) in &m.labels {
         println!("label     {k}={v}");
     }
+    if let Some(p) = &m.postgres {
+        println!(
+            "postgres  system {} version {} timeline {} start {} stop {}",
+            p.system_identifier, p.server_version, p.timeline, p.start_lsn, p.stop_lsn
+        );
+        println!("consistent {}", p.consistent_at.to_rfc3339());
+    }
+    if let Some(p) = &m.mysql {
+        println!(
+            "mysql     server {} ({}) binlog {}:{} GTID {}",
+            p.server_id,
+            p.server_version,
+            p.binlog_file,
+            p.binlog_pos,
+            if p.gtid_pos.is_empty() { "-" } else { &p.gtid_pos }
+        );
+        println!("databases {}", p.databases.join(", "));
+        println!("consistent {}", p.consistent_at.to_rfc3339());
+    }
     for f in &m.files {
         println!(
             "file      {}  {} ({} bytes)  {} chunks",
