@@ -273,7 +273,11 @@ pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
             p.server_version,
             p.binlog_file,
             p.binlog_pos,
-            if p.gtid_pos.is_empty() { "-" } else { &p.gtid_pos }
+            if p.gtid_pos.is_empty() {
+                "-"
+            } else {
+                &p.gtid_pos
+            }
         );
         println!("databases {}", p.databases.join(", "));
         println!("consistent {}", p.consistent_at.to_rfc3339());

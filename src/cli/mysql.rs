@@ -141,7 +141,9 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
                 args.to
             ))),
         },
-        None if args.to.starts_with("mysql://") => args.to.clone(),
+        None if args.to.starts_with("mysql://") || args.to.starts_with("mariadb://") => {
+            args.to.clone()
+        }
         None => bail!(RepoError::Invalid(format!(
             "{}: a MySQL target is a target from the config or a mysql:// URL",
             args.to

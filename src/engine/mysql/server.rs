@@ -28,7 +28,11 @@ impl std::fmt::Debug for MysqlUrl {
 
 impl MysqlUrl {
     pub fn parse(url: &str) -> Result<Self, MyError> {
-        let opts = Opts::from_url(url).map_err(|e| {
+        let normalized = match url.strip_prefix("mariadb://") {
+            Some(rest) => format!("mysql://{rest}"),
+            None => url.to_owned(),
+        };
+        let opts = Opts::from_url(&normalized).map_err(|e| {
             MyError::Invalid(format!(
                 "{}: not a MySQL URL (mysql://user:password@host:port/database): {e}",
                 redact(url)
