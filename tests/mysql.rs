@@ -445,6 +445,10 @@ async fn a_failover_to_the_replica_is_followed_by_gtid_and_restored_across() {
     marker(&primary, "before-failover");
     let pos = primary.sql("SELECT @@gtid_binlog_pos");
     replica.sql(&format!("SELECT MASTER_GTID_WAIT('{}', 30)", pos.trim()));
+    // A dump taken on the replica: its coordinates are the replica's, found in the chain by GTID.
+    world.use_source("notes", &replica.url());
+    ok(&world, &["backup", "notes"]).await;
+    world.use_source("notes", &primary.url());
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The primary dies under load; the replica is promoted.
     primary.kill();

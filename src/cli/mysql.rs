@@ -21,7 +21,7 @@ pub struct StreamArgs {
     /// A MySQL/MariaDB source from the config
     source: String,
     /// Store what has arrived at least this often: the window of data a crash can lose
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     flush_interval: Duration,
     /// Store as soon as this many MiB of whole transactions are waiting
     #[arg(long, value_name = "MIB", default_value_t = 8)]

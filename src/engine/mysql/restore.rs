@@ -215,20 +215,23 @@ pub async fn plan(repo: &Repository, source: &str, target: &MyTarget) -> Result<
                 })
                 .map(|i| i + 1);
             if found.is_none() && !plan.start_gtid.is_empty() {
-                for (i, name) in names.iter().enumerate().rev() {
-                    let meta = read_meta(repo, source, name).await?;
-                    if plan.start_gtid.contains(&meta.gtid_pos) && meta.gtid_pos != plan.start_gtid
-                    {
-                        break;
+                // The chain's GTID position only grows (but at a failover that lost
+                // transactions): the first segment whose end holds the dump's position, found by
+                // bisection over the headers.
+                let (mut lo, mut hi) = (0usize, names.len());
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    let meta = read_meta(repo, source, &names[mid]).await?;
+                    if meta.gtid_pos.contains(&plan.start_gtid) {
+                        hi = mid;
+                    } else {
+                        lo = mid + 1;
                     }
-                    if !meta.gtid_pos.contains(&plan.start_gtid) {
-                        break;
-                    }
-                    found = Some(i);
-                    if meta.gtid_pos == plan.start_gtid {
-                        found = Some(i + 1);
-                        break;
-                    }
+                }
+                if lo < names.len() {
+                    let meta = read_meta(repo, source, &names[lo]).await?;
+                    // Ending exactly at the dump's position, it holds nothing to replay.
+                    found = Some(if meta.gtid_pos == plan.start_gtid { lo + 1 } else { lo });
                 }
             }
             found

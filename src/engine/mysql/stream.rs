@@ -45,7 +45,7 @@ pub struct StreamOptions {
 impl StreamOptions {
     pub fn new(source: &str) -> Self {
         Self {
-            flush_interval: Duration::from_secs(5),
+            flush_interval: Duration::from_secs(2),
             flush_bytes: 8 << 20,
             heartbeat: Duration::from_secs(5),
             replica_server_id: default_replica_id(source),
