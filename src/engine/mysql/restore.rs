@@ -231,7 +231,11 @@ pub async fn plan(repo: &Repository, source: &str, target: &MyTarget) -> Result<
                 if lo < names.len() {
                     let meta = read_meta(repo, source, &names[lo]).await?;
                     // Ending exactly at the dump's position, it holds nothing to replay.
-                    found = Some(if meta.gtid_pos == plan.start_gtid { lo + 1 } else { lo });
+                    found = Some(if meta.gtid_pos == plan.start_gtid {
+                        lo + 1
+                    } else {
+                        lo
+                    });
                 }
             }
             found
