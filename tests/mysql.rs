@@ -696,3 +696,71 @@ async fn streamed_files_come_back_byte_for_byte_when_the_server_sends_every_even
     );
     assert!(assert_closed_files_fetch_back(&world, &source) >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_physical_backup_restores_into_a_directory_at_an_instant() {
+    let world = MyWorld::new();
+    let source = MariaDb::start(world.path(), "source", 1, true);
+    source.load_notes_app();
+    world.write_config(&format!(
+        "  notes: {{ kind: mysql, url: \"{}\", data_dir: {}, mode: physical }}\n",
+        source.url(),
+        source.binlog_dir().display()
+    ));
+    let streamer = world.start_streamer("notes");
+    let load = Workload::start(&source, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ok(&world, &["backup", "notes"]).await;
+    let shown = ok(&world, &["show", "latest"]).await;
+    assert!(
+        shown.contains("mysql-physical") && shown.contains("binlog"),
+        "{shown}"
+    );
+    marker(&source, "t1");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    load.pause().await;
+    next_second(Duration::from_millis(200)).await;
+    let expected = source.notes_checksums();
+    let target = Utc::now();
+    next_second(Duration::from_millis(200)).await;
+    load.resume();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    marker(&source, "t3");
+    load.stop().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    world.stop_streamer(streamer);
+
+    let dir = world.path().join("copy/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("stray"), b"x").unwrap();
+    let refused = world.cli(&[
+        "restore",
+        "notes",
+        "--to",
+        dir.to_str().unwrap(),
+        "--latest",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not empty"));
+    ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            dir.to_str().unwrap(),
+            "--time",
+            &target.to_rfc3339(),
+            "--force",
+        ],
+    )
+    .await;
+    assert!(!dir.join("stray").exists());
+    let copy = MariaDb::adopt(world.path(), "copy", 2);
+    assert_eq!(markers(&copy), ["t1"]);
+    assert_eq!(
+        copy.notes_checksums(),
+        expected,
+        "the copy differs from the source at the target instant"
+    );
+}

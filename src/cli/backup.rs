@@ -8,6 +8,7 @@ use chrono::Utc;
 use clap::Args;
 use heirloom_backup::config::{BackupMode, EngineKind};
 use heirloom_backup::engine::mysql::dump::dump_backup;
+use heirloom_backup::engine::mysql::physical::physical_backup;
 use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
 use heirloom_backup::engine::postgres::logical::logical_backup;
 use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
@@ -144,15 +145,31 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
             .into())
         }
         (EngineKind::Mysql, _) => {
-            if source.mode == Some(BackupMode::Physical) {
-                return Err(RepoError::Invalid(format!(
-                    "sources.{name}.mode: physical MySQL backups (mariabackup) are not available in this version; use mode: logical"
-                ))
-                .into());
-            }
             let url = super::mysql::mysql_source(ctx, name)?;
             let repo = ctx.open().await?;
             let progress = ctx.progress("backup", None);
+            if source.mode == Some(BackupMode::Physical) {
+                let data_dir = source.data_dir.as_deref().ok_or_else(|| {
+                    RepoError::Invalid(format!(
+                        "sources.{name}.data_dir is needed: mariabackup reads the data directory"
+                    ))
+                })?;
+                let summary = physical_backup(
+                    &repo,
+                    name,
+                    &url,
+                    data_dir,
+                    args.labels.iter().cloned().collect(),
+                    ctx.concurrency,
+                    progress.clone(),
+                    Utc::now(),
+                )
+                .await
+                .with_context(|| format!("backing up source {name}"))?;
+                progress.finish_and_clear();
+                print_summary(&summary, args.json)?;
+                return Ok(Exit::Ok);
+            }
             let summary = dump_backup(
                 &repo,
                 name,

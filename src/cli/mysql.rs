@@ -6,10 +6,12 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use heirloom_backup::config::EngineKind;
+use heirloom_backup::engine::mysql::physical::physical_restore;
 use heirloom_backup::engine::mysql::push::{binlog_fetch, binlog_push};
 use heirloom_backup::engine::mysql::restore::{plan, restore, MyPlan, MyRestoreRequest, MyTarget};
 use heirloom_backup::engine::mysql::server::MysqlUrl;
 use heirloom_backup::engine::mysql::stream::{stream, StreamOptions};
+use heirloom_backup::repo::manifest::BackupKind;
 use heirloom_backup::repo::RepoError;
 use heirloom_backup::store::parse_duration;
 
@@ -133,25 +135,34 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
             "--start and --port are for PostgreSQL restores into a data directory; a MySQL restore goes into a running server".into()
         ));
     }
-    let url = match ctx.config.targets.get(&args.to) {
-        Some(t) => match (&t.url, t.kind) {
-            (Some(url), EngineKind::Mysql) => url.clone(),
+    enum Into {
+        Server(MysqlUrl),
+        Directory(PathBuf),
+    }
+    let into = match ctx.config.targets.get(&args.to) {
+        Some(t) => match (&t.url, &t.data_dir, t.kind) {
+            (Some(url), _, EngineKind::Mysql) => Into::Server(MysqlUrl::parse(url)?),
+            (None, Some(dir), EngineKind::Mysql) => Into::Directory(dir.clone()),
             _ => bail!(RepoError::Invalid(format!(
-                "target {} is not a MySQL target (kind mysql with a url)",
+                "target {} is not a MySQL target (kind mysql with a url or a data_dir)",
                 args.to
             ))),
         },
         None if args.to.starts_with("mysql://") || args.to.starts_with("mariadb://") => {
-            args.to.clone()
+            Into::Server(MysqlUrl::parse(&args.to)?)
         }
-        None => bail!(RepoError::Invalid(format!(
-            "{}: a MySQL target is a target from the config or a mysql:// URL",
+        None if args.to.contains("://") => bail!(RepoError::Invalid(format!(
+            "{}: a MySQL target is a config target, a mysql:// URL or a data directory",
             args.to
         ))),
+        None => Into::Directory(PathBuf::from(&args.to)),
     };
-    let target_url = MysqlUrl::parse(&url)?;
+    let kind = match into {
+        Into::Server(_) => BackupKind::MysqlDump,
+        Into::Directory(_) => BackupKind::MysqlPhysical,
+    };
     let repo = ctx.open().await?;
-    let plan = plan(&repo, &args.source, &target)
+    let plan = plan(&repo, &args.source, &target, kind)
         .await
         .with_context(|| format!("planning the restore of {}", args.source))?;
     if args.json {
@@ -166,6 +177,34 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
             Exit::Integrity
         });
     }
+    let target_url = match into {
+        Into::Server(url) => url,
+        Into::Directory(dir) => {
+            let progress = ctx.progress("restore", Some(plan.dump_bytes));
+            let report = physical_restore(
+                &repo,
+                &plan,
+                &dir,
+                args.force,
+                ctx.concurrency,
+                progress.clone(),
+            )
+            .await
+            .with_context(|| format!("restoring {} into {}", args.source, dir.display()))?;
+            progress.finish_and_clear();
+            if !args.json {
+                println!(
+                    "restored {} into {}: backup {} prepared and {} transactions of binlog replayed; \
+                     start a server on it",
+                    args.source,
+                    dir.display(),
+                    plan.backup,
+                    report.transactions
+                );
+            }
+            return Ok(Exit::Ok);
+        }
+    };
     let progress = ctx.progress("restore", Some(plan.dump_bytes));
     let request = MyRestoreRequest {
         target: &target_url,

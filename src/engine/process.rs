@@ -2,26 +2,38 @@
 
 use std::io::{self, Read};
 use std::process::{Child, ChildStdout};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// How much of a child's stderr is kept: its end, where tools say what went wrong.
+const STDERR_KEEP: usize = 256 * 1024;
 
 /// A child's stdout that reports the child's failure at its end, so a dump that died half-way is
-/// an error, never a short backup.
+/// an error, never a short backup. Its stderr is drained as it comes (a chatty tool never blocks on
+/// a full pipe) and kept for messages.
 pub struct ChildOutput {
     child: Child,
     stdout: ChildStdout,
     what: String,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    drain: Option<JoinHandle<()>>,
+    finished: bool,
 }
 
 impl Read for ChildOutput {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.stdout.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            let out = self.child.wait_with_output_stderr()?;
-            if !out.0.success() {
+        if n == 0 && !buf.is_empty() && !self.finished {
+            self.finished = true;
+            let status = self.child.wait()?;
+            if let Some(drain) = self.drain.take() {
+                let _ = drain.join();
+            }
+            if !status.success() {
                 return Err(io::Error::other(format!(
-                    "{} failed ({}): {}",
+                    "{} failed ({status}): {}",
                     self.what,
-                    out.0,
-                    out.1.trim()
+                    self.stderr_text().trim()
                 )));
             }
         }
@@ -44,11 +56,42 @@ impl WaitStderr for Child {
 }
 
 impl ChildOutput {
-    pub fn new(child: Child, stdout: ChildStdout, what: impl Into<String>) -> Self {
+    pub fn new(mut child: Child, stdout: ChildStdout, what: impl Into<String>) -> Self {
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let drain = child.stderr.take().map(|mut pipe| {
+            let kept = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                    kept.extend_from_slice(&buf[..n]);
+                    if kept.len() > 2 * STDERR_KEEP {
+                        let cut = kept.len() - STDERR_KEEP;
+                        kept.drain(..cut);
+                    }
+                }
+            })
+        });
         Self {
             child,
             stdout,
             what: what.into(),
+            stderr,
+            drain: Some(drain).flatten(),
+            finished: false,
         }
+    }
+
+    /// A handle on what the child wrote to stderr (its last 256 KiB), readable after the end.
+    pub fn stderr_handle(&self) -> Arc<Mutex<Vec<u8>>> {
+        self.stderr.clone()
+    }
+
+    fn stderr_text(&self) -> String {
+        let kept = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&kept).into_owned()
     }
 }

@@ -87,6 +87,8 @@ pub enum BackupKind {
     PostgresLogical,
     /// `mariadb-dump`/`mysqldump` SQL of a MySQL or MariaDB server, taken in one consistent snapshot.
     MysqlDump,
+    /// `mariabackup --backup --stream=xbstream` of a MariaDB data directory, one file.
+    MysqlPhysical,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

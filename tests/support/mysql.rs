@@ -84,6 +84,20 @@ impl MariaDb {
         server
     }
 
+    /// Starts a server on a data directory that exists already (`<root>/<name>/data`).
+    pub fn adopt(root: &Path, name: &str, server_id: u32) -> Self {
+        let mut server = Self {
+            dir: root.join(name),
+            port: free_port(),
+            server_id,
+            log_bin: true,
+            extra: Vec::new(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
     /// Starts the server on its data directory again (after `stop` or `kill`).
     pub fn restart(&mut self) {
         let mut cmd = Command::new(program("mariadbd"));

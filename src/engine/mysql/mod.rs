@@ -4,6 +4,7 @@
 pub mod binlog;
 pub mod dump;
 mod error;
+pub mod physical;
 pub mod push;
 pub mod restore;
 pub mod segment;

@@ -108,17 +108,29 @@ fn continues(a: &SegmentName, b: &SegmentName) -> bool {
 }
 
 /// Chooses the dump and the binlog segments for `target`.
-pub async fn plan(repo: &Repository, source: &str, target: &MyTarget) -> Result<MyPlan, MyError> {
+pub async fn plan(
+    repo: &Repository,
+    source: &str,
+    target: &MyTarget,
+    kind: BackupKind,
+) -> Result<MyPlan, MyError> {
     let manifests = repo.manifests(Some(source)).await?;
     let dumps: Vec<(&Manifest, &MysqlPoint)> = manifests
         .iter()
-        .filter(|m| m.kind == BackupKind::MysqlDump)
+        .filter(|m| m.kind == kind)
         .filter_map(|m| Some((m, m.mysql.as_ref()?)))
         .collect();
     if dumps.is_empty() {
-        return Err(MyError::Invalid(format!(
-            "source {source} has no MySQL dumps: run `heirloom-backup backup {source}` first"
-        )));
+        return Err(MyError::Invalid(match kind {
+            BackupKind::MysqlPhysical => format!(
+                "source {source} has no physical backups to restore into a directory: run \
+                 `heirloom-backup backup {source}` with mode: physical, or restore into a server URL"
+            ),
+            _ => format!(
+                "source {source} has no MySQL dumps to restore into a server: run \
+                 `heirloom-backup backup {source}` first"
+            ),
+        }));
     }
     let chosen = match target {
         MyTarget::Backup(id) => dumps.iter().find(|(m, _)| &m.id == id).copied().ok_or_else(|| {
@@ -526,7 +538,7 @@ async fn load_dump(
 
 /// Writes the transactions to replay as binlog files, one per run of one server's file: the
 /// file's format description, then the chosen transactions byte for byte.
-async fn assemble(
+pub(super) async fn assemble(
     repo: &Repository,
     plan: &MyPlan,
     dir: &std::path::Path,
@@ -666,7 +678,7 @@ async fn assemble(
 }
 
 /// `mariadb-binlog FILE... | mariadb`: one client session for the whole replay.
-async fn replay(
+pub(super) async fn replay(
     files: &[std::path::PathBuf],
     target: &MysqlUrl,
     client: &std::path::PathBuf,

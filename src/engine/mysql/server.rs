@@ -77,6 +77,13 @@ impl MysqlUrl {
     /// the password goes through the environment, never the command line.
     pub fn command(&self, program: &PathBuf) -> Command {
         let mut cmd = Command::new(program);
+        self.add_connection_args(&mut cmd);
+        cmd
+    }
+
+    /// Adds this server's host, port and user to a client program's arguments, and its password to
+    /// the program's environment.
+    pub fn add_connection_args(&self, cmd: &mut Command) {
         cmd.arg(format!("--host={}", self.opts.ip_or_hostname()))
             .arg(format!("--port={}", self.opts.tcp_port()))
             .arg("--protocol=TCP");
@@ -87,7 +94,6 @@ impl MysqlUrl {
             Some(pass) => cmd.env("MYSQL_PWD", pass),
             None => cmd.env_remove("MYSQL_PWD"),
         };
-        cmd
     }
 }
 

@@ -1,0 +1,426 @@
+//! Physical backups of MariaDB with `mariabackup --backup --stream=xbstream`, and their restore
+//! into a data directory: extracted, prepared, then brought to the target instant by replaying the
+//! binlog into a private server started on it for the purpose.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use tracing::info;
+
+use super::binlog::GtidPos;
+use super::restore::{assemble, replay, MyPlan, MyRestoreReport};
+use super::server::{client_program, probe, require_binlog, MysqlUrl};
+use super::MyError;
+use crate::engine::process::{ChildOutput, WaitStderr};
+use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, SourceFile};
+use crate::pipeline::restore::restore_file;
+use crate::pipeline::Concurrency;
+use crate::repo::lease::{Lease, LeaseKind};
+use crate::repo::manifest::{BackupKind, Manifest, MysqlPoint};
+use crate::repo::{RepoError, Repository};
+
+const STREAM_FILE: &str = "backup.xbstream";
+
+/// The binlog position mariabackup reports for its backup:
+/// `MySQL binlog position: filename 'binlog.000002', position '1234', GTID of the last change '0-1-5'`.
+pub fn reported_position(log: &str) -> Option<(String, u64, String)> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("binlog position: filename '"))?;
+    let quoted = |after: &str| -> Option<String> {
+        let at = line.find(after)? + after.len();
+        let end = at + line[at..].find('\'')?;
+        Some(line[at..end].to_owned())
+    };
+    let file = quoted("filename '")?;
+    let pos = quoted("position '")?.parse().ok()?;
+    let gtid = quoted("GTID of the last change '").unwrap_or_default();
+    Some((file, pos, gtid))
+}
+
+/// Backs up the server's data directory with mariabackup, streamed through the pipeline.
+#[allow(clippy::too_many_arguments)]
+pub async fn physical_backup(
+    repo: &Repository,
+    source: &str,
+    url: &MysqlUrl,
+    data_dir: &Path,
+    labels: BTreeMap<String, String>,
+    concurrency: Concurrency,
+    progress: ProgressBar,
+    now: DateTime<Utc>,
+) -> Result<BackupSummary, MyError> {
+    let clock = Instant::now();
+    let mut conn = url.connect().await?;
+    let info = probe(url, &mut conn).await?;
+    require_binlog(url, &info)?;
+    drop(conn);
+    if !info.is_mariadb {
+        return Err(MyError::Invalid(format!(
+            "{}: physical backups use mariabackup, which needs MariaDB; use mode: logical for MySQL",
+            url.display()
+        )));
+    }
+    let program = client_program("mariabackup", "mariadb-backup")?;
+    let scratch = tempfile::Builder::new()
+        .prefix("heirloom-mariabackup-")
+        .tempdir()
+        .map_err(|e| MyError::io("a temporary directory", e))?;
+    let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "backup", now)
+        .await
+        .map_err(RepoError::from)?;
+    let log: Arc<Mutex<Arc<Mutex<Vec<u8>>>>> =
+        Arc::new(Mutex::new(Arc::new(Mutex::new(Vec::new()))));
+    let seen_at: Arc<Mutex<Option<DateTime<Utc>>>> = Arc::new(Mutex::new(None));
+    let result = async {
+        let mut cmd = Command::new(&program);
+        cmd.arg("--no-defaults")
+            .args(["--backup", "--stream=xbstream"])
+            .arg(format!("--target-dir={}", scratch.path().display()))
+            .arg(format!("--datadir={}", data_dir.display()));
+        url.add_connection_args(&mut cmd);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let what = program.display().to_string();
+        let log_slot = log.clone();
+        let files = Box::new(std::iter::once_with(move || {
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| io::Error::new(e.kind(), format!("running {what}: {e}")))?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| io::Error::other("mariabackup has no stdout"))?;
+            let output = ChildOutput::new(child, stdout, what);
+            *log_slot.lock().unwrap_or_else(|p| p.into_inner()) = output.stderr_handle();
+            Ok(SourceFile {
+                path: STREAM_FILE.to_owned(),
+                mode: None,
+                reader: Box::new(output),
+            })
+        }));
+        let stored = store_files(repo, files, concurrency, progress).await?;
+        *seen_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Utc::now());
+        let text = {
+            let handle = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let bytes = handle.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let (binlog_file, binlog_pos, gtid) = reported_position(&text).ok_or_else(|| {
+            MyError::Invalid(format!(
+                "{}: mariabackup reported no binlog position",
+                url.display()
+            ))
+        })?;
+        let gtid_pos = GtidPos::parse(&gtid).map_err(MyError::Invalid)?.to_string();
+        let consistent_at = seen_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(now);
+        let mut manifest = Manifest::new(source, BackupKind::MysqlPhysical, labels, now);
+        manifest.mysql = Some(MysqlPoint {
+            server_id: info.server_id,
+            server_version: info.version.clone(),
+            binlog_file,
+            binlog_pos,
+            gtid_pos,
+            consistent_at,
+            databases: Vec::new(),
+        });
+        let summary = commit_backup(repo, manifest, stored, clock).await?;
+        info!(id = %summary.id, "MariaDB physical backup complete");
+        Ok(summary)
+    }
+    .await;
+    lease.release().await;
+    result
+}
+
+fn is_empty_dir(dir: &Path) -> io::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+fn clear_dir(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), MyError> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| MyError::io(what, e))?;
+    if !out.status.success() {
+        return Err(MyError::Invalid(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Restores a physical backup into `dir`, prepared, and replays the plan's binlog into it.
+pub async fn physical_restore(
+    repo: &Repository,
+    plan: &MyPlan,
+    dir: &Path,
+    force: bool,
+    concurrency: Concurrency,
+    progress: ProgressBar,
+) -> Result<MyRestoreReport, MyError> {
+    if !plan.is_complete() {
+        return Err(MyError::Gap {
+            source_name: plan.source.clone(),
+            why: plan.gaps.join("; "),
+        });
+    }
+    let empty = is_empty_dir(dir).map_err(|e| MyError::io(dir.display(), e))?;
+    if !empty && !force {
+        return Err(MyError::Invalid(format!(
+            "{} is not empty; restore into an empty directory, or --force to replace its contents",
+            dir.display()
+        )));
+    }
+    // Every segment is read and checked before the directory is touched.
+    let work = tempfile::Builder::new()
+        .prefix("heirloom-binlog-")
+        .tempdir()
+        .map_err(|e| MyError::io("a temporary directory", e))?;
+    let (files, report) = assemble(repo, plan, work.path()).await?;
+    if !empty {
+        clear_dir(dir).map_err(|e| MyError::io(dir.display(), e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| MyError::io(dir.display(), e))?;
+
+    let manifest = repo.manifest(&plan.backup).await?;
+    let index = repo.load_index().await?;
+    let mbstream = client_program("mbstream", "xbstream")?;
+    for file in &manifest.files {
+        let mut child = Command::new(&mbstream)
+            .args(["-x", "-C"])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| MyError::io(mbstream.display(), e))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| MyError::Invalid("mbstream has no stdin".into()))?;
+        let fed = restore_file(
+            repo,
+            &index,
+            &manifest,
+            file,
+            stdin,
+            concurrency,
+            progress.clone(),
+        )
+        .await;
+        let (status, stderr) = tokio::task::spawn_blocking(move || child.wait_with_output_stderr())
+            .await
+            .map_err(|e| MyError::Invalid(format!("mbstream task failed: {e}")))?
+            .map_err(|e| MyError::io(mbstream.display(), e))?;
+        fed?;
+        if !status.success() {
+            return Err(MyError::Invalid(format!(
+                "extracting {} into {} failed ({status}): {}",
+                file.path,
+                dir.display(),
+                stderr.trim()
+            )));
+        }
+    }
+    let mariabackup = client_program("mariabackup", "mariadb-backup")?;
+    let prepare_dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        run(
+            Command::new(&mariabackup)
+                .arg("--no-defaults")
+                .arg("--prepare")
+                .arg(format!("--target-dir={}", prepare_dir.display())),
+            "mariabackup --prepare",
+        )
+    })
+    .await
+    .map_err(|e| MyError::Invalid(format!("prepare task failed: {e}")))??;
+    info!(dir = %dir.display(), backup = %plan.backup, "backup extracted and prepared");
+
+    if !files.is_empty() {
+        let server = PrivateServer::start(dir).await?;
+        let replayed = replay(&files, &server.url, &client_program("mariadb", "mysql")?).await;
+        server.stop().await?;
+        replayed?;
+        info!(transactions = report.transactions, "binlog replayed");
+    }
+    chown_like_parent(dir)?;
+    Ok(report)
+}
+
+/// Gives the restored files the owner of the directory they are in (as root, the server's user
+/// usually owns the directory prepared for it).
+fn chown_like_parent(dir: &Path) -> Result<(), MyError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|e| MyError::io(dir.display(), e))?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    fn walk(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        if path.is_dir() && !path.is_symlink() {
+            for entry in std::fs::read_dir(path)? {
+                walk(&entry?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, uid, gid).map_err(|e| MyError::io(dir.display(), e))
+}
+
+/// A MariaDB server started on a restored directory for the replay only: loopback, a free port,
+/// no grant checks, no binlog of its own.
+struct PrivateServer {
+    child: std::process::Child,
+    url: MysqlUrl,
+    _run: tempfile::TempDir,
+}
+
+impl PrivateServer {
+    async fn start(dir: &Path) -> Result<Self, MyError> {
+        let mariadbd = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld", "/usr/local/sbin/mariadbd"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .or_else(|| client_program("mariadbd", "mysqld").ok())
+            .ok_or_else(|| {
+                MyError::Invalid(
+                    "mariadbd is needed to replay the binlog into a restored directory: apt-get install mariadb-server"
+                        .into(),
+                )
+            })?;
+        let run = tempfile::Builder::new()
+            .prefix("heirloom-mariadbd-")
+            .tempdir()
+            .map_err(|e| MyError::io("a temporary directory", e))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| MyError::io("a free port", e))?;
+        let mut cmd = Command::new(&mariadbd);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", run.path().join("sock").display()))
+            .arg(format!("--pid-file={}", run.path().join("pid").display()))
+            .arg(format!(
+                "--log-error={}",
+                run.path().join("error.log").display()
+            ))
+            .args([
+                "--skip-grant-tables",
+                "--skip-log-bin",
+                "--skip-slave-start",
+                "--max-allowed-packet=1G",
+            ]);
+        if crate::engine::postgres::server::running_as_root() {
+            cmd.arg("--user=root");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| MyError::io(mariadbd.display(), e))?;
+        let url = MysqlUrl::parse(&format!("mysql://root@127.0.0.1:{port}"))?;
+        let mut server = Self {
+            child,
+            url,
+            _run: run,
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if server.url.connect().await.is_ok() {
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let log = std::fs::read_to_string(server._run.path().join("error.log"))
+                    .unwrap_or_default();
+                return Err(MyError::Invalid(format!(
+                    "the server started on {} to replay the binlog exited ({status}): {}",
+                    dir.display(),
+                    log.lines()
+                        .rev()
+                        .take(15)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )));
+            }
+            if Instant::now() > deadline {
+                let _ = server.child.kill();
+                return Err(MyError::Invalid(format!(
+                    "the server started on {} to replay the binlog did not answer within 5 minutes",
+                    dir.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn stop(mut self) -> Result<(), MyError> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    return Err(MyError::Invalid(
+                        "the replay server did not shut down within 5 minutes".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reported_position_is_read() {
+        let log = "[00] 2026-11-23 01:10:00 mariabackup: MySQL binlog position: filename 'binlog.000002', position '1234', GTID of the last change '0-1-55'\n[00] done";
+        assert_eq!(
+            reported_position(log),
+            Some(("binlog.000002".into(), 1234, "0-1-55".into()))
+        );
+        assert_eq!(reported_position("nothing"), None);
+    }
+}
