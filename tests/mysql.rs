@@ -149,6 +149,8 @@ async fn point_in_time_restore_under_a_notes_workload_into_a_second_server() {
     load.pause().await;
     next_second(Duration::from_millis(200)).await;
     let expected = source.notes_checksums();
+    // The last transaction before the pause.
+    let pause_gtid = source.sql("SELECT @@gtid_binlog_pos").trim().to_owned();
     let target: DateTime<Utc> = Utc::now();
     next_second(Duration::from_millis(200)).await;
     load.resume();
@@ -217,6 +219,27 @@ async fn point_in_time_restore_under_a_notes_workload_into_a_second_server() {
     assert_eq!(markers(&copy), ["t1", "t2", "t3"]);
     assert_eq!(copy.notes_checksums(), source.notes_checksums());
     assert_chain_matches_server(&world, &source, "notes").await;
+
+    // Up to and including one transaction.
+    ok(
+        &world,
+        &[
+            "restore",
+            "notes",
+            "--to",
+            &copy.url(),
+            "--gtid",
+            &pause_gtid,
+            "--force",
+        ],
+    )
+    .await;
+    assert_eq!(markers(&copy), ["t1", "t2"]);
+    assert_eq!(
+        copy.notes_checksums(),
+        expected,
+        "the copy differs from the source at {pause_gtid}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
