@@ -787,3 +787,46 @@ async fn a_physical_backup_restores_into_a_directory_at_an_instant() {
         "the copy differs from the source at the target instant"
     );
 }
+
+#[tokio::test]
+async fn two_writers_of_one_source_meet_at_the_claim_and_the_second_stops() {
+    use heirloom_backup::engine::mysql::binlog::GtidPos;
+    use heirloom_backup::engine::mysql::segment::{put_segment, SegmentMeta};
+    let world = MyWorld::new();
+    let repo = open_repo(&world).await;
+    let meta = |end: u64| SegmentMeta {
+        source: "notes".into(),
+        seq: 5,
+        server_id: 1,
+        server_version: "10.11".into(),
+        file: "binlog.000001".into(),
+        file_created: 1,
+        start: 4,
+        end,
+        withheld: end - 4,
+        events: 0,
+        first_event_time: None,
+        last_event_time: None,
+        first_gtid: None,
+        last_gtid: None,
+        gtid_pos: GtidPos::default(),
+        checksummed: true,
+        format_description: String::new(),
+        resumed_by: "file".into(),
+        resumed_from: None,
+        rotated_to: None,
+        stored_at: Utc::now(),
+    };
+    put_segment(&repo, &meta(100), &[], "writer-a")
+        .await
+        .unwrap();
+    // The same writer again (a retry) may; another writer of the same number may not, even under
+    // another name.
+    let err = put_segment(&repo, &meta(200), &[], "writer-b")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("claimed by writer-a"), "{err}");
+    let names = list_segments(&repo, "notes").await.unwrap();
+    assert_eq!(names.len(), 1);
+    assert_eq!(names[0].end, 100);
+}

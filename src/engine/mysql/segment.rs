@@ -178,7 +178,9 @@ pub async fn put_segment(
     repo: &Repository,
     meta: &SegmentMeta,
     events: &[u8],
+    writer: &str,
 ) -> Result<String, MyError> {
+    claim(repo, &meta.source, meta.seq, writer).await?;
     let key = meta.name().key(&meta.source);
     let keys = repo.keys().clone();
     let level = repo.config().compression.level;
@@ -206,6 +208,56 @@ pub async fn put_segment(
             meta.source
         ))),
     }
+}
+
+/// The claim of chain number `seq`: whoever creates it first writes that segment. Two writers of
+/// one source (two streamers, or a streamer and a push) meet here, and the second stops.
+pub fn claim_key(source: &str, seq: u64) -> String {
+    format!("binlog-seq/{source}/{seq:012}")
+}
+
+/// A name for this writer: host, process and a random tail.
+pub fn writer_id() -> String {
+    format!(
+        "{}:{}:{:08x}",
+        gethostname::gethostname().to_string_lossy(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+async fn claim(repo: &Repository, source: &str, seq: u64, writer: &str) -> Result<(), MyError> {
+    let key = claim_key(source, seq);
+    match repo
+        .store()
+        .put_if_absent(&key, writer.as_bytes().to_vec())
+        .await?
+    {
+        PutOutcome::Created => Ok(()),
+        PutOutcome::AlreadyExists => {
+            let holder = repo.store().get(&key).await?;
+            if holder.as_ref() == writer.as_bytes() {
+                return Ok(()); // ours, from an attempt that failed after claiming
+            }
+            Err(MyError::Invalid(format!(
+                "segment {seq} of source {source} was claimed by {}: another streamer or \
+                 binlog-push writes this source; run one writer per source",
+                String::from_utf8_lossy(&holder)
+            )))
+        }
+    }
+}
+
+/// The highest chain number claimed for `source`, if any.
+pub async fn last_claim(repo: &Repository, source: &str) -> Result<Option<u64>, MyError> {
+    let prefix = format!("binlog-seq/{source}/");
+    Ok(repo
+        .store()
+        .list(&prefix)
+        .await?
+        .iter()
+        .filter_map(|o| o.key[prefix.len()..].parse::<u64>().ok())
+        .max())
 }
 
 fn corrupt(key: &str, why: impl Into<String>) -> MyError {

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use super::binlog::{
     event_type, Boundary, Event, EventHeader, Events, GroupTracker, Gtid, GtidPos,
 };
-use super::segment::{list_segments, put_segment, read_meta, SegmentMeta};
+use super::segment::{last_claim, list_segments, put_segment, read_meta, writer_id, SegmentMeta};
 use super::server::{probe, require_binlog, MysqlUrl};
 use super::MyError;
 use crate::repo::lease::{Lease, LeaseKind};
@@ -190,6 +190,7 @@ impl Pending {
 }
 
 pub(super) struct Chain<'a> {
+    pub(super) writer: String,
     pub(super) repo: &'a Repository,
     pub(super) source: &'a str,
     pub(super) next_seq: u64,
@@ -206,10 +207,19 @@ impl<'a> Chain<'a> {
             Some(name) => Some(read_meta(repo, source, name).await?),
             None => None,
         };
+        // Past every number claimed, too: a writer that stopped between its claim and its
+        // segment leaves a number nobody will write.
+        let claimed = last_claim(repo, source).await?;
+        let next_seq = names
+            .last()
+            .map(|n| n.seq)
+            .max(claimed)
+            .map_or(0, |n| n + 1);
         Ok(Chain {
             repo,
             source,
-            next_seq: names.last().map_or(0, |n| n.seq + 1),
+            writer: writer_id(),
+            next_seq,
             gtid: last
                 .as_ref()
                 .map(|m| m.gtid_pos.clone())
@@ -285,7 +295,7 @@ impl<'a> Chain<'a> {
                 meta.end
             )));
         }
-        let key = put_segment(self.repo, &meta, bytes).await?;
+        let key = put_segment(self.repo, &meta, bytes, &self.writer).await?;
         debug!(%key, "segment stored");
         self.report.segments += 1;
         self.report.bytes += bytes.len() as u64;
