@@ -432,8 +432,16 @@ async fn bad_input_is_named() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&key), "{err}");
+    // verify finds it too, reading the segments.
+    assert!(world.cli(&["verify"]).status.success());
+    let out = world.cli(&["verify", "--read-data"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&key));
 
     std::fs::remove_file(&path).unwrap();
+    let out = world.cli(&["verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not stored"));
     let out = world.cli(&[
         "restore",
         "notes",

@@ -1,6 +1,7 @@
 //! `verify` and `stats`.
 
 use clap::Args;
+use heirloom_backup::engine::mysql::segment::verify_chains;
 use heirloom_backup::pipeline::verify::{verify as run_verify, Subset};
 use heirloom_backup::repo::stats::stats as repo_stats;
 
@@ -27,7 +28,17 @@ pub struct StatsArgs {
 pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open().await?;
     let read_data = args.read_data.then(|| args.subset.unwrap_or(Subset::All));
-    let report = run_verify(&repo, read_data, ctx.concurrency).await?;
+    let mut report = run_verify(&repo, read_data, ctx.concurrency).await?;
+    let chains = verify_chains(&repo, |seq| {
+        read_data.is_some_and(|s| s.contains_number(seq))
+    })
+    .await?;
+    report.binlog_segments = chains.segments;
+    report.binlog_segments_read = chains.read;
+    for (object, problem) in chains.problems {
+        report.add_problem(object, problem);
+    }
+    report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     if args.json {
         print_json(&report)?;
     } else {
@@ -41,6 +52,12 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
                 report.packs_read,
                 report.chunks_read,
                 human_bytes(report.bytes_read)
+            );
+        }
+        if report.binlog_segments > 0 {
+            println!(
+                "checked {} binlog segment(s), read {}",
+                report.binlog_segments, report.binlog_segments_read
             );
         }
         if report.unindexed_packs > 0 {

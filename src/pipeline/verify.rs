@@ -56,6 +56,18 @@ impl FromStr for Subset {
 }
 
 impl Subset {
+    /// For objects numbered in order (binlog segments): the same parts, by number.
+    pub fn contains_number(&self, n: u64) -> bool {
+        match *self {
+            Subset::All => true,
+            Subset::Part { n: part, t } => n % u64::from(t) == u64::from(part - 1),
+            Subset::Percent(p) => {
+                let spread = crc32fast::hash(&n.to_le_bytes());
+                f64::from(spread) < p / 100.0 * 4_294_967_296.0
+            }
+        }
+    }
+
     pub fn contains(&self, pack: &PackId) -> bool {
         match *self {
             Subset::All => true,
@@ -77,6 +89,9 @@ pub struct VerifyReport {
     pub index_files: usize,
     pub packs: usize,
     pub backups: usize,
+    /// Binlog segments checked for their place in their chain, and read whole.
+    pub binlog_segments: usize,
+    pub binlog_segments_read: usize,
     pub packs_read: usize,
     pub chunks_read: usize,
     pub bytes_read: u64,
@@ -86,6 +101,13 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    pub fn add_problem(&mut self, object: impl Into<String>, problem: impl Into<String>) {
+        self.problems.push(Problem {
+            object: object.into(),
+            problem: problem.into(),
+        });
+    }
+
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }

@@ -96,7 +96,7 @@ fn file_number(file: &str) -> Option<u64> {
 
 /// Whether `b` continues `a` on its names alone: same file at the next position, or the next file
 /// of the same server from its start.
-fn continues(a: &SegmentName, b: &SegmentName) -> bool {
+pub(super) fn continues(a: &SegmentName, b: &SegmentName) -> bool {
     if a.server_id != b.server_id {
         return false;
     }

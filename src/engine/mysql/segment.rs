@@ -260,6 +260,77 @@ pub async fn last_claim(repo: &Repository, source: &str) -> Result<Option<u64>, 
         .max())
 }
 
+/// What `verify` found in the binlog chains.
+#[derive(Debug, Default)]
+pub struct ChainCheck {
+    pub segments: usize,
+    pub read: usize,
+    /// (object, problem)
+    pub problems: Vec<(String, String)>,
+}
+
+/// Checks every source's binlog chain: every object a segment, each following the one before it
+/// (by position, or by GTID after a resume), and the segments `read` selects read whole and every
+/// event checked.
+pub async fn verify_chains(
+    repo: &Repository,
+    read: impl Fn(u64) -> bool,
+) -> Result<ChainCheck, MyError> {
+    let mut check = ChainCheck::default();
+    let mut sources: Vec<String> = repo
+        .store()
+        .list("binlog/")
+        .await?
+        .iter()
+        .filter_map(|o| {
+            o.key
+                .strip_prefix("binlog/")?
+                .split('/')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    sources.sort();
+    sources.dedup();
+    for source in sources {
+        let prefix = segments_prefix(&source);
+        let mut names = Vec::new();
+        for info in repo.store().list(&prefix).await? {
+            match SegmentName::parse(&info.key[prefix.len()..]) {
+                Some(n) => names.push(n),
+                None => check
+                    .problems
+                    .push((info.key.clone(), "not a segment name".into())),
+            }
+        }
+        names.sort_by_key(|n| n.seq);
+        for (i, name) in names.iter().enumerate() {
+            check.segments += 1;
+            let key = name.key(&source);
+            if i > 0 && !super::restore::continues(&names[i - 1], name) {
+                match read_meta(repo, &source, name).await {
+                    Ok(meta) if meta.resumed_by == "gtid" => {}
+                    Ok(_) => check.problems.push((
+                        key.clone(),
+                        format!(
+                            "does not follow {}: the binlog between them is not stored",
+                            names[i - 1].key(&source)
+                        ),
+                    )),
+                    Err(e) => check.problems.push((key.clone(), e.to_string())),
+                }
+            }
+            if read(name.seq) {
+                check.read += 1;
+                if let Err(e) = read_segment(repo, &source, name).await {
+                    check.problems.push((key, e.to_string()));
+                }
+            }
+        }
+    }
+    Ok(check)
+}
+
 fn corrupt(key: &str, why: impl Into<String>) -> MyError {
     MyError::CorruptSegment {
         key: key.to_owned(),
