@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::binlog::{
     event_type, Boundary, Event, EventHeader, Events, GroupTracker, Gtid, GtidPos,
 };
+use super::push::fill_withheld;
 use super::segment::{last_claim, list_segments, put_segment, read_meta, writer_id, SegmentMeta};
 use super::server::{probe, require_binlog, MysqlUrl};
 use super::MyError;
@@ -567,6 +568,8 @@ async fn session(
     // The file whose events come next, as the server's rotations tell it.
     let mut next_file: Option<(String, u64)> = None;
     let mut may_jump = resumed_by == "gtid";
+    let mut file_withheld = false;
+    let mut completed: std::collections::HashSet<(String, u32)> = Default::default();
     let silence = options.heartbeat * 3;
     let mut ticker = tokio::time::interval(options.flush_interval.min(Duration::from_secs(1)));
     let outcome = loop {
@@ -647,6 +650,21 @@ async fn session(
                 match next_file.take() {
                     Some((name, _)) if name != pending.file || real_start => {
                         chain.flush(&mut pending, &origin).await?;
+                        if !pending.file.is_empty()
+                            && pending.file != name
+                            && pending.file_created != 0
+                        {
+                            // The file before is closed (a rotation, or a restart that ended it).
+                            complete_file(
+                                chain,
+                                url,
+                                &origin,
+                                &pending.file.clone(),
+                                pending.file_created,
+                                &mut completed,
+                            )
+                            .await;
+                        }
                         if !pending.buf.is_empty() {
                             return Err(MyError::Invalid(format!(
                                 "{}: {} ended inside a transaction",
@@ -713,6 +731,7 @@ async fn session(
             // Inside a transaction: an event the server withheld (MariaDB's Annotate_rows).
             Some(expected) if at > expected && !pending.tracker.between() => {
                 debug!(at, expected, "event withheld by the server");
+                file_withheld = true;
             }
             Some(expected) if at < expected => {
                 debug!(at, expected, "event already stored; skipped");
@@ -742,6 +761,17 @@ async fn session(
         if header.type_code == event_type::ROTATE {
             // The file is complete.
             chain.flush(&mut pending, &origin).await?;
+            if std::mem::take(&mut file_withheld) {
+                complete_file(
+                    chain,
+                    url,
+                    &origin,
+                    &pending.file,
+                    pending.file_created,
+                    &mut completed,
+                )
+                .await;
+            }
             if let Some((name, pos)) = ev.rotate(pending.checksummed) {
                 next_file = Some((name, pos));
             }
@@ -766,6 +796,42 @@ async fn session(
     }
     let _ = stream.close().await;
     Ok(outcome)
+}
+
+/// Stores the events of a closed file that the stream lacked, once per file and session; a
+/// failure is a warning (restores do not need them; `binlog-fetch` of the file says what lacks).
+async fn complete_file(
+    chain: &Chain<'_>,
+    url: &MysqlUrl,
+    origin: &Origin,
+    file: &str,
+    created: u32,
+    completed: &mut std::collections::HashSet<(String, u32)>,
+) {
+    if !completed.insert((file.to_owned(), created)) {
+        return;
+    }
+    let key = super::push::fill_key(chain.source, origin.server_id, created, file);
+    if chain.repo.store().get_range(&key, 0..1).await.is_ok() {
+        return;
+    }
+    if let Err(e) = fill_withheld(
+        chain.repo,
+        chain.source,
+        url,
+        origin.server_id,
+        file,
+        created,
+    )
+    .await
+    {
+        warn!(
+            file,
+            error = %e,
+            "the events the server withheld from the stream of a closed file could not be stored; \
+             binlog-fetch of it will say so (restores do not need them)"
+        );
+    }
 }
 
 fn is_purged(e: &MyError) -> bool {
