@@ -624,3 +624,107 @@ async fn a_remote_backup_without_the_data_directory_restores_exactly() {
     assert_same_rows(&source_dump, &dump_data(&restored));
     restored.stop();
 }
+
+/// Starts `stream pg` in its own process group (so a test can kill it with its pg_receivewal).
+fn start_wal_streamer(world: &PgWorld, spool: &std::path::Path) -> Child {
+    use std::os::unix::process::CommandExt;
+    Command::new(world.bin())
+        .arg("--config")
+        .arg(world.config())
+        .args(["stream", "pg", "--flush-interval", "300ms", "--spool"])
+        .arg(spool)
+        .env_remove("HEIRLOOM_PASSPHRASE")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(world.path().join("run/streamer.log")).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_wal_survives_a_killed_streamer_and_recent_commits_are_restorable() {
+    let world = PgWorld::new();
+    // Nothing is archived by archive_command: every byte of WAL comes from the streamer.
+    let mut source = world.plain_cluster("source");
+    world.use_physical_source(&source);
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO markers (id) VALUES (1)")
+        .await
+        .unwrap();
+    let init = pgbench(&source, &["-i", "-s", "2", "-q"])
+        .wait_with_output()
+        .unwrap();
+    assert!(init.status.success());
+    let spool = world.path().join("spool");
+    let mut streamer = start_wal_streamer(&world, &spool);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    world.cli(&["backup", "pg"]).success();
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (2)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The streamer and its receiver die mid-segment; a commit lands while nothing streams.
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg(format!("-{}", streamer.id()))
+        .status();
+    let _ = streamer.wait();
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (3)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut streamer = start_wal_streamer(&world, &spool);
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (4)")
+        .await
+        .unwrap();
+    // Recent commits are stored within the flush interval, while the segment is still open.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(streamer.id().to_string())
+        .status();
+    let status = streamer.wait().unwrap();
+    assert!(
+        status.success(),
+        "the streamer failed: {}",
+        std::fs::read_to_string(world.path().join("run/streamer.log")).unwrap_or_default()
+    );
+    let source_dump = dump_data(&source);
+    source.stop();
+
+    let dir = restore_dir(&world, "streamed");
+    let port = support::free_port();
+    let plan = world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--latest",
+            "--dry-run",
+        ])
+        .success();
+    assert!(!plan.stdout().contains("MISSING"), "{}", plan.stdout());
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--latest",
+            "--start",
+            "--port",
+            &port.to_string(),
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
+    assert_eq!(markers(&restored).await, vec![1, 2, 3, 4]);
+    assert_pgbench_consistent(&restored).await;
+    assert_same_rows(&source_dump, &dump_data(&restored));
+    restored.stop();
+}

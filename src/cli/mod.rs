@@ -92,7 +92,7 @@ enum Command {
     WalPush(postgres::WalPushArgs),
     /// Fetch an archived WAL file (restore_command: `heirloom-backup wal-fetch %f %p`)
     WalFetch(postgres::WalFetchArgs),
-    /// Stream a MySQL/MariaDB binlog into the repository as a replica
+    /// Stream a MySQL/MariaDB binlog (as a replica) or PostgreSQL WAL (over a slot) into the repository
     Stream(mysql::StreamArgs),
     /// Store the closed binlog files of a MySQL/MariaDB data directory (no replica connection)
     BinlogPush(mysql::BinlogPushArgs),

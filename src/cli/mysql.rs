@@ -11,6 +11,7 @@ use heirloom_backup::engine::mysql::push::{binlog_fetch, binlog_push};
 use heirloom_backup::engine::mysql::restore::{plan, restore, MyPlan, MyRestoreRequest, MyTarget};
 use heirloom_backup::engine::mysql::server::MysqlUrl;
 use heirloom_backup::engine::mysql::stream::{stream, StreamOptions};
+use heirloom_backup::engine::postgres::stream::{stream_wal, PgStreamOptions};
 use heirloom_backup::repo::manifest::BackupKind;
 use heirloom_backup::repo::RepoError;
 use heirloom_backup::store::parse_duration;
@@ -34,9 +35,15 @@ pub struct StreamArgs {
     /// The server id to register as a replica with [default: derived from the source name]
     #[arg(long, value_name = "ID")]
     replica_server_id: Option<u32>,
-    /// Stop at the end of the binlog the server has now instead of following it
+    /// Stop at the end of the binlog the server has now instead of following it (MySQL)
     #[arg(long)]
     once: bool,
+    /// PostgreSQL: where received WAL waits until it is stored [default: $TMPDIR/heirloom-stream-SOURCE]
+    #[arg(long, value_name = "DIR")]
+    spool: Option<PathBuf>,
+    /// PostgreSQL: the replication slot to stream from (created if missing) [default: heirloom_SOURCE]
+    #[arg(long, value_name = "NAME")]
+    slot: Option<String>,
     /// Print what was stored as JSON
     #[arg(long)]
     json: bool,
@@ -61,6 +68,44 @@ pub fn mysql_source(ctx: &Context, name: &str) -> anyhow::Result<MysqlUrl> {
 }
 
 pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit> {
+    if let Some(source) = ctx
+        .config
+        .sources
+        .get(&args.source)
+        .filter(|s| s.kind == EngineKind::Postgres)
+    {
+        let url = source.url.as_deref().ok_or_else(|| {
+            RepoError::Invalid(format!(
+                "sources.{}.url is needed to stream WAL",
+                args.source
+            ))
+        })?;
+        let mut options = PgStreamOptions::new(&args.source);
+        options.flush_interval = args.flush_interval.max(Duration::from_millis(200));
+        if let Some(spool) = &args.spool {
+            options.spool = spool.clone();
+        }
+        if let Some(slot) = &args.slot {
+            options.slot = slot.clone();
+        }
+        let repo = ctx.open().await?;
+        let report = stream_wal(&repo, &args.source, url, &options, shutdown_signal())
+            .await
+            .with_context(|| format!("streaming the WAL of source {}", args.source))?;
+        if args.json {
+            print_json(&serde_json::json!({
+                "source": args.source,
+                "segments": report.segments,
+                "snapshots": report.snapshots,
+            }))?;
+        } else {
+            println!(
+                "stored {} complete segments and {} snapshots of the segment being written",
+                report.segments, report.snapshots
+            );
+        }
+        return Ok(Exit::Ok);
+    }
     let url = mysql_source(ctx, &args.source)?;
     let repo = ctx.open().await?;
     let mut options = StreamOptions::new(&args.source);

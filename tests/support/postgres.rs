@@ -145,6 +145,11 @@ impl PgWorld {
         }
     }
 
+    /// A new cluster that archives nothing (its WAL is streamed, or not kept).
+    pub fn plain_cluster(&self, name: &str) -> PgCluster {
+        PgCluster::init(self.path(), name, "wal_level = replica\n")
+    }
+
     /// A new cluster whose WAL is archived into this world's repository as `source`.
     pub fn cluster(&self, name: &str, source: &str) -> PgCluster {
         let archive = format!(

@@ -7,6 +7,7 @@ pub mod logical;
 pub mod names;
 pub mod restore;
 pub mod server;
+pub mod stream;
 pub mod wal;
 
 pub use error::PgError;

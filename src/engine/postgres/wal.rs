@@ -151,11 +151,37 @@ pub async fn wal_push(
             path.display()
         )));
     }
+    let size = bytes.len() as u64;
+    let object = seal_wal_object(repo, &key, bytes, digest)
+        .await
+        .map_err(|e| PgError::io(path.display(), e))?;
+    match repo.store().put_if_absent(&key, object).await? {
+        PutOutcome::Created => {
+            debug!(%key, "archived");
+            Ok(PushOutcome::Archived)
+        }
+        // Pushed concurrently by someone else.
+        PutOutcome::AlreadyExists => same_or_conflict(
+            read_digest(repo, &key).await?,
+            (digest.0, size),
+            &name,
+            source,
+        ),
+    }
+}
+
+/// Seals WAL bytes as a WAL object stored under `key`.
+pub(crate) async fn seal_wal_object(
+    repo: &Repository,
+    key: &str,
+    bytes: Vec<u8>,
+    digest: crate::repo::ids::ChunkId,
+) -> std::io::Result<Vec<u8>> {
     let level = repo.config().compression.level;
     let keys = repo.keys().clone();
-    let sealing_key = key.clone();
+    let sealing_key = key.to_owned();
     let size = bytes.len() as u64;
-    let object = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let compressed = zstd::bulk::compress(&bytes, level)?;
         let mut header = Vec::with_capacity(HEADER_PLAIN_LEN);
         header.extend_from_slice(digest.as_bytes());
@@ -170,21 +196,7 @@ pub async fn wal_push(
         Ok(object)
     })
     .await
-    .map_err(|e| PgError::Invalid(format!("sealing task failed: {e}")))?
-    .map_err(|e| PgError::io(path.display(), e))?;
-    match repo.store().put_if_absent(&key, object).await? {
-        PutOutcome::Created => {
-            debug!(%key, "archived");
-            Ok(PushOutcome::Archived)
-        }
-        // Pushed concurrently by someone else.
-        PutOutcome::AlreadyExists => same_or_conflict(
-            read_digest(repo, &key).await?,
-            (digest.0, size),
-            &name,
-            source,
-        ),
-    }
+    .map_err(|e| std::io::Error::other(format!("sealing task failed: {e}")))?
 }
 
 fn same_or_conflict(
@@ -258,7 +270,7 @@ async fn read_digest(repo: &Repository, key: &str) -> Result<([u8; 32], u64), Pg
 }
 
 /// Reads, opens and decompresses one archived WAL file.
-async fn read_wal(repo: &Repository, key: &str) -> Result<Vec<u8>, PgError> {
+pub(crate) async fn read_wal(repo: &Repository, key: &str) -> Result<Vec<u8>, PgError> {
     let object = repo.store().get(key).await?;
     let repo = repo.clone();
     let key = key.to_owned();
@@ -318,10 +330,22 @@ pub async fn wal_fetch(
         }
         let bytes = match read_wal(repo, &wal_key(source, &name)).await {
             Err(PgError::Repo(RepoError::Store(e))) if e.is_not_found() => {
-                return Err(PgError::WalNotFound {
-                    name: name.to_string(),
-                    source_name: source.to_owned(),
-                })
+                // Streamed but not complete: the newest snapshot, as far as WAL was received.
+                let partial = match &name {
+                    WalFileName::Segment { .. } => {
+                        newest_partials(repo, source).await?.remove(&name)
+                    }
+                    _ => None,
+                };
+                match partial {
+                    Some((key, _)) => read_wal(repo, &key).await?,
+                    None => {
+                        return Err(PgError::WalNotFound {
+                            name: name.to_string(),
+                            source_name: source.to_owned(),
+                        })
+                    }
+                }
             }
             other => other?,
         };
@@ -398,6 +422,14 @@ pub async fn archived_with_sizes(
         .into_iter()
         .filter_map(|o| Some((o.key.strip_prefix(&prefix)?.parse().ok()?, o.size)))
         .collect();
+    // Segments streamed but not yet complete: their newest snapshot stands in for them.
+    let whole: std::collections::HashSet<WalFileName> =
+        names.iter().map(|(n, _)| n.clone()).collect();
+    for (segment, (_, size)) in newest_partials(repo, source).await? {
+        if !whole.contains(&segment) {
+            names.push((segment, size));
+        }
+    }
     names.sort();
     Ok(names)
 }
@@ -448,4 +480,58 @@ pub async fn wal_push_ahead(
         }))
     );
     outcome
+}
+
+/// A snapshot of a segment still being written, taken by `stream`: the segment's bytes as far as
+/// they were received (zero-padded like pg_receivewal's `.partial` files). Named by how many bytes
+/// of it hold WAL, so the newest is the longest.
+pub fn partial_key(source: &str, segment: &WalFileName, valid: u64) -> String {
+    format!("wal-partial/{source}/{segment}/{valid:012}")
+}
+
+/// Stores a snapshot of a partial segment (write-once; the same snapshot again is a no-op).
+pub async fn put_partial(
+    repo: &Repository,
+    source: &str,
+    segment: &WalFileName,
+    bytes: Vec<u8>,
+    valid: u64,
+) -> Result<(), PgError> {
+    let key = partial_key(source, segment, valid);
+    let digest = repo.keys().chunk_id(&bytes);
+    let object = seal_wal_object(repo, &key, bytes, digest)
+        .await
+        .map_err(|e| PgError::io(&key, e))?;
+    repo.store().put_if_absent(&key, object).await?;
+    Ok(())
+}
+
+/// The newest snapshot of every segment that has one, by segment: (segment, key, size).
+pub async fn newest_partials(
+    repo: &Repository,
+    source: &str,
+) -> Result<std::collections::BTreeMap<WalFileName, (String, u64)>, PgError> {
+    let prefix = format!("wal-partial/{source}/");
+    let mut newest: std::collections::BTreeMap<WalFileName, (String, u64, u64)> =
+        Default::default();
+    for object in repo.store().list(&prefix).await? {
+        let rest = &object.key[prefix.len()..];
+        let Some((segment, valid)) = rest.split_once('/') else {
+            continue;
+        };
+        let (Ok(segment), Ok(valid)) = (segment.parse::<WalFileName>(), valid.parse::<u64>())
+        else {
+            continue;
+        };
+        let entry = newest
+            .entry(segment)
+            .or_insert((object.key.clone(), object.size, valid));
+        if valid > entry.2 {
+            *entry = (object.key.clone(), object.size, valid);
+        }
+    }
+    Ok(newest
+        .into_iter()
+        .map(|(k, (key, size, _))| (k, (key, size)))
+        .collect())
 }
