@@ -7,11 +7,11 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::Args;
 use heirloom_backup::config::{EngineKind, KeySpec};
 use heirloom_backup::engine::postgres::basebackup::redact;
-use heirloom_backup::engine::postgres::logical::{choose_logical, logical_restore};
+use heirloom_backup::engine::postgres::logical::{choose_logical, copy_database, logical_restore};
 use heirloom_backup::engine::postgres::restore::{
     plan_restore, restore, RestorePlan, RestoreRequest, Target,
 };
-use heirloom_backup::engine::postgres::server::start_and_wait;
+use heirloom_backup::engine::postgres::server::{start_and_wait, stop};
 use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push_ahead, PushOutcome};
 use heirloom_backup::engine::postgres::PgError;
 use heirloom_backup::repo::manifest::BackupKind;
@@ -346,6 +346,13 @@ async fn restore_logical(
     url: &str,
 ) -> anyhow::Result<Exit> {
     let repo = ctx.open().await?;
+    // An instant into a running server: exact from a physical backup and its WAL, through a
+    // scratch cluster, when there is one to start from.
+    if let Target::Time(_) = target {
+        if let Ok((plan, manifest)) = plan_restore(&repo, &args.source, target).await {
+            return restore_through_scratch(ctx, args, &repo, plan, manifest, url).await;
+        }
+    }
     let manifests = repo.manifests(Some(&args.source)).await?;
     let chosen = match target {
         Target::Latest => choose_logical(&manifests, &args.source, None),
@@ -356,7 +363,7 @@ async fn restore_logical(
     };
     let Some(manifest) = chosen else {
         bail!(RepoError::Invalid(format!(
-            "no logical backup of {} fits {}: restoring into a running server takes a logical backup (backup {} --logical); point-in-time into a running server from physical backups is not available yet",
+            "no logical backup of {} fits {}: restoring into a running server takes a logical backup (backup {} --logical), or --time with a physical backup consistent before it",
             args.source,
             match target {
                 Target::Latest => "--latest".to_owned(),
@@ -448,4 +455,109 @@ mod tests {
     fn quoting_survives_quotes() {
         assert_eq!(sh_quote("a'b"), r"'a'\''b'");
     }
+}
+
+/// A point-in-time restore into a running server from physical backups: the backup restored
+/// into a scratch directory, recovered to the instant on a private port, and its database copied
+/// across with pg_dump | pg_restore.
+async fn restore_through_scratch(
+    ctx: &Context,
+    args: &RestoreArgs,
+    repo: &heirloom_backup::repo::Repository,
+    plan: RestorePlan,
+    manifest: heirloom_backup::repo::manifest::Manifest,
+    url: &str,
+) -> anyhow::Result<Exit> {
+    if args.json {
+        print_json(&plan)?;
+    } else {
+        print_plan(&plan);
+        println!(
+            "then            a scratch cluster at that instant, its database copied into {}",
+            redact(url)
+        );
+    }
+    if args.dry_run {
+        return Ok(if plan.is_complete() {
+            Exit::Ok
+        } else {
+            Exit::Integrity
+        });
+    }
+    let database = ctx
+        .config
+        .sources
+        .get(&args.source)
+        .and_then(|s| s.url.as_deref())
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.path().trim_start_matches('/').to_owned())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "postgres".to_owned());
+    let user = ctx
+        .config
+        .sources
+        .get(&args.source)
+        .and_then(|s| s.url.as_deref())
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.username().to_owned())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres".to_owned());
+    let scratch = tempfile::Builder::new()
+        .prefix("heirloom-scratch-")
+        .tempdir()
+        .context("creating a scratch directory")?;
+    if heirloom_backup::engine::postgres::server::running_as_root() {
+        // PostgreSQL will not run as root: the scratch cluster belongs to the postgres user.
+        let chown = std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(scratch.path())
+            .output()
+            .context("running chown")?;
+        if !chown.status.success() {
+            bail!(RepoError::Invalid(
+                "a scratch cluster started as root needs the postgres user to own it: create it, or run as the PostgreSQL user".into()
+            ));
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let request = RestoreRequest {
+        target_dir: scratch.path(),
+        restore_command: restore_command(ctx, &args.source)?,
+        force: false,
+        port: Some(port),
+        concurrency: ctx.concurrency,
+    };
+    let progress = ctx.progress("restore", Some(plan.backup_bytes));
+    restore(repo, &plan, &manifest, &request, progress.clone())
+        .await
+        .with_context(|| format!("restoring {} into a scratch directory", plan.backup))?;
+    progress.finish_and_clear();
+    let major = manifest.postgres.as_ref().map(|p| p.server_version / 10000);
+    let dir = scratch.path().to_owned();
+    let timeout = args.start_timeout;
+    tokio::task::spawn_blocking(move || start_and_wait(&dir, major, timeout))
+        .await
+        .context("waiting for the scratch cluster")??;
+    let from = format!("host=127.0.0.1 port={port} user={user}");
+    let copied = copy_database(&from, &database, url).await;
+    let dir = scratch.path().to_owned();
+    let stopped = tokio::task::spawn_blocking(move || stop(&dir, major))
+        .await
+        .context("stopping the scratch cluster")?;
+    copied.with_context(|| format!("copying {database} into {}", redact(url)))?;
+    stopped?;
+    if !args.json {
+        println!(
+            "restored {database} of {} as of {} into {}",
+            args.source,
+            match &plan.target {
+                Target::Time(t) => t.to_rfc3339(),
+                _ => "the end of the archive".into(),
+            },
+            redact(url)
+        );
+    }
+    Ok(Exit::Ok)
 }

@@ -157,3 +157,53 @@ pub async fn logical_restore(
     }
     Ok(())
 }
+
+/// Copies database `database` out of a running cluster (`from`, a conninfo) into `target_url`,
+/// `pg_dump -Fc` piped into `pg_restore --no-owner`: how a point-in-time restore from physical
+/// backups reaches a running server of any version.
+pub async fn copy_database(from: &str, database: &str, target_url: &str) -> Result<(), PgError> {
+    let pg_dump = pg_program("pg_dump", None)?;
+    let pg_restore = pg_program("pg_restore", None)?;
+    let mut dump = Command::new(&pg_dump)
+        .args(["--format=custom", "--compress=0", "--no-sync", "--dbname"])
+        .arg(format!("{from} dbname={database}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| PgError::io(pg_dump.display(), e))?;
+    let stdout = dump
+        .stdout
+        .take()
+        .ok_or_else(|| PgError::Invalid("pg_dump has no stdout".into()))?;
+    let mut load = Command::new(&pg_restore)
+        .args(["--no-owner", "--exit-on-error", "--dbname"])
+        .arg(target_url)
+        .stdin(Stdio::from(stdout))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| PgError::io(pg_restore.display(), e))?;
+    let (dumped, loaded) = tokio::task::spawn_blocking(move || {
+        let l = load.wait_with_output_stderr();
+        let d = dump.wait_with_output_stderr();
+        (d, l)
+    })
+    .await
+    .map_err(|e| PgError::Invalid(format!("copy task failed: {e}")))?;
+    let (ls, lerr) = loaded.map_err(|e| PgError::io("pg_restore", e))?;
+    let (ds, derr) = dumped.map_err(|e| PgError::io("pg_dump", e))?;
+    if !ls.success() {
+        return Err(PgError::Invalid(format!(
+            "pg_restore into {} failed ({ls}): {}",
+            redact(target_url),
+            lerr.trim()
+        )));
+    }
+    if !ds.success() {
+        return Err(PgError::Invalid(format!(
+            "pg_dump of {database} from the scratch cluster failed ({ds}): {}",
+            derr.trim()
+        )));
+    }
+    Ok(())
+}

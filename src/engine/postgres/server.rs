@@ -122,3 +122,21 @@ pub fn start_and_wait(dir: &Path, major: Option<u32>, timeout: Duration) -> Resu
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Stops the cluster in `dir` (fast shutdown), as the directory's owner.
+pub fn stop(dir: &Path, major: Option<u32>) -> Result<(), PgError> {
+    let out = as_owner_of(dir, pg_program("pg_ctl", major)?)?
+        .arg("-D")
+        .arg(dir)
+        .args(["-m", "fast", "-w", "stop"])
+        .output()
+        .map_err(|e| PgError::io("pg_ctl", e))?;
+    if !out.status.success() {
+        return Err(PgError::Invalid(format!(
+            "stopping PostgreSQL in {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
