@@ -411,52 +411,6 @@ fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     heirloom_backup::store::parse_duration(text)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_parse() {
-        let utc = chrono_tz::UTC;
-        let t = parse_time("2026-11-20T14:03:00Z", utc).unwrap();
-        assert_eq!(t.to_rfc3339(), "2026-11-20T14:03:00+00:00");
-        assert_eq!(parse_time("2026-11-20T16:03:00+02:00", utc).unwrap(), t);
-        assert_eq!(parse_time("2026-11-20 14:03", utc).unwrap(), t);
-        assert_eq!(parse_time("2026-11-20 14:03:00", utc).unwrap(), t);
-        assert!(parse_time("yesterday", utc).is_err());
-    }
-
-    #[test]
-    fn times_without_a_zone_are_read_in_tz() {
-        let berlin = parse_tz("Europe/Berlin").unwrap();
-        // Winter: UTC+1.
-        assert_eq!(
-            parse_time("2026-11-20 15:03", berlin).unwrap().to_rfc3339(),
-            "2026-11-20T14:03:00+00:00"
-        );
-        // An explicit offset wins over --tz.
-        assert_eq!(
-            parse_time("2026-11-20T14:03:00Z", berlin)
-                .unwrap()
-                .to_rfc3339(),
-            "2026-11-20T14:03:00+00:00"
-        );
-        // 02:30 on the last Sunday of March does not exist there; on the last of October it happens twice.
-        assert!(parse_time("2026-03-29 02:30", berlin)
-            .unwrap_err()
-            .contains("does not exist"));
-        assert!(parse_time("2026-10-25 02:30", berlin)
-            .unwrap_err()
-            .contains("twice"));
-        assert!(parse_tz("Mars/Olympus").is_err());
-    }
-
-    #[test]
-    fn quoting_survives_quotes() {
-        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
-    }
-}
-
 /// A point-in-time restore into a running server from physical backups: the backup restored
 /// into a scratch directory, recovered to the instant on a private port, and its database copied
 /// across with pg_dump | pg_restore.
@@ -560,4 +514,50 @@ async fn restore_through_scratch(
         );
     }
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse() {
+        let utc = chrono_tz::UTC;
+        let t = parse_time("2026-11-20T14:03:00Z", utc).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-20T14:03:00+00:00");
+        assert_eq!(parse_time("2026-11-20T16:03:00+02:00", utc).unwrap(), t);
+        assert_eq!(parse_time("2026-11-20 14:03", utc).unwrap(), t);
+        assert_eq!(parse_time("2026-11-20 14:03:00", utc).unwrap(), t);
+        assert!(parse_time("yesterday", utc).is_err());
+    }
+
+    #[test]
+    fn times_without_a_zone_are_read_in_tz() {
+        let berlin = parse_tz("Europe/Berlin").unwrap();
+        // Winter: UTC+1.
+        assert_eq!(
+            parse_time("2026-11-20 15:03", berlin).unwrap().to_rfc3339(),
+            "2026-11-20T14:03:00+00:00"
+        );
+        // An explicit offset wins over --tz.
+        assert_eq!(
+            parse_time("2026-11-20T14:03:00Z", berlin)
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-20T14:03:00+00:00"
+        );
+        // 02:30 on the last Sunday of March does not exist there; on the last of October it happens twice.
+        assert!(parse_time("2026-03-29 02:30", berlin)
+            .unwrap_err()
+            .contains("does not exist"));
+        assert!(parse_time("2026-10-25 02:30", berlin)
+            .unwrap_err()
+            .contains("twice"));
+        assert!(parse_tz("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
 }
