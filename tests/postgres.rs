@@ -667,11 +667,14 @@ async fn streamed_wal_survives_a_killed_streamer_and_recent_commits_are_restorab
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     // The streamer and its receiver die mid-segment; a commit lands while nothing streams.
-    let _ = Command::new("kill")
-        .arg("-KILL")
+    let killed = Command::new("kill")
+        .args(["-s", "KILL", "--"])
         .arg(format!("-{}", streamer.id()))
-        .status();
-    let _ = streamer.wait();
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = streamer.wait().unwrap();
+    assert!(!status.success(), "the streamer was not killed");
     client
         .batch_execute("INSERT INTO markers (id) VALUES (3)")
         .await
@@ -777,4 +780,109 @@ async fn an_instant_from_physical_backups_reaches_a_second_running_cluster() {
     assert_same_rows(&at_target, &dump_data(&other));
     other.stop();
     source.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_with_a_tablespace_restores_it_inside_the_new_data_directory() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    world.use_physical_source(&source);
+    source.start();
+    let location = world.path().join("tablespace");
+    std::fs::create_dir_all(&location).unwrap();
+    chown_postgres(&location);
+    let client = source.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLESPACE elsewhere LOCATION '{}'",
+            location.display()
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); \
+             CREATE TABLE kept (id int PRIMARY KEY, body text) TABLESPACE elsewhere; \
+             INSERT INTO kept SELECT g, repeat('k', 100) FROM generate_series(1, 5000) g; \
+             INSERT INTO markers (id) VALUES (1)",
+        )
+        .await
+        .unwrap();
+    let init = pgbench(&source, &["-i", "-s", "2", "-q", "--tablespace=elsewhere"])
+        .wait_with_output()
+        .unwrap();
+    assert!(init.status.success());
+    world.cli(&["backup", "pg"]).success();
+    client
+        .batch_execute(
+            "INSERT INTO kept VALUES (5001, 'after'); INSERT INTO markers (id) VALUES (2)",
+        )
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    let source_dump = dump_data(&source);
+    source.stop();
+    let before: Vec<_> = walkdir_count(&location);
+
+    let dir = restore_dir(&world, "restored");
+    let port = support::free_port();
+    let run = world.cli(&[
+        "restore",
+        "pg",
+        "--to",
+        dir.to_str().unwrap(),
+        "--latest",
+        "--start",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "{}\n{}",
+        run.stderr(),
+        std::fs::read_to_string(dir.join("heirloom-restore.log")).unwrap_or_default()
+    );
+    let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
+    assert_eq!(markers(&restored).await, vec![1, 2]);
+    let rows: i64 = restored
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM kept", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 5001);
+    // The tablespace lives beside the restored directory; the source's location is untouched.
+    let links: Vec<_> = std::fs::read_dir(dir.join("pg_tblspc"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(links.len(), 1);
+    let target = std::fs::read_link(links[0].path()).unwrap();
+    assert!(
+        target.starts_with(format!("{}.tablespaces", dir.display())),
+        "{}",
+        target.display()
+    );
+    assert_eq!(walkdir_count(&location), before);
+    assert_same_rows(&source_dump, &dump_data(&restored));
+    restored.stop();
+}
+
+fn walkdir_count(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path().display().to_string(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -519,9 +519,11 @@ fn walk(root: &Path) -> Result<DataDirListing, PgError> {
             }
             if kind.is_symlink() {
                 if rel == Path::new("pg_tblspc") {
-                    return Err(PgError::Invalid(format!(
-                        "tablespace {text} found: this version backs up clusters without tablespaces only"
-                    )));
+                    // A tablespace: its files are stored under pg_tblspc/<oid>/ and restored
+                    // there as an in-place tablespace, never written to the original location.
+                    dirs.push(text.clone());
+                    stack.push(path);
+                    continue;
                 }
                 warn!(path = %text, "skipping a symbolic link");
                 continue;

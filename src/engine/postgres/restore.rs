@@ -200,6 +200,32 @@ pub async fn restore(
     let owner = prepare_target(dir, request.force)?;
     for d in &manifest.directories {
         let path = dir.join(safe_relative(d).map_err(|e| PgError::io(d, e))?);
+        if let Some(oid) = tablespace_oid(d) {
+            // A tablespace: its files go beside the data directory, in <dir>.tablespaces/<oid>,
+            // linked from pg_tblspc/<oid> as PostgreSQL links tablespaces; never over the
+            // source's own location.
+            let home = tablespaces_home(dir).join(oid);
+            if home.exists() {
+                if !request.force {
+                    return Err(PgError::Invalid(format!(
+                        "{} exists: restore elsewhere, or --force to replace it",
+                        home.display()
+                    )));
+                }
+                fs::remove_dir_all(&home).map_err(|e| PgError::io(home.display(), e))?;
+            }
+            fs::create_dir_all(&home).map_err(|e| PgError::io(home.display(), e))?;
+            for made in [home.parent().unwrap_or(&home), home.as_path()] {
+                fs::set_permissions(made, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| PgError::io(made.display(), e))?;
+                chown(made, owner)?;
+            }
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(|e| PgError::io(parent.display(), e))?;
+            }
+            std::os::unix::fs::symlink(&home, &path).map_err(|e| PgError::io(path.display(), e))?;
+            continue;
+        }
         fs::create_dir_all(&path).map_err(|e| PgError::io(path.display(), e))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
             .map_err(|e| PgError::io(path.display(), e))?;
@@ -225,8 +251,10 @@ pub async fn restore(
     futures::future::try_join_all(jobs).await?;
 
     write_file(dir, "backup_label", pg.backup_label.as_bytes(), owner)?;
-    if let Some(map) = &pg.tablespace_map {
-        write_file(dir, "tablespace_map", map.as_bytes(), owner)?;
+    // Tablespaces were linked above into <dir>.tablespaces/: no tablespace_map, which would make
+    // PostgreSQL link them back to the source's locations.
+    if pg.tablespace_map.is_some() {
+        tracing::info!(home = %tablespaces_home(dir).display(), "tablespaces restored beside the data directory");
     }
     let mut settings =
         String::from("\n# Added by heirloom-backup restore: recovery from the archive.\n");
@@ -410,4 +438,17 @@ fn safe_relative(path: &str) -> io::Result<&Path> {
             format!("unsafe path {path:?} in the manifest"),
         ))
     }
+}
+
+/// `pg_tblspc/<oid>`: the directory of a tablespace in a physical backup.
+fn tablespace_oid(path: &str) -> Option<&str> {
+    let oid = path.strip_prefix("pg_tblspc/")?;
+    (!oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit())).then_some(oid)
+}
+
+/// Where a restore into `dir` puts tablespaces: `<dir>.tablespaces`.
+pub fn tablespaces_home(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".tablespaces");
+    PathBuf::from(name)
 }
