@@ -617,7 +617,7 @@ async fn a_remote_backup_without_the_data_directory_restores_exactly() {
             &port.to_string(),
         ])
         .success();
-    let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
+    let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
     assert_eq!(markers(&restored).await, vec![1, 2]);
     assert_pgbench_consistent(&restored).await;
     assert_amcheck_clean(&restored);
@@ -885,4 +885,82 @@ fn walkdir_count(dir: &std::path::Path) -> Vec<(String, u64)> {
     }
     out.sort();
     out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restores_stop_at_a_named_restore_point_or_a_wal_location() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    world.use_physical_source(&source);
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .await
+        .unwrap();
+    world.cli(&["backup", "pg"]).success();
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (1)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SELECT pg_create_restore_point('before-two')")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (2)")
+        .await
+        .unwrap();
+    let lsn: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (3)")
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    source.stop();
+
+    let dir = restore_dir(&world, "named");
+    let port = support::free_port();
+    let port_text = port.to_string();
+    let to = dir.to_str().unwrap();
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            to,
+            "--name",
+            "before-two",
+            "--start",
+            "--port",
+            &port_text,
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
+    assert_eq!(markers(&restored).await, vec![1]);
+    restored.stop();
+
+    world
+        .cli(&[
+            "restore", "pg", "--to", to, "--lsn", &lsn, "--force", "--start", "--port", &port_text,
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
+    assert_eq!(markers(&restored).await, vec![1, 2]);
+    restored.stop();
+
+    let bad = world.cli(&[
+        "restore",
+        "pg",
+        "--to",
+        to,
+        "--lsn",
+        "nonsense",
+        "--dry-run",
+    ]);
+    assert_eq!(bad.code(), Some(2), "{}", bad.stderr());
 }

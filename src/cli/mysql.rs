@@ -166,6 +166,11 @@ async fn shutdown_signal() {
 
 /// `restore` of a MySQL/MariaDB source: plan, then dump and binlog replay into a server.
 pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    if args.lsn.is_some() || args.name.is_some() {
+        bail!(RepoError::Invalid(
+            "--lsn and --name are for PostgreSQL sources; MySQL restores take --time, --gtid, --latest or --backup".into()
+        ));
+    }
     let target = match (&args.time, args.latest, &args.backup, &args.gtid) {
         (Some(t), ..) => MyTarget::Time(parse_time(t, args.tz).map_err(RepoError::Invalid)?),
         (None, _, Some(b), _) => MyTarget::Backup(b.parse().map_err(RepoError::Invalid)?),

@@ -60,6 +60,12 @@ pub struct RestoreArgs {
     /// Recover everything archived
     #[arg(long, conflicts_with = "backup")]
     pub latest: bool,
+    /// PostgreSQL: recover to just after this WAL location (0/3000028)
+    #[arg(long, value_name = "LSN", conflicts_with_all = ["time", "latest", "backup", "gtid", "name"])]
+    pub lsn: Option<String>,
+    /// PostgreSQL: recover to the restore point made with pg_create_restore_point(NAME)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["time", "latest", "backup", "gtid"])]
+    pub name: Option<String>,
     /// MySQL/MariaDB: replay up to and including this transaction (domain-server-sequence)
     #[arg(long, value_name = "GTID", conflicts_with_all = ["time", "latest", "backup"])]
     pub gtid: Option<String>,
@@ -218,6 +224,8 @@ fn print_plan(plan: &RestorePlan) {
         Target::Latest => "everything archived (--latest)".to_owned(),
         Target::Time(t) => format!("{} (as understood)", t.to_rfc3339()),
         Target::Backup(id) => format!("backup {id}, consistent"),
+        Target::Lsn(lsn) => format!("just after LSN {lsn}"),
+        Target::Name(name) => format!("restore point {name:?}"),
     };
     println!("source          {}", plan.source);
     println!("target          {target}");
@@ -263,6 +271,15 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
         ));
     }
     let target = match (&args.time, args.latest, &args.backup) {
+        _ if args.lsn.is_some() || args.name.is_some() => match (&args.lsn, &args.name) {
+            (Some(lsn), _) => {
+                heirloom_backup::engine::postgres::names::Lsn::from_str_checked(lsn)
+                    .map_err(RepoError::Invalid)?;
+                Target::Lsn(lsn.trim().to_owned())
+            }
+            (None, Some(name)) => Target::Name(name.clone()),
+            (None, None) => unreachable!("one of them is set"),
+        },
         (Some(t), _, _) => Target::Time(parse_time(t, args.tz).map_err(RepoError::Invalid)?),
         (None, _, Some(b)) => Target::Backup(b.parse().map_err(RepoError::Invalid)?),
         (None, true, None) => Target::Latest,
@@ -348,7 +365,7 @@ async fn restore_logical(
     let repo = ctx.open().await?;
     // An instant into a running server: exact from a physical backup and its WAL, through a
     // scratch cluster, when there is one to start from.
-    if let Target::Time(_) = target {
+    if let Target::Time(_) | Target::Lsn(_) | Target::Name(_) = target {
         if let Ok((plan, manifest)) = plan_restore(&repo, &args.source, target).await {
             return restore_through_scratch(ctx, args, &repo, plan, manifest, url).await;
         }
@@ -360,6 +377,7 @@ async fn restore_logical(
         Target::Backup(id) => manifests
             .iter()
             .find(|m| &m.id == id && m.kind == BackupKind::PostgresLogical),
+        Target::Lsn(_) | Target::Name(_) => None,
     };
     let Some(manifest) = chosen else {
         bail!(RepoError::Invalid(format!(
@@ -369,6 +387,8 @@ async fn restore_logical(
                 Target::Latest => "--latest".to_owned(),
                 Target::Time(t) => t.to_rfc3339(),
                 Target::Backup(id) => id.to_string(),
+                Target::Lsn(lsn) => format!("LSN {lsn}"),
+                Target::Name(name) => format!("restore point {name}"),
             },
             args.source
         )));
@@ -508,6 +528,8 @@ async fn restore_through_scratch(
             args.source,
             match &plan.target {
                 Target::Time(t) => t.to_rfc3339(),
+                Target::Lsn(lsn) => format!("LSN {lsn}"),
+                Target::Name(name) => format!("restore point {name}"),
                 _ => "the end of the archive".into(),
             },
             redact(url)

@@ -7,6 +7,13 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn(pub u64);
 
+impl Lsn {
+    /// Checks that `text` is an LSN (`0/3000028`), naming it when it is not.
+    pub fn from_str_checked(text: &str) -> Result<Self, String> {
+        text.trim().parse()
+    }
+}
+
 impl FromStr for Lsn {
     type Err = String;
 

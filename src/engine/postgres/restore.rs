@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::info;
 
-use super::names::WalFileName;
+use super::names::{Lsn, WalFileName};
 use super::wal::archived_with_sizes;
 use super::PgError;
 use crate::pipeline::restore::{restore_files, FileSink};
@@ -29,6 +29,10 @@ pub enum Target {
     Time(DateTime<Utc>),
     /// Restore this backup, replaying only what makes it consistent.
     Backup(BackupId),
+    /// Stop just after this WAL location (as PostgreSQL prints it, `0/3000028`).
+    Lsn(String),
+    /// Stop at the restore point made with `pg_create_restore_point(name)`.
+    Name(String),
 }
 
 /// What a restore will do: `--dry-run` prints this.
@@ -79,6 +83,20 @@ pub fn plan(
             .filter(|m| point(m).is_some_and(|c| c <= *t))
             .max_by_key(|m| point(m)),
         Target::Backup(id) => backups.iter().find(|m| &m.id == id),
+        Target::Lsn(lsn) => {
+            let target: Lsn = lsn.parse().map_err(PgError::Invalid)?;
+            backups
+                .iter()
+                .filter(|m| {
+                    m.postgres
+                        .as_ref()
+                        .and_then(|p| p.stop_lsn.parse::<Lsn>().ok())
+                        .is_some_and(|stop| stop <= target)
+                })
+                .max_by_key(|m| point(m))
+        }
+        // Where a restore point lies is known only to the WAL: the newest backup, replayed to it.
+        Target::Name(_) => backups.iter().max_by_key(|m| point(m)),
     }
     .copied();
     let Some(backup) = chosen else {
@@ -91,7 +109,12 @@ pub fn plan(
                 e.to_rfc3339()
             ),
             (Target::Backup(id), Some(_)) => format!("backup {id} is not a PostgreSQL backup of {source}"),
-            (Target::Latest, Some(_)) => format!("source {source} has no usable backup"),
+            (Target::Latest | Target::Name(_), Some(_)) => {
+                format!("source {source} has no usable backup")
+            }
+            (Target::Lsn(lsn), Some(_)) => format!(
+                "no backup of {source} is consistent at or before LSN {lsn}: the earliest ends after it"
+            ),
         }));
     };
     let pg = backup
@@ -130,7 +153,7 @@ pub fn plan(
             }
         }
         next = name.next_segment(pg.segment_size);
-        if name > consistent && !matches!(target, Target::Latest | Target::Time(_)) {
+        if name > consistent && matches!(target, Target::Backup(_)) {
             break;
         }
     }
@@ -279,6 +302,14 @@ pub async fn restore(
         }
         Target::Backup(_) => {
             settings += "recovery_target = 'immediate'\n";
+            settings += "recovery_target_action = 'promote'\n";
+        }
+        Target::Lsn(lsn) => {
+            settings += &format!("recovery_target_lsn = '{}'\n", lsn.replace('\'', "''"));
+            settings += "recovery_target_action = 'promote'\n";
+        }
+        Target::Name(name) => {
+            settings += &format!("recovery_target_name = '{}'\n", name.replace('\'', "''"));
             settings += "recovery_target_action = 'promote'\n";
         }
     }
