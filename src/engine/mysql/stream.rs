@@ -570,6 +570,7 @@ async fn session(
     let mut may_jump = resumed_by == "gtid";
     let mut file_withheld = false;
     let mut completed: std::collections::HashSet<(String, u32)> = Default::default();
+    let mut fills: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let silence = options.heartbeat * 3;
     let mut ticker = tokio::time::interval(options.flush_interval.min(Duration::from_secs(1)));
     let outcome = loop {
@@ -662,8 +663,8 @@ async fn session(
                                 &pending.file.clone(),
                                 pending.file_created,
                                 &mut completed,
-                            )
-                            .await;
+                                &mut fills,
+                            );
                         }
                         if !pending.buf.is_empty() {
                             return Err(MyError::Invalid(format!(
@@ -769,8 +770,8 @@ async fn session(
                     &pending.file,
                     pending.file_created,
                     &mut completed,
-                )
-                .await;
+                    &mut fills,
+                );
             }
             if let Some((name, pos)) = ev.rotate(pending.checksummed) {
                 next_file = Some((name, pos));
@@ -795,43 +796,48 @@ async fn session(
         debug!(error = %e, "session ended");
     }
     let _ = stream.close().await;
+    // Files closed during the session are completed before it ends.
+    for task in fills {
+        let _ = task.await;
+    }
     Ok(outcome)
 }
 
-/// Stores the events of a closed file that the stream lacked, once per file and session; a
-/// failure is a warning (restores do not need them; `binlog-fetch` of the file says what lacks).
-async fn complete_file(
+/// Stores the events of a closed file that the stream lacked, once per file and session, in the
+/// background so the stream goes on meanwhile; a failure is a warning (restores do not need them;
+/// `binlog-fetch` of the file says what lacks).
+fn complete_file(
     chain: &Chain<'_>,
     url: &MysqlUrl,
     origin: &Origin,
     file: &str,
     created: u32,
     completed: &mut std::collections::HashSet<(String, u32)>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) {
     if !completed.insert((file.to_owned(), created)) {
         return;
     }
-    let key = super::push::fill_key(chain.source, origin.server_id, created, file);
-    if chain.repo.store().get_range(&key, 0..1).await.is_ok() {
-        return;
-    }
-    if let Err(e) = fill_withheld(
-        chain.repo,
-        chain.source,
-        url,
-        origin.server_id,
-        file,
-        created,
-    )
-    .await
-    {
-        warn!(
-            file,
-            error = %e,
-            "the events the server withheld from the stream of a closed file could not be stored; \
-             binlog-fetch of it will say so (restores do not need them)"
-        );
-    }
+    let repo = chain.repo.clone();
+    let source = chain.source.to_owned();
+    let url = url.clone();
+    let server_id = origin.server_id;
+    let file = file.to_owned();
+    tasks.retain(|t| !t.is_finished());
+    tasks.push(tokio::spawn(async move {
+        let key = super::push::fill_key(&source, server_id, created, &file);
+        if repo.store().get_range(&key, 0..1).await.is_ok() {
+            return;
+        }
+        if let Err(e) = fill_withheld(&repo, &source, &url, server_id, &file, created).await {
+            warn!(
+                file,
+                error = %e,
+                "the events the server withheld from the stream of a closed file could not be \
+                 stored; binlog-fetch of it will say so (restores do not need them)"
+            );
+        }
+    }));
 }
 
 fn is_purged(e: &MyError) -> bool {
