@@ -24,8 +24,9 @@ pub struct StreamArgs {
     /// A MySQL/MariaDB source from the config
     source: String,
     /// Store what has arrived at least this often: the window of data a crash can lose
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
-    flush_interval: Duration,
+    /// [default: 2s for a binlog, 5s for WAL]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    flush_interval: Option<Duration>,
     /// Store as soon as this many MiB of whole transactions are waiting
     #[arg(long, value_name = "MIB", default_value_t = 8)]
     flush_mib: usize,
@@ -81,7 +82,9 @@ pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit
             ))
         })?;
         let mut options = PgStreamOptions::new(&args.source);
-        options.flush_interval = args.flush_interval.max(Duration::from_millis(200));
+        if let Some(interval) = args.flush_interval {
+            options.flush_interval = interval.max(Duration::from_millis(200));
+        }
         if let Some(spool) = &args.spool {
             options.spool = spool.clone();
         }
@@ -109,7 +112,9 @@ pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit
     let url = mysql_source(ctx, &args.source)?;
     let repo = ctx.open().await?;
     let mut options = StreamOptions::new(&args.source);
-    options.flush_interval = args.flush_interval.max(Duration::from_millis(100));
+    if let Some(interval) = args.flush_interval {
+        options.flush_interval = interval.max(Duration::from_millis(100));
+    }
     options.flush_bytes = args.flush_mib.max(1) << 20;
     options.heartbeat = args.heartbeat.max(Duration::from_secs(1));
     options.once = args.once;

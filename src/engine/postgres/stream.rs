@@ -35,7 +35,7 @@ pub struct PgStreamOptions {
 impl PgStreamOptions {
     pub fn new(source: &str) -> Self {
         Self {
-            flush_interval: Duration::from_secs(2),
+            flush_interval: Duration::from_secs(5),
             spool: std::env::temp_dir().join(format!("heirloom-stream-{source}")),
             slot: slot_name(source),
         }
