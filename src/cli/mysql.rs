@@ -187,34 +187,34 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
     };
     if args.start || args.port.is_some() {
         bail!(RepoError::Invalid(
-            "--start and --port are for PostgreSQL restores into a data directory; a MySQL restore goes into a running server".into()
+            "--start and --port are for PostgreSQL restores; start MariaDB on a restored directory yourself".into()
         ));
     }
-    enum Into {
+    enum Destination {
         Server(MysqlUrl),
         Directory(PathBuf),
     }
     let into = match ctx.config.targets.get(&args.to) {
         Some(t) => match (&t.url, &t.data_dir, t.kind) {
-            (Some(url), _, EngineKind::Mysql) => Into::Server(MysqlUrl::parse(url)?),
-            (None, Some(dir), EngineKind::Mysql) => Into::Directory(dir.clone()),
+            (Some(url), _, EngineKind::Mysql) => Destination::Server(MysqlUrl::parse(url)?),
+            (None, Some(dir), EngineKind::Mysql) => Destination::Directory(dir.clone()),
             _ => bail!(RepoError::Invalid(format!(
                 "target {} is not a MySQL target (kind mysql with a url or a data_dir)",
                 args.to
             ))),
         },
         None if args.to.starts_with("mysql://") || args.to.starts_with("mariadb://") => {
-            Into::Server(MysqlUrl::parse(&args.to)?)
+            Destination::Server(MysqlUrl::parse(&args.to)?)
         }
         None if args.to.contains("://") => bail!(RepoError::Invalid(format!(
             "{}: a MySQL target is a config target, a mysql:// URL or a data directory",
             args.to
         ))),
-        None => Into::Directory(PathBuf::from(&args.to)),
+        None => Destination::Directory(PathBuf::from(&args.to)),
     };
     let kind = match into {
-        Into::Server(_) => BackupKind::MysqlDump,
-        Into::Directory(_) => BackupKind::MysqlPhysical,
+        Destination::Server(_) => BackupKind::MysqlDump,
+        Destination::Directory(_) => BackupKind::MysqlPhysical,
     };
     let repo = ctx.open().await?;
     let plan = plan(&repo, &args.source, &target, kind)
@@ -233,8 +233,8 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
         });
     }
     let target_url = match into {
-        Into::Server(url) => url,
-        Into::Directory(dir) => {
+        Destination::Server(url) => url,
+        Destination::Directory(dir) => {
             let progress = ctx.progress("restore", Some(plan.dump_bytes));
             let report = physical_restore(
                 &repo,
