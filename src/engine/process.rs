@@ -95,3 +95,46 @@ impl ChildOutput {
         String::from_utf8_lossy(&kept).into_owned()
     }
 }
+
+/// What feeding a backup file into a child process gave.
+pub struct Fed {
+    /// Reading and verifying the file (an integrity error names the object).
+    pub read: Result<(), crate::repo::RepoError>,
+    pub status: std::process::ExitStatus,
+    pub stderr: String,
+}
+
+/// Streams one file of a backup, every chunk verified, into `child`'s stdin, then waits for the
+/// child to end. The child must have been spawned with piped stdin and stderr.
+pub async fn feed_file(
+    repo: &crate::repo::Repository,
+    index: &crate::repo::index::Index,
+    manifest: &crate::repo::manifest::Manifest,
+    file: &crate::repo::manifest::FileEntry,
+    mut child: Child,
+    concurrency: crate::pipeline::Concurrency,
+    progress: indicatif::ProgressBar,
+) -> io::Result<Fed> {
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| io::Error::other("the child process has no stdin"))?;
+    let read = crate::pipeline::restore::restore_file(
+        repo,
+        index,
+        manifest,
+        file,
+        stdin,
+        concurrency,
+        progress,
+    )
+    .await;
+    let (status, stderr) = tokio::task::spawn_blocking(move || child.wait_with_output_stderr())
+        .await
+        .map_err(|e| io::Error::other(format!("waiting task failed: {e}")))??;
+    Ok(Fed {
+        read,
+        status,
+        stderr,
+    })
+}

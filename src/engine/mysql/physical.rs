@@ -17,9 +17,8 @@ use super::binlog::GtidPos;
 use super::restore::{assemble, replay, MyPlan, MyRestoreReport};
 use super::server::{client_program, probe, require_binlog, MysqlUrl};
 use super::MyError;
-use crate::engine::process::{ChildOutput, WaitStderr};
+use crate::engine::process::{feed_file, ChildOutput};
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, SourceFile};
-use crate::pipeline::restore::restore_file;
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest, MysqlPoint};
@@ -214,7 +213,7 @@ pub async fn physical_restore(
     let index = repo.load_index().await?;
     let mbstream = client_program("mbstream", "xbstream")?;
     for file in &manifest.files {
-        let mut child = Command::new(&mbstream)
+        let child = Command::new(&mbstream)
             .args(["-x", "-C"])
             .arg(dir)
             .stdin(Stdio::piped())
@@ -222,25 +221,19 @@ pub async fn physical_restore(
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| MyError::io(mbstream.display(), e))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| MyError::Invalid("mbstream has no stdin".into()))?;
-        let fed = restore_file(
+        let fed = feed_file(
             repo,
             &index,
             &manifest,
             file,
-            stdin,
+            child,
             concurrency,
             progress.clone(),
         )
-        .await;
-        let (status, stderr) = tokio::task::spawn_blocking(move || child.wait_with_output_stderr())
-            .await
-            .map_err(|e| MyError::Invalid(format!("mbstream task failed: {e}")))?
-            .map_err(|e| MyError::io(mbstream.display(), e))?;
-        fed?;
+        .await
+        .map_err(|e| MyError::io(mbstream.display(), e))?;
+        let (status, stderr) = (fed.status, fed.stderr);
+        fed.read?;
         if !status.success() {
             return Err(MyError::Invalid(format!(
                 "extracting {} into {} failed ({status}): {}",

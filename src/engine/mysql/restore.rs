@@ -18,8 +18,7 @@ use super::binlog::{Boundary, Events, GroupTracker, Gtid, GtidPos, FLAG_IN_USE, 
 use super::segment::{list_segments, read_meta, read_segment, SegmentName};
 use super::server::{client_program, MysqlUrl};
 use super::MyError;
-use crate::engine::process::WaitStderr;
-use crate::pipeline::restore::restore_file;
+use crate::engine::process::{feed_file, WaitStderr};
 use crate::pipeline::Concurrency;
 use crate::repo::manifest::{BackupId, BackupKind, Manifest, MysqlPoint};
 use crate::repo::Repository;
@@ -494,7 +493,7 @@ async fn load_dump(
 ) -> Result<(), MyError> {
     let index = repo.load_index().await?;
     for file in &manifest.files {
-        let mut child = target
+        let child = target
             .command(client)
             .arg("--init-command=SET SESSION sql_log_bin=0")
             .arg("--binary-mode")
@@ -504,24 +503,18 @@ async fn load_dump(
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| MyError::io(client.display(), e))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| MyError::Invalid("the client has no stdin".into()))?;
-        let fed = restore_file(
+        let fed = feed_file(
             repo,
             &index,
             manifest,
             file,
-            stdin,
+            child,
             concurrency,
             progress.clone(),
         )
-        .await;
-        let (status, stderr) = tokio::task::spawn_blocking(move || child.wait_with_output_stderr())
-            .await
-            .map_err(|e| MyError::Invalid(format!("client task failed: {e}")))?
-            .map_err(|e| MyError::io(client.display(), e))?;
+        .await
+        .map_err(|e| MyError::io(client.display(), e))?;
+        let (status, stderr) = (fed.status, fed.stderr);
         if !status.success() {
             return Err(MyError::Invalid(format!(
                 "loading {} of {} into {} failed ({status}): {}",
@@ -531,7 +524,7 @@ async fn load_dump(
                 stderr.trim()
             )));
         }
-        fed?;
+        fed.read?;
     }
     Ok(())
 }

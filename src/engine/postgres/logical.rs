@@ -14,9 +14,8 @@ use super::basebackup::redact;
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
-use crate::engine::process::{ChildOutput, WaitStderr};
+use crate::engine::process::{feed_file, ChildOutput, WaitStderr};
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, SourceFile};
-use crate::pipeline::restore::restore_file;
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest};
@@ -119,7 +118,7 @@ pub async fn logical_restore(
     let index = repo.load_index().await?;
     let pg_restore = pg_program("pg_restore", None)?;
     for file in &manifest.files {
-        let mut child = Command::new(&pg_restore)
+        let child = Command::new(&pg_restore)
             .args(["--no-owner", "--exit-on-error", "--dbname"])
             .arg(target_url)
             .stdin(Stdio::piped())
@@ -127,24 +126,18 @@ pub async fn logical_restore(
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| PgError::io(pg_restore.display(), e))?;
-        let stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| PgError::Invalid("pg_restore has no stdin".into()))?;
-        let fed = restore_file(
+        let fed = feed_file(
             repo,
             &index,
             manifest,
             file,
-            stdin,
+            child,
             concurrency,
             progress.clone(),
         )
-        .await;
-        let (status, stderr) = tokio::task::spawn_blocking(move || child.wait_with_output_stderr())
-            .await
-            .map_err(|e| PgError::Invalid(format!("pg_restore task failed: {e}")))?
-            .map_err(|e| PgError::io("pg_restore", e))?;
+        .await
+        .map_err(|e| PgError::io("pg_restore", e))?;
+        let (status, stderr) = (fed.status, fed.stderr);
         if !status.success() {
             return Err(PgError::Invalid(format!(
                 "pg_restore of {} into {} failed ({status}): {}",
@@ -153,7 +146,7 @@ pub async fn logical_restore(
                 stderr.trim()
             )));
         }
-        fed?;
+        fed.read?;
     }
     Ok(())
 }
