@@ -148,13 +148,13 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
             let url = super::mysql::mysql_source(ctx, name)?;
             let repo = ctx.open().await?;
             let progress = ctx.progress("backup", None);
-            if source.mode == Some(BackupMode::Physical) {
+            let summary = if source.mode == Some(BackupMode::Physical) {
                 let data_dir = source.data_dir.as_deref().ok_or_else(|| {
                     RepoError::Invalid(format!(
                         "sources.{name}.data_dir is needed: mariabackup reads the data directory"
                     ))
                 })?;
-                let summary = physical_backup(
+                physical_backup(
                     &repo,
                     name,
                     &url,
@@ -165,21 +165,18 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
                     Utc::now(),
                 )
                 .await
-                .with_context(|| format!("backing up source {name}"))?;
-                progress.finish_and_clear();
-                print_summary(&summary, args.json)?;
-                return Ok(Exit::Ok);
+            } else {
+                dump_backup(
+                    &repo,
+                    name,
+                    &url,
+                    args.labels.iter().cloned().collect(),
+                    ctx.concurrency,
+                    progress.clone(),
+                    Utc::now(),
+                )
+                .await
             }
-            let summary = dump_backup(
-                &repo,
-                name,
-                &url,
-                args.labels.iter().cloned().collect(),
-                ctx.concurrency,
-                progress.clone(),
-                Utc::now(),
-            )
-            .await
             .with_context(|| format!("backing up source {name}"))?;
             progress.finish_and_clear();
             print_summary(&summary, args.json)?;
