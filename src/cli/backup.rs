@@ -205,12 +205,16 @@ fn print_summary(summary: &BackupSummary, json: bool) -> anyhow::Result<()> {
         return print_json(summary);
     }
     println!(
-        "backup {} of {}: {} in {} chunks ({} new, {} added to the repository) in {:.1}s",
+        "backup {} of {}: {} in {} chunks ({} new{}, {} added to the repository) in {:.1}s",
         summary.id,
         summary.source,
         human_bytes(summary.size),
         summary.chunks,
         summary.new_chunks,
+        match summary.delta_chunks {
+            0 => String::new(),
+            n => format!(", {n} of them as deltas of earlier chunks"),
+        },
         human_bytes(summary.added_bytes),
         summary.seconds
     );

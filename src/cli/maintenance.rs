@@ -103,7 +103,11 @@ pub async fn stats(ctx: &Context, args: &StatsArgs) -> anyhow::Result<Exit> {
         s.chunks,
         human_bytes(s.unique_bytes)
     );
-    println!("stored chunks      {}", human_bytes(s.stored_chunk_bytes));
+    println!(
+        "stored chunks      {} ({} stored as deltas)",
+        human_bytes(s.stored_chunk_bytes),
+        s.delta_chunks
+    );
     println!(
         "packs              {} ({})",
         s.packs,

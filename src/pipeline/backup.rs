@@ -1,6 +1,6 @@
 //! Backing up one byte stream into the repository.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::Concurrency;
 use crate::repo::blob;
-use crate::repo::chunker::Chunker;
+use crate::repo::chunker::{Chunker, FixedChunker};
 use crate::repo::ids::{pack_key, ChunkId};
 use crate::repo::index::{Index, IndexedPack};
 use crate::repo::lease::{Lease, LeaseKind};
@@ -41,6 +41,8 @@ pub struct BackupSummary {
     pub size: u64,
     pub chunks: usize,
     pub new_chunks: usize,
+    /// New chunks stored as deltas of an earlier backup's chunks.
+    pub delta_chunks: usize,
     /// Stored bytes this backup added (sealed chunks in new packs).
     pub added_bytes: u64,
     pub packs: usize,
@@ -54,7 +56,39 @@ enum Sealed {
         id: ChunkId,
         sealed: Bytes,
         raw_len: u32,
+        base: Option<ChunkId>,
     },
+}
+
+/// How a source's files are cut into chunks, and what earlier bytes new chunks may be encoded
+/// against.
+#[derive(Debug, Clone, Default)]
+pub struct Cutting {
+    /// Fixed-size chunks (the repository's average chunk size) instead of content-defined ones: for
+    /// files whose bytes never shift, like PostgreSQL's page files.
+    pub fixed: bool,
+    /// The chunk lists of the same paths in an earlier backup of the source. With fixed cutting and
+    /// a format 2 repository, a new chunk is stored as a delta of the chunk at the same place there
+    /// (of that chunk's base, when it is a delta itself), so a page file whose pages each changed a
+    /// little costs little.
+    pub previous: Option<Arc<HashMap<String, Vec<ChunkId>>>>,
+}
+
+impl Cutting {
+    /// Fixed cutting, with deltas against `previous`'s files.
+    pub fn pages(previous: Option<&Manifest>) -> Self {
+        Self {
+            fixed: true,
+            previous: previous.map(|m| {
+                Arc::new(
+                    m.files
+                        .iter()
+                        .map(|f| (f.path.clone(), f.chunks.clone()))
+                        .collect(),
+                )
+            }),
+        }
+    }
 }
 
 /// One file to back up: its path inside the backup, its mode, and where its bytes come from.
@@ -94,6 +128,7 @@ where
 pub struct StoredFiles {
     pub files: Vec<FileEntry>,
     pub new_chunks: usize,
+    pub delta_chunks: usize,
     pub added_bytes: u64,
     pub packs: usize,
 }
@@ -115,7 +150,14 @@ pub async fn backup_stream<R: Read + Send + 'static>(
         reader: Box::new(reader),
     })));
     let result = async {
-        let stored = store_files(repo, source, options.concurrency, progress).await?;
+        let stored = store_files(
+            repo,
+            source,
+            options.concurrency,
+            progress,
+            &Cutting::default(),
+        )
+        .await?;
         let manifest = Manifest::new(
             &options.source,
             BackupKind::Stream,
@@ -147,11 +189,12 @@ pub async fn commit_backup(
         size: manifest.size(),
         chunks: manifest.chunk_count(),
         new_chunks: stored.new_chunks,
+        delta_chunks: stored.delta_chunks,
         added_bytes: stored.added_bytes,
         packs: stored.packs,
         seconds: clock.elapsed().as_secs_f64(),
     };
-    info!(id = %summary.id, kind = ?manifest.kind, size = summary.size, new_chunks = summary.new_chunks, "backup complete");
+    info!(id = %summary.id, kind = ?manifest.kind, size = summary.size, new_chunks = summary.new_chunks, delta_chunks = summary.delta_chunks, "backup complete");
     Ok(summary)
 }
 
@@ -162,28 +205,41 @@ pub async fn store_files(
     source: Box<dyn FileSource>,
     concurrency: Concurrency,
     progress: ProgressBar,
+    cutting: &Cutting,
 ) -> Result<StoredFiles, RepoError> {
     let index = Arc::new(repo.load_index().await?);
     debug!(chunks = index.chunk_count(), "index loaded");
     let cpu = concurrency.cpu.max(1);
-    let (tx, rx) = mpsc::channel::<(usize, Vec<u8>)>(cpu);
+    let (tx, rx) = mpsc::channel::<(usize, Vec<u8>, Option<ChunkId>)>(cpu);
 
-    // Stage 1, on a blocking thread: read each file and cut it into chunks.
+    // Stage 1, on a blocking thread: read each file and cut it into chunks, each with the chunk at
+    // its place in the previous backup.
     let params = repo.config().chunker;
     let seed = repo.keys().chunker_seed();
+    let fixed = cutting.fixed.then_some(params.avg_size as usize);
+    let previous = cutting
+        .previous
+        .clone()
+        .filter(|_| cutting.fixed && repo.config().allows_deltas());
     let reader_task = tokio::task::spawn_blocking(
         move || -> std::io::Result<Vec<(String, Option<u32>, u64)>> {
             let mut files = Vec::new();
             source.visit(&mut |path, mode, reader| {
                 let number = files.len();
                 let mut size = 0u64;
-                for chunk in Chunker::new(reader, &params, seed) {
+                let earlier = previous.as_ref().and_then(|p| p.get(path));
+                let chunks: Box<dyn Iterator<Item = std::io::Result<Vec<u8>>>> = match fixed {
+                    Some(size) => Box::new(FixedChunker::new(reader, size)),
+                    None => Box::new(Chunker::new(reader, &params, seed)),
+                };
+                for (place, chunk) in chunks.enumerate() {
                     let chunk = chunk.map_err(|e| {
                         std::io::Error::new(e.kind(), format!("reading {path}: {e}"))
                     })?;
                     size += chunk.len() as u64;
                     progress.inc(chunk.len() as u64);
-                    if tx.blocking_send((number, chunk)).is_err() {
+                    let reference = earlier.and_then(|e| e.get(place)).copied();
+                    if tx.blocking_send((number, chunk, reference)).is_err() {
                         return Ok(false); // the pipeline stopped; its error is reported there
                     }
                 }
@@ -198,13 +254,36 @@ pub async fn store_files(
     let claimed: Arc<Mutex<HashSet<ChunkId>>> = Arc::default();
     let level = repo.config().compression.level;
     let sealed = tokio_stream_from(rx)
-        .map(|(number, data)| {
+        .map(|(number, data, reference)| {
             let keys = repo.keys().clone();
             let index = index.clone();
             let claimed = claimed.clone();
-            tokio::task::spawn_blocking(move || {
-                (number, seal_one(&keys, &index, &claimed, data, level))
-            })
+            let store = repo.store().clone();
+            async move {
+                let Some(reference) = reference else {
+                    let sealed = tokio::task::spawn_blocking(move || {
+                        seal_one(&keys, &index, &claimed, data, level)
+                    })
+                    .await?;
+                    return Ok((number, sealed));
+                };
+                let (hashed, data) = {
+                    let (keys, index, claimed) = (keys.clone(), index.clone(), claimed.clone());
+                    tokio::task::spawn_blocking(move || {
+                        (hash_and_claim(&keys, &index, &claimed, &data), data)
+                    })
+                    .await?
+                };
+                let (id, fresh) = hashed;
+                if !fresh {
+                    return Ok((number, Sealed::Known { id }));
+                }
+                let base = delta_base(&store, &keys, &index, &id, reference).await;
+                let sealed =
+                    tokio::task::spawn_blocking(move || seal_new(&keys, id, &data, level, base))
+                        .await?;
+                Ok((number, sealed))
+            }
         })
         .buffered(cpu * 3);
 
@@ -212,11 +291,13 @@ pub async fn store_files(
     let mut packer = Packer::new(repo, concurrency.io.max(1));
     let mut chunk_ids: Vec<Vec<ChunkId>> = Vec::new();
     let mut new_chunks = 0usize;
+    let mut delta_chunks = 0usize;
     let pipeline_result: Result<(), RepoError> = async {
         futures::pin_mut!(sealed);
         while let Some(joined) = sealed.next().await {
-            let (number, item) =
-                joined.map_err(|e| RepoError::Invalid(format!("sealing task failed: {e}")))?;
+            let (number, item) = joined.map_err(|e: tokio::task::JoinError| {
+                RepoError::Invalid(format!("sealing task failed: {e}"))
+            })?;
             if chunk_ids.len() <= number {
                 chunk_ids.resize_with(number + 1, Vec::new);
             }
@@ -226,10 +307,12 @@ pub async fn store_files(
                     id,
                     sealed,
                     raw_len,
+                    base,
                 } => {
                     chunk_ids[number].push(id);
                     new_chunks += 1;
-                    packer.add(id, sealed, raw_len).await?;
+                    delta_chunks += usize::from(base.is_some());
+                    packer.add(id, sealed, raw_len, base).await?;
                 }
             }
         }
@@ -261,6 +344,7 @@ pub async fn store_files(
     Ok(StoredFiles {
         files,
         new_chunks,
+        delta_chunks,
         added_bytes: packer.added_bytes,
         packs: packer.packs_uploaded,
     })
@@ -279,19 +363,79 @@ fn seal_one(
     data: Vec<u8>,
     level: i32,
 ) -> Sealed {
-    let id = keys.chunk_id(&data);
+    match hash_and_claim(keys, index, claimed, &data) {
+        (id, false) => Sealed::Known { id },
+        (id, true) => seal_new(keys, id, &data, level, None),
+    }
+}
+
+/// The chunk's id, and whether this backup is the one to store it (not when the repository has it
+/// or another worker of this backup claimed it first).
+fn hash_and_claim(
+    keys: &crate::repo::crypto::Keys,
+    index: &Index,
+    claimed: &Mutex<HashSet<ChunkId>>,
+    data: &[u8],
+) -> (ChunkId, bool) {
+    let id = keys.chunk_id(data);
     if index.contains(&id) {
-        return Sealed::Known { id };
+        return (id, false);
     }
-    let first = claimed.lock().map(|mut set| set.insert(id)).unwrap_or(true);
-    if !first {
-        return Sealed::Known { id };
+    let fresh = claimed.lock().map(|mut set| set.insert(id)).unwrap_or(true);
+    (id, fresh)
+}
+
+/// A whole chunk to encode a new chunk against, with its verified plaintext and stored length: the
+/// reference itself, or its base when it is a delta. `None` when there is none to use; a base that
+/// cannot be read costs the delta, never the backup.
+async fn delta_base(
+    store: &crate::store::Store,
+    keys: &Arc<crate::repo::crypto::Keys>,
+    index: &Index,
+    id: &ChunkId,
+    reference: ChunkId,
+) -> Option<(ChunkId, Bytes, u32)> {
+    let base = index.base_of(&reference).unwrap_or(reference);
+    let location = index.get(&base)?;
+    if base == *id || location.base.is_some() {
+        return None;
     }
-    let sealed = blob::seal_chunk(keys, &id, &data, level);
+    match super::restore::read_whole_chunk(store, keys, &base, &location).await {
+        Ok(plain) => Some((base, plain, location.length)),
+        Err(e) => {
+            warn!(chunk = %base, error = %e, "an earlier chunk could not be read; storing the new one whole");
+            None
+        }
+    }
+}
+
+/// Seals a chunk this backup stores: as a delta of `base` when that is smaller than the base
+/// itself (a delta that saves nothing is not worth the dependency), else whole.
+fn seal_new(
+    keys: &crate::repo::crypto::Keys,
+    id: ChunkId,
+    data: &[u8],
+    level: i32,
+    base: Option<(ChunkId, Bytes, u32)>,
+) -> Sealed {
+    let raw_len = data.len() as u32;
+    if let Some((base, plain, base_len)) = base {
+        if let Some(delta) = blob::seal_delta(keys, &id, data, level, &base, &plain) {
+            if delta.len() < base_len as usize {
+                return Sealed::New {
+                    id,
+                    sealed: Bytes::from(delta),
+                    raw_len,
+                    base: Some(base),
+                };
+            }
+        }
+    }
     Sealed::New {
         id,
-        sealed: Bytes::from(sealed),
-        raw_len: data.len() as u32,
+        sealed: Bytes::from(blob::seal_chunk(keys, &id, data, level)),
+        raw_len,
+        base: None,
     }
 }
 
@@ -319,9 +463,15 @@ impl<'a> Packer<'a> {
         }
     }
 
-    async fn add(&mut self, id: ChunkId, sealed: Bytes, raw_len: u32) -> Result<(), RepoError> {
+    async fn add(
+        &mut self,
+        id: ChunkId,
+        sealed: Bytes,
+        raw_len: u32,
+        base: Option<ChunkId>,
+    ) -> Result<(), RepoError> {
         self.added_bytes += sealed.len() as u64;
-        self.current.add(id, sealed, raw_len);
+        self.current.add(id, sealed, raw_len, base);
         if self.current.len() >= self.repo.config().pack.target_size as usize {
             self.seal_pack().await?;
         }

@@ -1,6 +1,7 @@
 //! Reading a backed-up file back: ranged pack reads, every chunk opened and re-hashed, bytes written
 //! in order. Nothing unverified is ever written.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::Concurrency;
 use crate::repo::blob;
 use crate::repo::crypto::Keys;
 use crate::repo::ids::{pack_key, ChunkId, PackId};
-use crate::repo::index::Index;
+use crate::repo::index::{ChunkLocation, Index};
 use crate::repo::manifest::{FileEntry, Manifest};
 use crate::repo::{RepoError, Repository};
 use crate::store::{Store, StoreError};
@@ -33,6 +34,34 @@ struct PackRead {
     chunks: Vec<(ChunkId, u32, u32, u32)>,
     /// The plaintext bytes of those chunks.
     plain: u64,
+    /// The bases of the delta chunks among them, and where those are.
+    bases: Vec<(ChunkId, ChunkLocation)>,
+}
+
+impl PackRead {
+    fn needs_base(
+        &mut self,
+        index: &Index,
+        file: &str,
+        id: &ChunkId,
+        backup: &str,
+    ) -> Result<(), RepoError> {
+        let Some(base) = index.base_of(id) else {
+            return Ok(());
+        };
+        if self.bases.iter().any(|(b, _)| *b == base) {
+            return Ok(());
+        }
+        let location = index.get(&base).ok_or_else(|| {
+            RepoError::corrupt(
+                backup,
+                format!("chunk {id} of {file} is a delta of chunk {base}, which is in no index"),
+            )
+        })?;
+        self.plain += u64::from(location.raw_len);
+        self.bases.push((base, location));
+        Ok(())
+    }
 }
 
 fn plan_reads(
@@ -57,43 +86,132 @@ fn plan_reads(
             if last.pack == loc.pack
                 && last.range.end == start
                 && end - last.range.start <= MAX_READ
-                && last.plain + u64::from(loc.raw_len) <= MAX_READ_PLAIN
+                && last.plain + 2 * u64::from(loc.raw_len) <= MAX_READ_PLAIN
             {
                 last.plain += u64::from(loc.raw_len);
                 let inner = (start - last.range.start) as u32;
                 last.chunks.push((*id, inner, loc.length, loc.raw_len));
                 last.range.end = end;
+                last.needs_base(index, &file.path, id, &manifest.id.key())?;
                 continue;
             }
         }
-        reads.push(PackRead {
+        let mut read = PackRead {
             pack: loc.pack,
             range: start..end,
             chunks: vec![(*id, 0, loc.length, loc.raw_len)],
             plain: u64::from(loc.raw_len),
-        });
+            bases: Vec::new(),
+        };
+        read.needs_base(index, &file.path, id, &manifest.id.key())?;
+        reads.push(read);
     }
     Ok(reads)
 }
 
-async fn fetch(store: Store, keys: Arc<Keys>, read: PackRead) -> Result<Vec<Bytes>, RepoError> {
-    let key = pack_key(&read.pack);
-    let bytes = match store.get_range(&key, read.range.clone()).await {
-        Ok(b) => b,
+/// One ranged read of a pack, with the store's failures named as the pack's.
+async fn get_range(store: &Store, key: &str, range: Range<u64>) -> Result<Bytes, RepoError> {
+    match store.get_range(key, range.clone()).await {
+        Ok(b) => Ok(b),
         Err(StoreError::NotFound { .. }) => {
-            return Err(RepoError::corrupt(&key, "pack is missing from the store"))
+            Err(RepoError::corrupt(key, "pack is missing from the store"))
         }
-        Err(StoreError::Truncated { expected, got, .. }) => {
-            return Err(RepoError::corrupt(
-                &key,
-                format!(
-                    "pack is truncated: asked for {expected} bytes at {}, got {got}",
-                    read.range.start
-                ),
-            ))
+        Err(StoreError::Truncated { expected, got, .. }) => Err(RepoError::corrupt(
+            key,
+            format!(
+                "pack is truncated: asked for {expected} bytes at {}, got {got}",
+                range.start
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads, opens and verifies one whole (not delta) chunk.
+pub(crate) async fn read_whole_chunk(
+    store: &Store,
+    keys: &Arc<Keys>,
+    id: &ChunkId,
+    location: &ChunkLocation,
+) -> Result<Bytes, RepoError> {
+    let key = pack_key(&location.pack);
+    let start = u64::from(location.offset);
+    let sealed = get_range(store, &key, start..start + u64::from(location.length)).await?;
+    let (keys, id, raw_len) = (keys.clone(), *id, location.raw_len);
+    tokio::task::spawn_blocking(move || {
+        blob::open_chunk(&keys, &id, &sealed, raw_len)
+            .map_err(|e| RepoError::corrupt(&key, format!("chunk {id}: {e}")))
+    })
+    .await
+    .map_err(|e| RepoError::Invalid(format!("decrypt task failed: {e}")))?
+}
+
+/// The bases a read's delta chunks need, read at once (adjacent ones in one ranged read: the bases
+/// of a file's consecutive chunks were stored side by side).
+pub(crate) async fn read_bases(
+    store: &Store,
+    keys: &Arc<Keys>,
+    bases: &[(ChunkId, ChunkLocation)],
+) -> Result<HashMap<ChunkId, Bytes>, RepoError> {
+    let mut sorted: Vec<&(ChunkId, ChunkLocation)> = bases.iter().collect();
+    sorted.sort_by_key(|(_, l)| (l.pack, l.offset));
+    let mut groups: Vec<Vec<&(ChunkId, ChunkLocation)>> = Vec::new();
+    for base in sorted {
+        match groups.last_mut() {
+            Some(group)
+                if group.last().is_some_and(|(_, l)| {
+                    l.pack == base.1.pack && l.offset + l.length == base.1.offset
+                }) && u64::from(base.1.offset + base.1.length - group[0].1.offset)
+                    <= MAX_READ =>
+            {
+                group.push(base)
+            }
+            _ => groups.push(vec![base]),
         }
-        Err(e) => return Err(e.into()),
-    };
+    }
+    let reads = groups.into_iter().map(|group| async move {
+        let first = &group[0].1;
+        let key = pack_key(&first.pack);
+        let start = u64::from(first.offset);
+        let end = group
+            .last()
+            .map_or(start, |(_, l)| u64::from(l.offset + l.length));
+        let bytes = get_range(store, &key, start..end).await?;
+        let group: Vec<(ChunkId, ChunkLocation)> = group.into_iter().copied().collect();
+        let keys = keys.clone();
+        tokio::task::spawn_blocking(move || {
+            group
+                .iter()
+                .map(|(id, l)| {
+                    let at = (u64::from(l.offset) - start) as usize;
+                    let sealed = bytes.get(at..at + l.length as usize).ok_or_else(|| {
+                        RepoError::corrupt(&key, format!("chunk {id}: short read"))
+                    })?;
+                    blob::open_chunk(&keys, id, sealed, l.raw_len)
+                        .map(|plain| (*id, plain))
+                        .map_err(|e| RepoError::corrupt(&key, format!("chunk {id}: {e}")))
+                })
+                .collect::<Result<Vec<_>, RepoError>>()
+        })
+        .await
+        .map_err(|e| RepoError::Invalid(format!("decrypt task failed: {e}")))?
+    });
+    let opened = futures::future::try_join_all(reads).await?;
+    Ok(opened.into_iter().flatten().collect())
+}
+
+async fn fetch(
+    store: Store,
+    keys: Arc<Keys>,
+    index: Arc<HashMap<ChunkId, ChunkId>>,
+    read: PackRead,
+) -> Result<Vec<Bytes>, RepoError> {
+    let key = pack_key(&read.pack);
+    let (bytes, bases) = futures::future::try_join(
+        get_range(&store, &key, read.range.clone()),
+        read_bases(&store, &keys, &read.bases),
+    )
+    .await?;
     tokio::task::spawn_blocking(move || {
         read.chunks
             .iter()
@@ -101,7 +219,10 @@ async fn fetch(store: Store, keys: Arc<Keys>, read: PackRead) -> Result<Vec<Byte
                 let sealed = bytes
                     .get(*at as usize..(*at + *len) as usize)
                     .ok_or_else(|| RepoError::corrupt(&key, format!("chunk {id}: short read")))?;
-                blob::open_chunk(&keys, id, sealed, *raw_len)
+                let base = index
+                    .get(id)
+                    .and_then(|b| bases.get(b).map(|plain| (b, &plain[..])));
+                blob::open_chunk_with(&keys, id, sealed, *raw_len, base)
                     .map_err(|e| RepoError::corrupt(&key, format!("chunk {id}: {e}")))
             })
             .collect()
@@ -180,8 +301,15 @@ pub async fn restore_files<S: FileSink>(
 
     let store = repo.store().clone();
     let keys = repo.keys().clone();
+    let bases: Arc<HashMap<ChunkId, ChunkId>> = Arc::new(
+        reads
+            .iter()
+            .flat_map(|r| r.chunks.iter())
+            .filter_map(|(id, ..)| index.base_of(id).map(|b| (*id, b)))
+            .collect(),
+    );
     let mut fetched = futures::stream::iter(reads)
-        .map(|read| fetch(store.clone(), keys.clone(), read))
+        .map(|read| fetch(store.clone(), keys.clone(), bases.clone(), read))
         .buffered(concurrency.io.max(1) + concurrency.cpu.max(1));
     let mut failure = None;
     while let Some(result) = fetched.next().await {

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::Concurrency;
 use crate::repo::blob;
-use crate::repo::ids::{pack_key, PackId};
+use crate::repo::ids::{pack_key, ChunkId, PackId};
 use crate::repo::index::Index;
-use crate::repo::pack::read_pack;
+use crate::repo::pack::{read_pack, PackEntry};
 use crate::repo::{RepoError, Repository};
 
 /// Which packs `--read-data` reads: deterministic, so `1/T` … `T/T` together read every pack once.
@@ -225,6 +225,13 @@ async fn read_one_pack(
     };
     let keys = repo.keys().clone();
     let expected = index.entries_of(&id);
+    let deltas = check_deltas(repo, index, &bytes, &expected).await?;
+    let whole: Vec<_> = expected
+        .iter()
+        .filter(|e| e.base.is_none())
+        .copied()
+        .collect();
+    let total = expected.len();
     tokio::task::spawn_blocking(move || {
         let mut check = PackCheck {
             chunks: 0,
@@ -242,8 +249,8 @@ async fn read_one_pack(
         }
         // Check each chunk the index places here, even when the header is damaged: that names
         // exactly which chunks (and so which backups) are affected.
-        let mut bad = Vec::new();
-        for e in &expected {
+        let mut bad = deltas;
+        for e in &whole {
             let sealed = bytes.get(e.offset as usize..(e.offset as usize + e.length as usize));
             let outcome = match sealed {
                 None => Err("lies beyond the end of the pack".to_owned()),
@@ -258,11 +265,85 @@ async fn read_one_pack(
         for b in bad {
             problem(b);
         }
-        check.chunks = expected.len();
+        check.chunks = total;
         check
     })
     .await
     .map_err(|e| RepoError::Invalid(format!("verify task failed: {e}")))
+}
+
+/// Opens the delta chunks among `entries` with their bases, a few megabytes of bases at a time;
+/// returns what is wrong, per chunk.
+async fn check_deltas(
+    repo: &Repository,
+    index: &Index,
+    bytes: &bytes::Bytes,
+    entries: &[PackEntry],
+) -> Result<Vec<String>, RepoError> {
+    const BATCH_PLAIN: u64 = 16 * 1024 * 1024;
+    let mut bad = Vec::new();
+    let deltas: Vec<(PackEntry, ChunkId)> = entries
+        .iter()
+        .filter_map(|e| e.base.map(|b| (*e, b)))
+        .collect();
+    let mut rest = &deltas[..];
+    while !rest.is_empty() {
+        let mut plain = 0u64;
+        let mut batch = 0;
+        let mut bases = Vec::new();
+        while batch < rest.len() && (batch == 0 || plain < BATCH_PLAIN) {
+            let (e, base) = &rest[batch];
+            plain += 2 * u64::from(e.raw_len);
+            match index.get(base) {
+                Some(l) if !bases.iter().any(|(b, _)| b == base) => bases.push((*base, l)),
+                Some(_) => {}
+                None => bad.push(format!("chunk {}: its base {base} is in no index", e.id)),
+            }
+            batch += 1;
+        }
+        let (now, later) = rest.split_at(batch);
+        rest = later;
+        let opened = match super::restore::read_bases(repo.store(), repo.keys(), &bases).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                for (d, base) in now {
+                    bad.push(format!(
+                        "chunk {}: its base {base} cannot be read: {e}",
+                        d.id
+                    ));
+                }
+                continue;
+            }
+        };
+        let keys = repo.keys().clone();
+        let bytes = bytes.clone();
+        let now = now.to_vec();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut bad = Vec::new();
+            for (e, base) in &now {
+                let Some(plain) = opened.get(base) else {
+                    continue; // reported above: the base is in no index
+                };
+                let sealed = bytes.get(e.offset as usize..(e.offset as usize + e.length as usize));
+                let outcome = match sealed {
+                    None => Err("lies beyond the end of the pack".to_owned()),
+                    Some(s) => {
+                        blob::open_chunk_with(&keys, &e.id, s, e.raw_len, Some((base, plain)))
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    }
+                };
+                if let Err(why) = outcome {
+                    bad.push(format!("chunk {}: {why}", e.id));
+                }
+            }
+            bad
+        })
+        .await
+        .map_err(|e| RepoError::Invalid(format!("verify task failed: {e}")))?;
+        bad.extend(found);
+    }
+    Ok(bad)
 }
 
 /// The message of an error about `object`, without repeating the object's name.

@@ -1,6 +1,8 @@
 //! A chunk's stored form: compressed when that helps, then sealed.
 //!
-//! The plaintext inside the seal is one encoding byte (0 = raw, 1 = zstd frame) and the payload.
+//! The plaintext inside the seal is one encoding byte and the payload: 0 = raw, 1 = a zstd frame,
+//! 2 = a delta (format 2): the 32-byte id of a whole chunk, the base, and a zstd frame compressed
+//! with the base's plaintext as its prefix. A delta's base is never itself a delta.
 //! Sealing builds the whole box in one buffer: no copy of the chunk beyond the one compression makes.
 
 use std::cell::RefCell;
@@ -13,6 +15,10 @@ use super::ids::ChunkId;
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
+const DELTA: u8 = 2;
+/// Deltas reach back over the base and the chunk: windows up to 2^27 bytes, zstd's default limit
+/// for decoders, so chunks of up to 64 MiB can be deltas.
+const DELTA_WINDOW_LOG_MAX: u32 = 27;
 
 /// Chunks at least this long are first probed for compressibility on a sample.
 const PROBE_MIN: usize = 64 * 1024;
@@ -39,6 +45,10 @@ pub enum BlobError {
     Length { expected: u32, got: usize },
     #[error("plaintext does not hash to its chunk id")]
     Hash,
+    #[error("is a delta of chunk {0}, whose bytes were not at hand")]
+    NeedsBase(ChunkId),
+    #[error("is a delta of chunk {found}, but the index names base {expected}")]
+    BaseMismatch { found: ChunkId, expected: ChunkId },
 }
 
 fn with_compressor<T>(
@@ -98,12 +108,64 @@ pub fn seal_chunk(keys: &Keys, id: &ChunkId, plaintext: &[u8], level: i32) -> Ve
     buf
 }
 
-/// Opens, decompresses and re-hashes one chunk: what it returns is exactly what was backed up.
+fn delta_window_log(prefix: usize, data: usize) -> u32 {
+    let span = (prefix + data).max(1 << 10) as u64;
+    (64 - (span - 1).leading_zeros()).min(DELTA_WINDOW_LOG_MAX)
+}
+
+/// Seals `plaintext` as a delta of the whole chunk `base` (whose plaintext is `base_plain`): only
+/// what differs from the base costs space. `None` when zstd refuses (the caller seals it whole).
+pub fn seal_delta(
+    keys: &Keys,
+    id: &ChunkId,
+    plaintext: &[u8],
+    level: i32,
+    base: &ChunkId,
+    base_plain: &[u8],
+) -> Option<Vec<u8>> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let mut cctx = CCtx::create();
+    cctx.set_parameter(CParameter::CompressionLevel(level))
+        .ok()?;
+    let window = delta_window_log(base_plain.len(), plaintext.len());
+    cctx.set_parameter(CParameter::WindowLog(window)).ok()?;
+    // The base's matches lie a whole chunk back, beyond what the fast levels' tables remember:
+    // long-distance matching finds them (zstd's --patch-from does the same).
+    cctx.set_parameter(CParameter::EnableLongDistanceMatching(true))
+        .ok()?;
+    cctx.ref_prefix(base_plain).ok()?;
+    let head = NONCE_LEN + 1 + base.as_bytes().len();
+    let bound = zstd::zstd_safe::compress_bound(plaintext.len());
+    let mut buf = Vec::with_capacity(head + bound + TAG_LEN);
+    buf.resize(NONCE_LEN, 0);
+    buf.push(DELTA);
+    buf.extend_from_slice(base.as_bytes());
+    let mut cursor = Cursor::new(buf);
+    cursor.set_position(head as u64);
+    cctx.compress2(&mut cursor, plaintext).ok()?;
+    let mut buf = cursor.into_inner();
+    keys.seal_chunk_in_place(id, &mut buf);
+    Some(buf)
+}
+
+/// Opens, decompresses and re-hashes one whole chunk: what it returns is exactly what was backed
+/// up. A delta chunk is refused with [`BlobError::NeedsBase`]; see [`open_chunk_with`].
 pub fn open_chunk(
     keys: &Keys,
     id: &ChunkId,
     sealed: &[u8],
     raw_len: u32,
+) -> Result<Bytes, BlobError> {
+    open_chunk_with(keys, id, sealed, raw_len, None)
+}
+
+/// Opens one chunk, given its base's id and verified plaintext when the index names one.
+pub fn open_chunk_with(
+    keys: &Keys,
+    id: &ChunkId,
+    sealed: &[u8],
+    raw_len: u32,
+    base: Option<(&ChunkId, &[u8])>,
 ) -> Result<Bytes, BlobError> {
     let encoded = keys.open_chunk(id, sealed)?;
     let encoding = *encoded.first().ok_or(BlobError::Encoding(255))?;
@@ -125,6 +187,24 @@ pub fn open_chunk(
                 None => Err(BlobError::Decompress("no decompressor".into())),
             }
         })?,
+        DELTA => {
+            let named = encoded
+                .get(1..33)
+                .map(|b| {
+                    let mut raw = [0u8; 32];
+                    raw.copy_from_slice(b);
+                    ChunkId(raw)
+                })
+                .ok_or(BlobError::Encoding(DELTA))?;
+            let (expected, base_plain) = base.ok_or(BlobError::NeedsBase(named))?;
+            if named != *expected {
+                return Err(BlobError::BaseMismatch {
+                    found: named,
+                    expected: *expected,
+                });
+            }
+            decompress_delta(&encoded[33..], base_plain, raw_len)?
+        }
         other => return Err(BlobError::Encoding(other)),
     };
     if plaintext.len() != raw_len as usize {
@@ -137,6 +217,21 @@ pub fn open_chunk(
         return Err(BlobError::Hash);
     }
     Ok(plaintext)
+}
+
+fn decompress_delta(frame: &[u8], base: &[u8], raw_len: u32) -> Result<Bytes, BlobError> {
+    use zstd::zstd_safe::{DCtx, DParameter};
+    let fail = |what: &str, code: usize| {
+        BlobError::Decompress(format!("{what}: {}", zstd::zstd_safe::get_error_name(code)))
+    };
+    let mut dctx = DCtx::create();
+    dctx.set_parameter(DParameter::WindowLogMax(DELTA_WINDOW_LOG_MAX))
+        .map_err(|c| fail("window", c))?;
+    dctx.ref_prefix(base).map_err(|c| fail("base", c))?;
+    let mut out: Vec<u8> = Vec::with_capacity(raw_len as usize);
+    dctx.decompress(&mut out, frame)
+        .map_err(|c| fail("delta", c))?;
+    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
@@ -153,6 +248,70 @@ mod tests {
             let sealed = seal_chunk(&keys, &id, &data, level);
             prop_assert_eq!(&open_chunk(&keys, &id, &sealed, data.len() as u32).unwrap()[..], &data[..]);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn deltas_round_trip(
+            base in proptest::collection::vec(0u8..8, 0..60_000),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..40),
+            tail in proptest::collection::vec(any::<u8>(), 0..2000),
+        ) {
+            let keys = Keys::new(MasterSecret::generate());
+            let mut data = base.clone();
+            for (at, b) in edits {
+                if !data.is_empty() {
+                    let i = at % data.len();
+                    data[i] = b;
+                }
+            }
+            data.extend_from_slice(&tail);
+            let base_id = keys.chunk_id(&base);
+            let id = keys.chunk_id(&data);
+            let sealed = seal_delta(&keys, &id, &data, 3, &base_id, &base).unwrap();
+            let opened = open_chunk_with(&keys, &id, &sealed, data.len() as u32, Some((&base_id, &base))).unwrap();
+            prop_assert_eq!(&opened[..], &data[..]);
+            prop_assert_eq!(open_chunk(&keys, &id, &sealed, data.len() as u32), Err(BlobError::NeedsBase(base_id)));
+        }
+    }
+
+    #[test]
+    fn a_delta_costs_little_and_needs_the_right_base() {
+        let keys = Keys::new(MasterSecret::generate());
+        let base: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut data = base.clone();
+        for i in (0..data.len()).step_by(8192) {
+            data[i] ^= 0x5a;
+        }
+        let (base_id, id) = (keys.chunk_id(&base), keys.chunk_id(&data));
+        let whole = seal_chunk(&keys, &id, &data, 3);
+        let delta = seal_delta(&keys, &id, &data, 3, &base_id, &base).unwrap();
+        assert!(
+            delta.len() * 20 < whole.len(),
+            "delta {} vs whole {}",
+            delta.len(),
+            whole.len()
+        );
+        let other = keys.chunk_id(b"other");
+        assert_eq!(
+            open_chunk_with(&keys, &id, &delta, data.len() as u32, Some((&other, &base))),
+            Err(BlobError::BaseMismatch {
+                found: base_id,
+                expected: other
+            })
+        );
+        // The right id with the wrong bytes cannot produce the chunk either.
+        let wrong = vec![0u8; base.len()];
+        assert!(open_chunk_with(
+            &keys,
+            &id,
+            &delta,
+            data.len() as u32,
+            Some((&base_id, &wrong))
+        )
+        .is_err());
     }
 
     #[test]

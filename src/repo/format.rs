@@ -3,8 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The repository format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format this build writes and the newest it reads. Format 2 adds delta chunks
+/// (encoding 2 and the base sections of pack headers and index files); format 1 repositories are
+/// read as they are and written without deltas, so format 1 readers can still read them.
+pub const FORMAT_VERSION: u32 = 2;
 pub const FORMAT_NAME: &str = "heirloom-backup";
 pub const CONFIG_KEY: &str = "heirloom.json";
 
@@ -160,6 +162,11 @@ impl RepoConfig {
         }
     }
 
+    /// Whether chunks may be stored as deltas of others (format 2 and later).
+    pub fn allows_deltas(&self) -> bool {
+        self.version >= 2
+    }
+
     /// Parses `heirloom.json`, refusing a format newer than this reader before looking at anything else.
     pub fn parse(bytes: &[u8]) -> Result<Self, ConfigObjectError> {
         let value: serde_json::Value = serde_json::from_slice(bytes)
@@ -216,11 +223,11 @@ mod tests {
             Utc::now(),
         ))
         .unwrap();
-        v["version"] = 2.into();
+        v["version"] = 3.into();
         v["chunker"] = "something new".into();
         let err = RepoConfig::parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert!(
-            matches!(err, ConfigObjectError::TooNew { found: 2 }),
+            matches!(err, ConfigObjectError::TooNew { found: 3 }),
             "{err}"
         );
     }

@@ -2,14 +2,17 @@
 //! the union of all of them.
 //!
 //! Plaintext of an index file (sealed as metadata): pack count (u32 LE), then per pack: pack id
-//! (32 bytes), pack size (u64 LE), entry count (u32 LE), and that many 44-byte pack entries.
+//! (32 bytes), pack size (u64 LE), entry count (u32 LE), and that many 44-byte pack entries; then
+//! (format 2, only when some chunk is a delta) the base section, as in pack headers.
 
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
 use super::ids::{ChunkId, PackId};
-use super::pack::{decode_entry, encode_entry, PackEntry, PACK_ENTRY_LEN};
+use super::pack::{
+    apply_bases, decode_entry, encode_bases, encode_entry, PackEntry, PACK_ENTRY_LEN,
+};
 
 /// One pack as an index file records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct ChunkLocation {
     pub offset: u32,
     pub length: u32,
     pub raw_len: u32,
+    /// The whole chunk a delta chunk is encoded against.
+    pub base: Option<ChunkId>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +47,8 @@ pub struct Index {
     packs: Vec<(PackId, u64)>,
     pack_slots: HashMap<PackId, u32>,
     chunks: HashMap<ChunkId, Slot>,
+    /// Delta chunks and their bases (few: only chunks stored as deltas).
+    bases: HashMap<ChunkId, ChunkId>,
 }
 
 impl Index {
@@ -51,12 +58,17 @@ impl Index {
             (self.packs.len() - 1) as u32
         });
         for e in &pack.entries {
-            self.chunks.entry(e.id).or_insert(Slot {
-                pack: slot,
-                offset: e.offset,
-                length: e.length,
-                raw_len: e.raw_len,
-            });
+            if let std::collections::hash_map::Entry::Vacant(v) = self.chunks.entry(e.id) {
+                v.insert(Slot {
+                    pack: slot,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_len: e.raw_len,
+                });
+                if let Some(base) = e.base {
+                    self.bases.insert(e.id, base);
+                }
+            }
         }
     }
 
@@ -70,7 +82,18 @@ impl Index {
             offset: s.offset,
             length: s.length,
             raw_len: s.raw_len,
+            base: self.bases.get(id).copied(),
         })
+    }
+
+    /// The base of a delta chunk; `None` for a whole chunk (or one the index lacks).
+    pub fn base_of(&self, id: &ChunkId) -> Option<ChunkId> {
+        self.bases.get(id).copied()
+    }
+
+    /// How many chunks are stored as deltas.
+    pub fn delta_count(&self) -> usize {
+        self.bases.len()
     }
 
     pub fn chunk_count(&self) -> usize {
@@ -106,6 +129,7 @@ impl Index {
                 offset: s.offset,
                 length: s.length,
                 raw_len: s.raw_len,
+                base: self.bases.get(id).copied(),
             })
             .collect();
         out.sort_by_key(|e| e.offset);
@@ -124,6 +148,7 @@ pub fn encode(packs: &[IndexedPack]) -> Vec<u8> {
             encode_entry(e, &mut out);
         }
     }
+    encode_bases(packs.iter().flat_map(|p| &p.entries), &mut out);
     out
 }
 
@@ -160,7 +185,16 @@ pub fn decode(mut raw: &[u8]) -> Result<Vec<IndexedPack>, String> {
         });
     }
     if !raw.is_empty() {
-        return Err(format!("{} bytes after the last pack", raw.len()));
+        let mut all: Vec<PackEntry> = packs.iter().flat_map(|p| p.entries.clone()).collect();
+        apply_bases(&mut all, raw).map_err(|e| format!("after the last pack: {e}"))?;
+        let mut all = all.into_iter();
+        for p in &mut packs {
+            for e in &mut p.entries {
+                if let Some(done) = all.next() {
+                    e.base = done.base;
+                }
+            }
+        }
     }
     Ok(packs)
 }
@@ -184,6 +218,7 @@ mod tests {
                     offset: 8 + u32::from(i) * 10,
                     length: 10,
                     raw_len: 20,
+                    base: (i == 1).then_some(ChunkId([n; 32])),
                 })
                 .collect(),
         }

@@ -1,7 +1,9 @@
 //! Packs: many sealed chunks in one object, named by the SHA-256 of its bytes.
 //!
 //! Layout: `HLMPACK1` | sealed chunk … | sealed header | header length (u32 LE). The header, sealed as
-//! metadata, lists each chunk as id (32 bytes), offset, length and plaintext length (u32 LE each).
+//! metadata, lists each chunk as id (32 bytes), offset, length and plaintext length (u32 LE each),
+//! then (format 2, only when some chunk is a delta) the base section: count (u32 LE) and that many
+//! pairs of chunk id and base chunk id.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -19,6 +21,8 @@ pub struct PackEntry {
     pub offset: u32,
     pub length: u32,
     pub raw_len: u32,
+    /// For a delta chunk (format 2), the whole chunk its bytes are encoded against.
+    pub base: Option<ChunkId>,
 }
 
 /// Builds one pack in memory, as the list of its parts: sealed chunks are not copied again.
@@ -52,12 +56,13 @@ impl PackWriter {
         }
     }
 
-    pub fn add(&mut self, id: ChunkId, sealed: Bytes, raw_len: u32) {
+    pub fn add(&mut self, id: ChunkId, sealed: Bytes, raw_len: u32, base: Option<ChunkId>) {
         self.entries.push(PackEntry {
             id,
             offset: self.len as u32,
             length: sealed.len() as u32,
             raw_len,
+            base,
         });
         self.len += sealed.len();
         self.parts.push(sealed);
@@ -77,6 +82,7 @@ impl PackWriter {
         for e in &self.entries {
             encode_entry(e, &mut header);
         }
+        encode_bases(&self.entries, &mut header);
         let sealed = keys.seal_meta(MetaKind::PackHeader, &header);
         let sealed_len = (sealed.len() as u32).to_le_bytes();
         self.len += sealed.len() + sealed_len.len();
@@ -165,26 +171,89 @@ fn parse_entries(header: &[u8]) -> Result<Vec<PackEntry>, PackError> {
         .split_first_chunk::<4>()
         .ok_or_else(|| PackError::HeaderFormat("empty".into()))?;
     let count = u32::from_le_bytes(*count) as usize;
-    if rest.len() != count * ENTRY_LEN {
+    if rest.len() < count * ENTRY_LEN {
         return Err(PackError::HeaderFormat(format!(
             "{count} entries need {} bytes, found {}",
             count * ENTRY_LEN,
             rest.len()
         )));
     }
-    Ok(rest.chunks_exact(ENTRY_LEN).map(decode_entry).collect())
+    let (listed, bases) = rest.split_at(count * ENTRY_LEN);
+    let mut entries: Vec<PackEntry> = listed.chunks_exact(ENTRY_LEN).map(decode_entry).collect();
+    apply_bases(&mut entries, bases).map_err(PackError::HeaderFormat)?;
+    Ok(entries)
+}
+
+/// Appends the base section for the delta chunks among `entries`; nothing when there are none, so
+/// a pack or index without deltas is byte for byte what format 1 wrote.
+pub(crate) fn encode_bases<'e>(
+    entries: impl IntoIterator<Item = &'e PackEntry> + Clone,
+    out: &mut Vec<u8>,
+) {
+    let count = entries
+        .clone()
+        .into_iter()
+        .filter(|e| e.base.is_some())
+        .count();
+    if count == 0 {
+        return;
+    }
+    out.extend_from_slice(&(count as u32).to_le_bytes());
+    for e in entries {
+        if let Some(base) = &e.base {
+            out.extend_from_slice(e.id.as_bytes());
+            out.extend_from_slice(base.as_bytes());
+        }
+    }
+}
+
+/// Reads a base section (empty: no deltas) into the entries it names.
+pub(crate) fn apply_bases(entries: &mut [PackEntry], raw: &[u8]) -> Result<(), String> {
+    if raw.is_empty() {
+        return Ok(());
+    }
+    let (count, pairs) = raw
+        .split_first_chunk::<4>()
+        .ok_or_else(|| format!("{} stray bytes after the entries", raw.len()))?;
+    let count = u32::from_le_bytes(*count) as usize;
+    if pairs.len() != count * 64 {
+        return Err(format!(
+            "base section of {count} pairs needs {} bytes, found {}",
+            count * 64,
+            pairs.len()
+        ));
+    }
+    let mut bases = std::collections::HashMap::with_capacity(count);
+    for pair in pairs.chunks_exact(64) {
+        let (id, base) = pair.split_at(32);
+        bases.insert(chunk_id_of(id), chunk_id_of(base));
+    }
+    for e in entries.iter_mut() {
+        e.base = bases.remove(&e.id);
+    }
+    if let Some(id) = bases.keys().next() {
+        return Err(format!(
+            "base section names chunk {id}, which is not listed"
+        ));
+    }
+    Ok(())
+}
+
+fn chunk_id_of(raw: &[u8]) -> ChunkId {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&raw[..32]);
+    ChunkId(id)
 }
 
 /// Decodes one 44-byte entry (shared with index files).
 pub(crate) fn decode_entry(raw: &[u8]) -> PackEntry {
     let u32_at = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&raw[..32]);
     PackEntry {
-        id: ChunkId(id),
+        id: chunk_id_of(raw),
         offset: u32_at(32),
         length: u32_at(36),
         raw_len: u32_at(40),
+        base: None,
     }
 }
 
@@ -211,7 +280,7 @@ mod tests {
             let mut w = PackWriter::new();
             for c in &chunks {
                 let id = keys.chunk_id(c);
-                w.add(id, blob::seal_chunk(&keys, &id, c, 1).into(), c.len() as u32);
+                w.add(id, blob::seal_chunk(&keys, &id, c, 1).into(), c.len() as u32, None);
             }
             let pack = w.finish(&keys);
             let bytes = pack.to_vec();
@@ -230,7 +299,12 @@ mod tests {
         let keys = Keys::new(MasterSecret::generate());
         let mut w = PackWriter::new();
         let id = keys.chunk_id(b"hello");
-        w.add(id, blob::seal_chunk(&keys, &id, b"hello", 1).into(), 5);
+        w.add(
+            id,
+            blob::seal_chunk(&keys, &id, b"hello", 1).into(),
+            5,
+            None,
+        );
         let pack = w.finish(&keys);
         let bytes = pack.to_vec();
         let mut flipped = bytes.clone();

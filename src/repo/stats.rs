@@ -15,6 +15,8 @@ pub struct RepoStats {
     /// Bytes of the distinct chunks as stored (compressed, sealed).
     pub stored_chunk_bytes: u64,
     pub chunks: usize,
+    /// Distinct chunks stored as deltas of others.
+    pub delta_chunks: usize,
     pub packs: usize,
     pub pack_bytes: u64,
     pub index_files: usize,
@@ -53,6 +55,7 @@ pub async fn stats(repo: &Repository) -> Result<RepoStats, RepoError> {
         unique_bytes,
         stored_chunk_bytes,
         chunks: index.chunk_count(),
+        delta_chunks: index.delta_count(),
         packs,
         pack_bytes,
         index_files,

@@ -16,7 +16,7 @@ use super::binlog::GtidPos;
 use super::server::{client_program, probe, require_binlog, MysqlUrl};
 use super::MyError;
 use crate::engine::process::ChildOutput;
-use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, SourceFile};
+use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest, MysqlPoint};
@@ -170,7 +170,7 @@ pub async fn dump_backup(
                 }),
             })
         }));
-        let stored = store_files(repo, files, concurrency, progress).await?;
+        let stored = store_files(repo, files, concurrency, progress, &Cutting::default()).await?;
         let (head, tail, consistent_at) = {
             let s = seen.lock().unwrap_or_else(|p| p.into_inner());
             (

@@ -18,7 +18,7 @@ use super::restore::{assemble, replay, MyPlan, MyRestoreReport};
 use super::server::{client_program, probe, require_binlog, MysqlUrl};
 use super::MyError;
 use crate::engine::process::{feed_file, ChildOutput};
-use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, SourceFile};
+use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest, MysqlPoint};
@@ -104,7 +104,7 @@ pub async fn physical_backup(
                 reader: Box::new(output),
             })
         }));
-        let stored = store_files(repo, files, concurrency, progress).await?;
+        let stored = store_files(repo, files, concurrency, progress, &Cutting::default()).await?;
         *seen_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Utc::now());
         let text = {
             let handle = log.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -17,7 +17,7 @@ use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
 use crate::pipeline::backup::{
-    commit_backup, store_files, BackupSummary, SourceFile, StoredFiles, VisitFile,
+    commit_backup, store_files, BackupSummary, Cutting, SourceFile, StoredFiles, VisitFile,
 };
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
@@ -158,6 +158,11 @@ pub async fn base_backup(
             now,
         );
         let label = format!("heirloom-backup {}", manifest.id);
+        let previous = previous_backup(repo, request.source, &system_identifier).await?;
+        if let Some(p) = &previous {
+            debug!(previous = %p.id, "new chunks are stored as deltas of this backup's");
+        }
+        let cutting = Cutting::pages(previous.as_ref());
         let taken = match request.data_dir {
             Some(data_dir) => {
                 local_copy(
@@ -169,6 +174,7 @@ pub async fn base_backup(
                     data_dir,
                     request.concurrency,
                     progress,
+                    &cutting,
                 )
                 .await?
             }
@@ -180,6 +186,7 @@ pub async fn base_backup(
                     &label,
                     request.concurrency,
                     progress,
+                    &cutting,
                 )
                 .await?
             }
@@ -199,8 +206,12 @@ pub async fn base_backup(
         } = taken;
         let (timeline, start_wal) = parse_label(&backup_label)?;
         let stop: Lsn = stop_lsn.parse().map_err(PgError::Invalid)?;
-        let stop_wal = WalFileName::segment_of(timeline, stop, segment_size as u64).to_string();
+        let stop_segment = WalFileName::segment_of(timeline, stop, segment_size as u64);
+        let stop_wal = stop_segment.to_string();
         info!(%stop_lsn, files = stored.files.len(), "backup stopped");
+        if request.data_dir.is_some() {
+            wait_archived(repo, &client, &server, request.source, &stop_segment).await?;
+        }
 
         manifest.postgres = Some(PostgresPoint {
             system_identifier: system_identifier.clone(),
@@ -221,6 +232,79 @@ pub async fn base_backup(
     .await;
     lease.release().await;
     result
+}
+
+/// How long a backup waits for its last WAL segment to reach the repository.
+const ARCHIVE_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Waits until the WAL segment a backup ends in is in the repository (archived by `wal-push` or a
+/// streamer): only then can the backup be restored. Skipped when the server does not archive (a
+/// streamer may bring the segment later; the restore planner says so if it never does).
+async fn wait_archived(
+    repo: &Repository,
+    client: &Client,
+    server: &str,
+    source: &str,
+    stop_wal: &WalFileName,
+) -> Result<(), PgError> {
+    let mode: String = client
+        .query_one("SHOW archive_mode", &[])
+        .await
+        .map_err(sql(server))?
+        .get(0);
+    if mode == "off" {
+        info!(segment = %stop_wal, "archive_mode is off: not waiting for the backup's last WAL segment");
+        return Ok(());
+    }
+    let key = super::wal::wal_key(source, stop_wal);
+    let clock = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(20);
+    let mut warned = 0u64;
+    loop {
+        if repo
+            .store()
+            .list(&key)
+            .await
+            .map_err(crate::repo::RepoError::from)?
+            .iter()
+            .any(|o| o.key == key)
+        {
+            debug!(segment = %stop_wal, waited_ms = clock.elapsed().as_millis() as u64, "last WAL segment archived");
+            return Ok(());
+        }
+        let waited = clock.elapsed();
+        if waited >= ARCHIVE_WAIT_LIMIT {
+            return Err(PgError::Invalid(format!(
+                "WAL segment {stop_wal}, where this backup ends, did not reach the repository as {key} within {} s: check archive_command (wal-push --source {source}) or the streamer; the backup is not recorded",
+                ARCHIVE_WAIT_LIMIT.as_secs()
+            )));
+        }
+        if waited.as_secs() / 60 > warned {
+            warned = waited.as_secs() / 60;
+            warn!(segment = %stop_wal, waited_s = waited.as_secs(), "still waiting for the backup's last WAL segment to be archived");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+    }
+}
+
+/// The newest physical backup of `source` from the same cluster: its files are what new chunks are
+/// encoded against.
+async fn previous_backup(
+    repo: &Repository,
+    source: &str,
+    system_identifier: &str,
+) -> Result<Option<Manifest>, PgError> {
+    let manifests = repo.manifests(Some(source)).await?;
+    Ok(manifests
+        .into_iter()
+        .filter(|m| {
+            m.kind == BackupKind::PostgresPhysical
+                && m.postgres
+                    .as_ref()
+                    .is_some_and(|p| p.system_identifier == system_identifier)
+        })
+        .max_by_key(|m| m.started))
 }
 
 /// What copying the cluster's files produced.
@@ -244,6 +328,7 @@ async fn local_copy(
     data_dir: &Path,
     concurrency: Concurrency,
     progress: ProgressBar,
+    cutting: &Cutting,
 ) -> Result<Taken, PgError> {
     let err = sql(server);
     let start_sql = if version >= 150000 {
@@ -274,11 +359,13 @@ async fn local_copy(
             Err(e) => Some(Err(io::Error::new(e.kind(), format!("{path}: {e}")))),
         }
     }));
-    let stored = store_files(repo, source, concurrency, progress).await?;
+    let stored = store_files(repo, source, concurrency, progress, cutting).await?;
+    // Not waiting for the archiver here: PostgreSQL polls it once a second; `wait_archived` watches
+    // the repository, where the WAL has to be, more closely.
     let stop_sql = if version >= 150000 {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
     } else {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)"
+        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
     };
     let row = client.query_one(stop_sql, &[]).await.map_err(&err)?;
     Ok(Taken {
@@ -381,6 +468,7 @@ async fn remote_copy(
     label: &str,
     concurrency: Concurrency,
     progress: ProgressBar,
+    cutting: &Cutting,
 ) -> Result<Taken, PgError> {
     let program = pg_program("pg_basebackup", Some(version / 10000))?;
     // --wal-method=fetch only to have the end point reported: the WAL comes from the archive, and the
@@ -405,7 +493,7 @@ async fn remote_copy(
         child,
         extras: extras.clone(),
     });
-    let stored = store_files(repo, source, concurrency, progress).await?;
+    let stored = store_files(repo, source, concurrency, progress, cutting).await?;
     let extras = std::mem::take(
         &mut *extras
             .lock()

@@ -15,7 +15,7 @@ use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
 use crate::engine::process::{feed_file, ChildOutput, WaitStderr};
-use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, SourceFile};
+use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest};
@@ -82,7 +82,7 @@ pub async fn logical_backup(
                 reader: Box::new(ChildOutput::new(child, stdout, "pg_dump")),
             })
         }));
-        let stored = store_files(repo, files, concurrency, progress).await?;
+        let stored = store_files(repo, files, concurrency, progress, &Cutting::default()).await?;
         let manifest = Manifest::new(source, BackupKind::PostgresLogical, labels, now);
         let summary = commit_backup(repo, manifest, stored, clock).await?;
         info!(id = %summary.id, database, "logical backup complete");
