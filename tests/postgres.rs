@@ -964,3 +964,70 @@ async fn restores_stop_at_a_named_restore_point_or_a_wal_location() {
     ]);
     assert_eq!(bad.code(), Some(2), "{}", bad.stderr());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_backup_stores_changed_pages_as_deltas_and_restores_exactly() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    world.use_physical_source(&source);
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO markers (id) VALUES (1)")
+        .await
+        .unwrap();
+    let init = pgbench(&source, &["-i", "-s", "2", "-q"])
+        .wait_with_output()
+        .unwrap();
+    assert!(init.status.success());
+    let summary = |run: &support::postgres::CliRun| -> serde_json::Value {
+        serde_json::from_str(&run.stdout()).unwrap()
+    };
+    let first = summary(&world.cli(&["backup", "pg", "--json"]).success());
+    assert_eq!(first["delta_chunks"], 0, "{first}");
+
+    // Updates spread over every page of pgbench_accounts: each changes a little.
+    let load = pgbench(&source, &["-c", "2", "-T", "4", "-n"])
+        .wait_with_output()
+        .unwrap();
+    assert!(load.status.success());
+    let second = summary(&world.cli(&["backup", "pg", "--json"]).success());
+    assert!(second["delta_chunks"].as_u64().unwrap() > 3, "{second}");
+    assert!(
+        second["added_bytes"].as_u64().unwrap() * 2 < first["added_bytes"].as_u64().unwrap(),
+        "first {first}, second {second}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&world.cli(&["stats", "--json"]).success().stdout()).unwrap();
+    assert_eq!(stats["delta_chunks"], second["delta_chunks"], "{stats}");
+    world.cli(&["verify", "--read-data"]).success();
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (2)")
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    let source_dump = dump_data(&source);
+    source.stop();
+
+    // The latest backup is the one of deltas: every page comes back exactly.
+    let dir = restore_dir(&world, "from-deltas");
+    let port = support::free_port();
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--latest",
+            "--start",
+            "--port",
+            &port.to_string(),
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
+    assert_eq!(markers(&restored).await, vec![1, 2]);
+    assert_pgbench_consistent(&restored).await;
+    assert_amcheck_clean(&restored);
+    assert_same_rows(&source_dump, &dump_data(&restored));
+    restored.stop();
+}
