@@ -30,8 +30,8 @@ const MAX_READ_PLAIN: u64 = 16 * 1024 * 1024;
 struct PackRead {
     pack: PackId,
     range: Range<u64>,
-    /// (chunk id, offset inside the read, sealed length, plaintext length)
-    chunks: Vec<(ChunkId, u32, u32, u32)>,
+    /// (chunk id, offset inside the read, sealed length, plaintext length, base of a delta)
+    chunks: Vec<(ChunkId, u32, u32, u32, Option<ChunkId>)>,
     /// The plaintext bytes of those chunks.
     plain: u64,
     /// The bases of the delta chunks among them, and where those are.
@@ -90,7 +90,8 @@ fn plan_reads(
             {
                 last.plain += u64::from(loc.raw_len);
                 let inner = (start - last.range.start) as u32;
-                last.chunks.push((*id, inner, loc.length, loc.raw_len));
+                last.chunks
+                    .push((*id, inner, loc.length, loc.raw_len, loc.base));
                 last.range.end = end;
                 last.needs_base(index, &file.path, id, &manifest.id.key())?;
                 continue;
@@ -99,7 +100,7 @@ fn plan_reads(
         let mut read = PackRead {
             pack: loc.pack,
             range: start..end,
-            chunks: vec![(*id, 0, loc.length, loc.raw_len)],
+            chunks: vec![(*id, 0, loc.length, loc.raw_len, loc.base)],
             plain: u64::from(loc.raw_len),
             bases: Vec::new(),
         };
@@ -200,12 +201,7 @@ pub(crate) async fn read_bases(
     Ok(opened.into_iter().flatten().collect())
 }
 
-async fn fetch(
-    store: Store,
-    keys: Arc<Keys>,
-    index: Arc<HashMap<ChunkId, ChunkId>>,
-    read: PackRead,
-) -> Result<Vec<Bytes>, RepoError> {
+async fn fetch(store: Store, keys: Arc<Keys>, read: PackRead) -> Result<Vec<Bytes>, RepoError> {
     let key = pack_key(&read.pack);
     let (bytes, bases) = futures::future::try_join(
         get_range(&store, &key, read.range.clone()),
@@ -215,12 +211,12 @@ async fn fetch(
     tokio::task::spawn_blocking(move || {
         read.chunks
             .iter()
-            .map(|(id, at, len, raw_len)| {
+            .map(|(id, at, len, raw_len, base)| {
                 let sealed = bytes
                     .get(*at as usize..(*at + *len) as usize)
                     .ok_or_else(|| RepoError::corrupt(&key, format!("chunk {id}: short read")))?;
-                let base = index
-                    .get(id)
+                let base = base
+                    .as_ref()
                     .and_then(|b| bases.get(b).map(|plain| (b, &plain[..])));
                 blob::open_chunk_with(&keys, id, sealed, *raw_len, base)
                     .map_err(|e| RepoError::corrupt(&key, format!("chunk {id}: {e}")))
@@ -301,15 +297,8 @@ pub async fn restore_files<S: FileSink>(
 
     let store = repo.store().clone();
     let keys = repo.keys().clone();
-    let bases: Arc<HashMap<ChunkId, ChunkId>> = Arc::new(
-        reads
-            .iter()
-            .flat_map(|r| r.chunks.iter())
-            .filter_map(|(id, ..)| index.base_of(id).map(|b| (*id, b)))
-            .collect(),
-    );
     let mut fetched = futures::stream::iter(reads)
-        .map(|read| fetch(store.clone(), keys.clone(), bases.clone(), read))
+        .map(|read| fetch(store.clone(), keys.clone(), read))
         .buffered(concurrency.io.max(1) + concurrency.cpu.max(1));
     let mut failure = None;
     while let Some(result) = fetched.next().await {
