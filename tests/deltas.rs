@@ -124,8 +124,12 @@ async fn back_up(
 }
 
 fn pack_files(setup: &Setup) -> Vec<std::path::PathBuf> {
+    files_under(setup, "data")
+}
+
+fn files_under(setup: &Setup, dir: &str) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![setup.dir.path().join("repo/data")];
+    let mut stack = vec![setup.dir.path().join("repo").join(dir)];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -158,6 +162,7 @@ async fn changed_pages_are_stored_as_small_deltas_and_restored_exactly() {
     assert_eq!(first.delta_chunks, 0);
     assert_eq!(m1.files[0].chunks.len(), 13, "fixed 256 KiB chunks");
     let packs_of_first = pack_files(&setup);
+    let index_of_first = files_under(&setup, "index");
 
     // Every page of the table changed a little; the other file did not change at all; a new file.
     let table2 = touched(&table, 1);
@@ -234,6 +239,24 @@ async fn changed_pages_are_stored_as_small_deltas_and_restored_exactly() {
         .filter(|p| p.problem.contains("its base") && p.problem.contains("cannot be read"))
         .collect();
     assert_eq!(delta_problems.len(), 26, "{:?}", report.problems);
+
+    // And the index file naming them: the deltas' bases are in no index, which verify's structure
+    // check and the restore plan both say.
+    for (n, file) in index_of_first.iter().enumerate() {
+        std::fs::rename(file, setup.dir.path().join(format!("index-{n}"))).unwrap();
+    }
+    let report = verify(&repo, None, Concurrency::default()).await.unwrap();
+    let orphans = report
+        .problems
+        .iter()
+        .filter(|p| {
+            p.problem.contains("is a delta of chunk") && p.problem.ends_with("which is in no index")
+        })
+        .count();
+    assert_eq!(orphans, 26, "{:?}", report.problems);
+    let (err, _) = restore(&repo, &m3.id).await.unwrap_err();
+    assert!(err.to_string().contains("is a delta of chunk"), "{err}");
+    assert!(err.to_string().contains("which is in no index"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

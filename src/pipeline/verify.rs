@@ -141,6 +141,28 @@ pub async fn verify(
         }
     }
 
+    // Every delta's base must be indexed too, and be whole.
+    let mut orphans: Vec<(String, String)> = index
+        .deltas()
+        .filter_map(|(delta, base)| {
+            let problem = match index.get(base) {
+                None => format!("chunk {delta} is a delta of chunk {base}, which is in no index"),
+                Some(b) if b.base.is_some() => {
+                    format!("chunk {delta} is a delta of chunk {base}, itself a delta")
+                }
+                Some(_) => return None,
+            };
+            let pack = index
+                .get(delta)
+                .map_or_else(|| "index/".to_owned(), |l| pack_key(&l.pack));
+            Some((pack, problem))
+        })
+        .collect();
+    orphans.sort();
+    for (object, problem) in orphans {
+        report.problem(object, problem);
+    }
+
     // Packs the index names must exist with the size it recorded.
     let stored: HashMap<PackId, u64> = repo.stored_packs().await?.into_iter().collect();
     let indexed: HashSet<PackId> = index.packs().iter().map(|(id, _)| *id).collect();

@@ -96,6 +96,11 @@ impl Index {
         self.bases.len()
     }
 
+    /// Every delta chunk with its base.
+    pub fn deltas(&self) -> impl Iterator<Item = (&ChunkId, &ChunkId)> {
+        self.bases.iter()
+    }
+
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
