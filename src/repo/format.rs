@@ -20,15 +20,15 @@ pub struct RepoConfig {
     pub chunker: ChunkerParams,
     pub compression: CompressionParams,
     pub pack: PackParams,
-    /// Always `aes-256-gcm` in format 1.
+    /// Always `aes-256-gcm` (formats 1 and 2).
     pub cipher: String,
-    /// Always `hmac-sha256` in format 1.
+    /// Always `hmac-sha256` (formats 1 and 2).
     pub chunk_id: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChunkerParams {
-    /// Always `fastcdc-2020` in format 1.
+    /// Always `fastcdc-2020` (formats 1 and 2).
     #[serde(default = "fastcdc_name")]
     pub algorithm: FastCdcName,
     pub min_size: u32,
@@ -36,7 +36,7 @@ pub struct ChunkerParams {
     pub max_size: u32,
 }
 
-/// The only chunking algorithm of format 1.
+/// The only content-defined chunking algorithm (formats 1 and 2).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum FastCdcName {
     #[serde(rename = "fastcdc-2020")]
@@ -49,7 +49,7 @@ fn fastcdc_name() -> FastCdcName {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CompressionParams {
-    /// Always `zstd` in format 1.
+    /// Always `zstd` (formats 1 and 2).
     pub algorithm: ZstdName,
     pub level: i32,
 }
