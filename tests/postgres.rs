@@ -727,6 +727,15 @@ async fn streamed_wal_survives_a_killed_streamer_and_recent_commits_are_restorab
         .success();
     let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
     assert_eq!(markers(&restored).await, vec![1, 2, 3, 4]);
+    // The open segment was stored as a whole snapshot and then increments (the restarted
+    // streamer continued the chain its predecessor left).
+    let snapshots: Vec<String> = walk_names(&world.repo().join("wal-partial"));
+    assert!(
+        snapshots
+            .iter()
+            .any(|n| !n.starts_with('.') && n.contains('-')),
+        "no incremental snapshot among {snapshots:?}"
+    );
     assert_pgbench_consistent(&restored).await;
     assert_same_rows(&source_dump, &dump_data(&restored));
     restored.stop();
@@ -868,6 +877,20 @@ async fn a_cluster_with_a_tablespace_restores_it_inside_the_new_data_directory()
     assert_eq!(walkdir_count(&location), before);
     assert_same_rows(&source_dump, &dump_data(&restored));
     restored.stop();
+}
+
+/// The names of the files under `dir`, at any depth.
+fn walk_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_names(&path));
+        } else {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
 }
 
 fn walkdir_count(dir: &std::path::Path) -> Vec<(String, u64)> {

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::basebackup::redact;
 use super::names::WalFileName;
 use super::server::pg_program;
-use super::wal::{ensure_identity, put_partial, wal_push};
+use super::wal::{ensure_identity, partial_chain, put_partial, wal_push};
 use super::PgError;
 use crate::repo::Repository;
 
@@ -125,7 +125,7 @@ pub async fn stream_wal(
 
     tokio::pin!(shutdown);
     let mut report = PgStreamReport::default();
-    let mut snapshot_of: Option<(String, u64)> = None;
+    let mut snapshot_of: Option<LastSnapshot> = None;
     let mut child: Option<Child> = None;
     let mut ticker = tokio::time::interval(options.flush_interval.min(Duration::from_secs(1)));
     let mut last_snapshot = Instant::now() - options.flush_interval;
@@ -277,12 +277,25 @@ async fn store_complete(
     Ok(())
 }
 
-/// Stores a snapshot of the segment being received, when it has grown since the last one.
+/// After this many increments, a snapshot is stored whole again: a restore reads at most this many
+/// more objects for the last segment, and a quiet segment's snapshots cost a few times its size.
+const MAX_INCREMENTS: usize = 32;
+
+/// The last snapshot stored: its segment, how far it reached, and increments since a whole one.
+#[derive(Debug, Clone)]
+pub(crate) struct LastSnapshot {
+    segment: String,
+    valid: u64,
+    increments: usize,
+}
+
+/// Stores a snapshot of the segment being received, when it has grown since the last one: only the
+/// bytes received since then, or the whole segment every `MAX_INCREMENTS` snapshots.
 async fn store_partial(
     repo: &Repository,
     source: &str,
     spool: &Path,
-    last: &mut Option<(String, u64)>,
+    last: &mut Option<LastSnapshot>,
     report: &mut PgStreamReport,
 ) -> Result<(), PgError> {
     let partials: Vec<PathBuf> = std::fs::read_dir(spool)
@@ -308,17 +321,36 @@ async fn store_partial(
             .map_err(|e| PgError::io(path.display(), e))?;
         let valid = valid_length(&bytes);
         let name = segment.to_string();
-        if valid == 0
-            || last
-                .as_ref()
-                .is_some_and(|(n, v)| *n == name && *v >= valid)
-        {
+        if valid == 0 {
             continue;
         }
-        put_partial(repo, source, &segment, bytes, valid).await?;
-        debug!(segment = %name, valid, "snapshot of the segment being received stored");
+        if last.as_ref().is_none_or(|l| l.segment != name) {
+            // A new segment, or a restart: continue the chain already stored, if any.
+            *last = partial_chain(repo, source, &segment)
+                .await?
+                .map(|chain| LastSnapshot {
+                    segment: name.clone(),
+                    valid: chain.valid(),
+                    increments: chain.increments(),
+                });
+        }
+        let (from, increments) = match last.as_ref().filter(|l| l.segment == name) {
+            Some(l) if l.valid >= valid => continue,
+            Some(l) if l.increments < MAX_INCREMENTS => (l.valid, l.increments + 1),
+            _ => (0, 0),
+        };
+        let piece = match from {
+            0 => bytes,
+            _ => bytes[from as usize..valid as usize].to_vec(),
+        };
+        put_partial(repo, source, &segment, piece, from, valid).await?;
+        debug!(segment = %name, from, valid, "snapshot of the segment being received stored");
         report.snapshots += 1;
-        *last = Some((name, valid));
+        *last = Some(LastSnapshot {
+            segment: name,
+            valid,
+            increments,
+        });
     }
     Ok(())
 }
