@@ -283,3 +283,19 @@ async fn a_format_1_repository_is_read_and_written_without_deltas() {
         .unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_base_costs_the_delta_not_the_backup() {
+    let setup = Setup::new().await;
+    let repo = setup.repo().await;
+    let table = pages(200, 5);
+    let (_, m1) = back_up(&repo, &[("t", table.clone())], None).await;
+    for (n, pack) in pack_files(&setup).iter().enumerate() {
+        std::fs::rename(pack, setup.dir.path().join(format!("pack-{n}"))).unwrap();
+    }
+    let table2 = touched(&table, 1);
+    let (second, m2) = back_up(&repo, &[("t", table2.clone())], Some(&m1)).await;
+    assert_eq!(second.delta_chunks, 0, "{second:?}");
+    assert_eq!(second.new_chunks, m2.files[0].chunks.len());
+    assert_eq!(sha(&restore(&repo, &m2.id).await.unwrap()), sha(&table2));
+}

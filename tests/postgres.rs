@@ -1054,3 +1054,31 @@ async fn a_second_backup_stores_changed_pages_as_deltas_and_restores_exactly() {
     assert_same_rows(&source_dump, &dump_data(&restored));
     restored.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_whose_last_wal_never_reaches_the_repository_fails_and_is_not_recorded() {
+    let world = PgWorld::new();
+    // PostgreSQL believes its WAL archived; none of it reaches this repository.
+    let mut source = PgCluster::init(
+        world.path(),
+        "source",
+        "archive_mode = on\narchive_command = '/bin/true'\nwal_level = replica\n",
+    );
+    world.use_physical_source(&source);
+    source.start();
+    let started = std::time::Instant::now();
+    let run = world.cli(&["backup", "pg", "--archive-timeout", "2s"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let message = run.stderr();
+    assert!(
+        message.contains("did not reach the repository"),
+        "{message}"
+    );
+    assert!(message.contains("--archive-timeout"), "{message}");
+    assert!(message.contains("wal/pg/0000000"), "{message}");
+    let listed = world.cli(&["list", "--json"]).success();
+    let backups: serde_json::Value = serde_json::from_str(&listed.stdout()).unwrap();
+    assert_eq!(backups.as_array().map(Vec::len), Some(0), "{backups}");
+    source.stop();
+}

@@ -33,6 +33,10 @@ pub struct BackupArgs {
     /// A label recorded in the manifest (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// How long a PostgreSQL backup waits for the WAL segment it ends in to reach the repository
+    /// before it fails (e.g. 60s, 10m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = heirloom_backup::store::parse_duration)]
+    archive_timeout: std::time::Duration,
     #[arg(long)]
     json: bool,
 }
@@ -190,6 +194,7 @@ async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::
         data_dir: source.data_dir.as_deref(),
         labels: args.labels.iter().cloned().collect(),
         concurrency: ctx.concurrency,
+        archive_timeout: args.archive_timeout,
     };
     let progress = ctx.progress("backup", None);
     let summary = base_backup(&repo, &request, progress.clone(), Utc::now())

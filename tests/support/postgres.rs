@@ -206,7 +206,7 @@ pub struct PgCluster {
 }
 
 impl PgCluster {
-    fn init(root: &Path, name: &str, extra_conf: &str) -> Self {
+    pub fn init(root: &Path, name: &str, extra_conf: &str) -> Self {
         let data = root.join(name);
         std::fs::create_dir_all(&data).unwrap();
         chown_postgres(&data);

@@ -212,6 +212,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         data_dir: Some(&data),
         labels: Default::default(),
         concurrency: ctx.concurrency,
+        archive_timeout: std::time::Duration::from_secs(60),
     };
     let summary = base_backup(&repo, &request, ProgressBar::hidden(), Utc::now()).await?;
     println!(

@@ -56,6 +56,8 @@ pub struct BaseBackupRequest<'a> {
     pub data_dir: Option<&'a Path>,
     pub labels: BTreeMap<String, String>,
     pub concurrency: Concurrency,
+    /// How long a local backup waits for its last WAL segment to reach the repository.
+    pub archive_timeout: std::time::Duration,
 }
 
 async fn connect(conninfo: &str) -> Result<Client, PgError> {
@@ -210,7 +212,15 @@ pub async fn base_backup(
         let stop_wal = stop_segment.to_string();
         info!(%stop_lsn, files = stored.files.len(), "backup stopped");
         if request.data_dir.is_some() {
-            wait_archived(repo, &client, &server, request.source, &stop_segment).await?;
+            wait_archived(
+                repo,
+                &client,
+                &server,
+                request.source,
+                &stop_segment,
+                request.archive_timeout,
+            )
+            .await?;
         }
 
         manifest.postgres = Some(PostgresPoint {
@@ -234,9 +244,6 @@ pub async fn base_backup(
     result
 }
 
-/// How long a backup waits for its last WAL segment to reach the repository.
-const ARCHIVE_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
-
 /// Waits until the WAL segment a backup ends in is in the repository (archived by `wal-push` or a
 /// streamer): only then can the backup be restored. Skipped when the server does not archive (a
 /// streamer may bring the segment later; the restore planner says so if it never does).
@@ -246,6 +253,7 @@ async fn wait_archived(
     server: &str,
     source: &str,
     stop_wal: &WalFileName,
+    limit: std::time::Duration,
 ) -> Result<(), PgError> {
     let mode: String = client
         .query_one("SHOW archive_mode", &[])
@@ -273,14 +281,14 @@ async fn wait_archived(
             return Ok(());
         }
         let waited = clock.elapsed();
-        if waited >= ARCHIVE_WAIT_LIMIT {
+        if waited >= limit {
             return Err(PgError::Invalid(format!(
-                "WAL segment {stop_wal}, where this backup ends, did not reach the repository as {key} within {} s: check archive_command (wal-push --source {source}) or the streamer; the backup is not recorded",
-                ARCHIVE_WAIT_LIMIT.as_secs()
+                "WAL segment {stop_wal}, where this backup ends, did not reach the repository as {key} within {} s: check archive_command (wal-push --source {source}) or the streamer, or allow longer with --archive-timeout; the backup is not recorded",
+                limit.as_secs()
             )));
         }
-        if waited.as_secs() / 60 > warned {
-            warned = waited.as_secs() / 60;
+        if waited.as_secs() / 30 > warned {
+            warned = waited.as_secs() / 30;
             warn!(segment = %stop_wal, waited_s = waited.as_secs(), "still waiting for the backup's last WAL segment to be archived");
         }
         tokio::time::sleep(pause).await;
