@@ -86,7 +86,9 @@ fn plan_reads(
             if last.pack == loc.pack
                 && last.range.end == start
                 && end - last.range.start <= MAX_READ
-                && last.plain + 2 * u64::from(loc.raw_len) <= MAX_READ_PLAIN
+                // A delta's base, read along with it, counts too.
+                && last.plain + u64::from(loc.raw_len) * (1 + u64::from(loc.base.is_some()))
+                    <= MAX_READ_PLAIN
             {
                 last.plain += u64::from(loc.raw_len);
                 let inner = (start - last.range.start) as u32;
