@@ -3,33 +3,18 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use heirloom_backup::pipeline::backup::{
     commit_backup, store_files, BackupSummary, Cutting, SourceFile,
 };
 use heirloom_backup::pipeline::verify::{verify, Subset};
 use heirloom_backup::pipeline::Concurrency;
-use heirloom_backup::repo::format::InitParams;
 use heirloom_backup::repo::manifest::{BackupKind, Manifest};
 use heirloom_backup::repo::Repository;
-use heirloom_backup::store::{Backend, LocalBackend, Store};
 use indicatif::ProgressBar;
-use support::repo::{restore, sha, test_key};
+use support::repo::{restore, sha, small_params, LocalRepo};
 
 const PAGE: usize = 8192;
-const MIB: usize = 1024 * 1024;
-
-fn params() -> InitParams {
-    InitParams {
-        chunk_min: 64 * 1024,
-        chunk_avg: 256 * 1024,
-        chunk_max: MIB as u32,
-        pack_size: MIB as u32,
-        compression_level: 3,
-    }
-}
 
 /// Something like a table's pages: rows of a counter, a number that varies, and padding.
 fn pages(count: usize, seed: u64) -> Vec<u8> {
@@ -63,30 +48,20 @@ fn touched(data: &[u8], round: u8) -> Vec<u8> {
     out
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    local: Arc<dyn Backend>,
-}
+/// A local repository with small chunks, whose files the tests can damage.
+struct Setup(LocalRepo);
 
 impl Setup {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let local: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
-        Repository::init(
-            Store::new(local.clone()),
-            &test_key(),
-            &params(),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-        Self { dir, local }
+        Self(LocalRepo::init(&small_params()).await)
     }
 
     async fn repo(&self) -> Repository {
-        Repository::open(Store::new(self.local.clone()), &test_key())
-            .await
-            .unwrap()
+        self.0.open().await
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.dir.path()
     }
 }
 
@@ -129,7 +104,7 @@ fn pack_files(setup: &Setup) -> Vec<std::path::PathBuf> {
 
 fn files_under(setup: &Setup, dir: &str) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![setup.dir.path().join("repo").join(dir)];
+    let mut stack = vec![setup.path().join("repo").join(dir)];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -243,7 +218,7 @@ async fn changed_pages_are_stored_as_small_deltas_and_restored_exactly() {
     // And the index file naming them: the deltas' bases are in no index, which verify's structure
     // check and the restore plan both say.
     for (n, file) in index_of_first.iter().enumerate() {
-        std::fs::rename(file, setup.dir.path().join(format!("index-{n}"))).unwrap();
+        std::fs::rename(file, setup.path().join(format!("index-{n}"))).unwrap();
     }
     let report = verify(&repo, None, Concurrency::default()).await.unwrap();
     let orphans = report
@@ -262,7 +237,7 @@ async fn changed_pages_are_stored_as_small_deltas_and_restored_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_format_1_repository_is_read_and_written_without_deltas() {
     let setup = Setup::new().await;
-    let config = setup.dir.path().join("repo/heirloom.json");
+    let config = setup.path().join("repo/heirloom.json");
     let mut json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     json["version"] = 1.into();
@@ -291,7 +266,7 @@ async fn an_unreadable_base_costs_the_delta_not_the_backup() {
     let table = pages(200, 5);
     let (_, m1) = back_up(&repo, &[("t", table.clone())], None).await;
     for (n, pack) in pack_files(&setup).iter().enumerate() {
-        std::fs::rename(pack, setup.dir.path().join(format!("pack-{n}"))).unwrap();
+        std::fs::rename(pack, setup.path().join(format!("pack-{n}"))).unwrap();
     }
     let table2 = touched(&table, 1);
     let (second, m2) = back_up(&repo, &[("t", table2.clone())], Some(&m1)).await;

@@ -5,56 +5,30 @@ mod support;
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use heirloom_backup::pipeline::verify::{verify, Subset};
 use heirloom_backup::pipeline::Concurrency;
-use heirloom_backup::repo::format::InitParams;
 use heirloom_backup::repo::{RepoError, Repository};
 use heirloom_backup::store::faults::{FaultPlan, FaultyBackend};
-use heirloom_backup::store::{Backend, LocalBackend, Store};
+use heirloom_backup::store::Store;
 use support::mixed_data;
-use support::repo::{backup, restore, sha, test_key};
+use support::repo::{backup, restore, sha, small_params, test_key, LocalRepo};
 
 const MIB: usize = 1024 * 1024;
 
-fn small_params() -> InitParams {
-    InitParams {
-        chunk_min: 64 * 1024,
-        chunk_avg: 256 * 1024,
-        chunk_max: MIB as u32,
-        pack_size: MIB as u32,
-        compression_level: 3,
-    }
-}
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    local: Arc<dyn Backend>,
-}
+/// A local repository, read healthy or through a store that fails as planned.
+struct Setup(LocalRepo);
 
 impl Setup {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let local: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path().join("repo")));
-        Repository::init(
-            Store::new(local.clone()),
-            &test_key(),
-            &small_params(),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-        Self { _dir: dir, local }
+        Self(LocalRepo::init(&small_params()).await)
     }
 
     async fn healthy(&self) -> Repository {
-        Repository::open(Store::new(self.local.clone()), &test_key())
-            .await
-            .unwrap()
+        self.0.open().await
     }
 
     async fn faulty(&self, plan: FaultPlan) -> Repository {
-        let backend = Arc::new(FaultyBackend::new(self.local.clone(), plan));
+        let backend = Arc::new(FaultyBackend::new(self.0.local.clone(), plan));
         Repository::open(Store::new(backend), &test_key())
             .await
             .unwrap()

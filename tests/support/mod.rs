@@ -375,6 +375,48 @@ pub mod repo {
     use indicatif::ProgressBar;
     use sha2::{Digest, Sha256};
 
+    /// Small chunks (64 KiB / 256 KiB / 1 MiB) and 1 MiB packs: many of each from little data.
+    pub fn small_params() -> heirloom_backup::repo::format::InitParams {
+        heirloom_backup::repo::format::InitParams {
+            chunk_min: 64 * 1024,
+            chunk_avg: 256 * 1024,
+            chunk_max: 1024 * 1024,
+            pack_size: 1024 * 1024,
+            compression_level: 3,
+        }
+    }
+
+    /// A repository in a temporary directory on the local file system (so tests can damage its
+    /// files), opened with [`test_key`].
+    pub struct LocalRepo {
+        pub dir: tempfile::TempDir,
+        pub local: Arc<dyn heirloom_backup::store::Backend>,
+    }
+
+    impl LocalRepo {
+        pub async fn init(params: &heirloom_backup::repo::format::InitParams) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let local: Arc<dyn heirloom_backup::store::Backend> = Arc::new(
+                heirloom_backup::store::LocalBackend::new(dir.path().join("repo")),
+            );
+            let store = heirloom_backup::store::Store::new(local.clone());
+            Repository::init(store, &test_key(), params, Utc::now())
+                .await
+                .unwrap();
+            Self { dir, local }
+        }
+
+        /// The repository's root directory.
+        pub fn root(&self) -> std::path::PathBuf {
+            self.dir.path().join("repo")
+        }
+
+        pub async fn open(&self) -> Repository {
+            let store = heirloom_backup::store::Store::new(self.local.clone());
+            Repository::open(store, &test_key()).await.unwrap()
+        }
+    }
+
     pub fn test_key() -> KeySource {
         KeySource::KeyFile {
             path: "test-key".into(),
