@@ -56,7 +56,7 @@ pub struct BaseBackupRequest<'a> {
     pub data_dir: Option<&'a Path>,
     pub labels: BTreeMap<String, String>,
     pub concurrency: Concurrency,
-    /// How long a local backup waits for its last WAL segment to reach the repository.
+    /// How long a backup waits for its last WAL segment to reach the repository.
     pub archive_timeout: std::time::Duration,
 }
 
@@ -211,17 +211,16 @@ pub async fn base_backup(
         let stop_segment = WalFileName::segment_of(timeline, stop, segment_size as u64);
         let stop_wal = stop_segment.to_string();
         info!(%stop_lsn, files = stored.files.len(), "backup stopped");
-        if request.data_dir.is_some() {
-            wait_archived(
-                repo,
-                &client,
-                &server,
-                request.source,
-                &stop_segment,
-                request.archive_timeout,
-            )
-            .await?;
-        }
+        // Local or streamed, a backup is restorable only with the WAL it ends in.
+        wait_archived(
+            repo,
+            &client,
+            &server,
+            request.source,
+            &stop_segment,
+            request.archive_timeout,
+        )
+        .await?;
 
         manifest.postgres = Some(PostgresPoint {
             system_identifier: system_identifier.clone(),
