@@ -60,7 +60,8 @@ pub struct BaseBackupRequest<'a> {
     pub archive_timeout: std::time::Duration,
 }
 
-async fn connect(conninfo: &str) -> Result<Client, PgError> {
+/// A session with the server, its connection driven in the background.
+pub(crate) async fn connect(conninfo: &str) -> Result<Client, PgError> {
     let server = redact(conninfo);
     let (client, connection) =
         tokio_postgres::connect(conninfo, NoTls)
@@ -99,7 +100,8 @@ pub fn redact(conninfo: &str) -> String {
     }
 }
 
-fn sql(server: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
+/// Names `server` (redacted) in a failed query's error.
+pub(crate) fn sql(server: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
     move |source| PgError::Sql {
         server: server.to_owned(),
         source,

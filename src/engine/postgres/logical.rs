@@ -7,10 +7,9 @@ use std::process::{Command, Stdio};
 
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
-use tokio_postgres::NoTls;
 use tracing::info;
 
-use super::basebackup::redact;
+use super::basebackup::{connect, redact, sql};
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
@@ -33,14 +32,7 @@ pub async fn logical_backup(
 ) -> Result<BackupSummary, PgError> {
     let clock = std::time::Instant::now();
     let server = redact(conninfo);
-    let sql = |source| PgError::Sql {
-        server: server.clone(),
-        source,
-    };
-    let (client, conn) = tokio_postgres::connect(conninfo, NoTls)
-        .await
-        .map_err(sql)?;
-    tokio::spawn(conn);
+    let client = connect(conninfo).await?;
     let row = client
         .query_one(
             "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
@@ -48,7 +40,7 @@ pub async fn logical_backup(
             &[],
         )
         .await
-        .map_err(sql)?;
+        .map_err(sql(&server))?;
     let system_identifier: String = row.get(0);
     let version = row.get::<_, i32>(1) as u32;
     let database: String = row.get(2);

@@ -11,10 +11,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
-use tokio_postgres::NoTls;
 use tracing::{debug, info, warn};
 
-use super::basebackup::redact;
+use super::basebackup::{connect, redact, sql};
 use super::names::WalFileName;
 use super::server::pg_program;
 use super::wal::{ensure_identity, partial_chain, put_partial, wal_push};
@@ -83,14 +82,7 @@ pub async fn stream_wal(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PgStreamReport, PgError> {
     let server = redact(conninfo);
-    let sql = |e| PgError::Sql {
-        server: server.clone(),
-        source: e,
-    };
-    let (client, conn) = tokio_postgres::connect(conninfo, NoTls)
-        .await
-        .map_err(sql)?;
-    tokio::spawn(conn);
+    let client = connect(conninfo).await?;
     let row = client
         .query_one(
             "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
@@ -98,7 +90,7 @@ pub async fn stream_wal(
             &[],
         )
         .await
-        .map_err(sql)?;
+        .map_err(sql(&server))?;
     let system_identifier: String = row.get(0);
     let major = row.get::<_, i32>(1) as u32 / 10000;
     drop(client);
