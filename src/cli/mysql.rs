@@ -124,33 +124,42 @@ pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit
     let report = stream(&repo, &args.source, &url, &options, shutdown_signal())
         .await
         .with_context(|| format!("streaming the binlog of source {}", args.source))?;
-    if args.json {
-        print_json(&serde_json::json!({
-            "source": args.source,
+    print_binlog_report(&args.source, &report, args.json)?;
+    Ok(Exit::Ok)
+}
+
+/// What `stream` or `binlog-push` stored; the text names where the chain ends when it is known.
+fn print_binlog_report(
+    source: &str,
+    report: &heirloom_backup::engine::mysql::stream::StreamReport,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::json!({
+            "source": source,
             "segments": report.segments,
             "bytes": report.bytes,
             "transactions": report.transactions,
             "last": report.last,
-        }))?;
-    } else {
-        let end = report
-            .last
-            .as_ref()
-            .map(|m| {
-                format!(
-                    ", chain ends at {}:{} of server {} (GTID {})",
-                    m.file, m.end, m.server_id, m.gtid_pos
-                )
-            })
-            .unwrap_or_default();
-        println!(
-            "stored {} segments, {} of binlog, {} transactions{end}",
-            report.segments,
-            human_bytes(report.bytes),
-            report.transactions
-        );
+        }));
     }
-    Ok(Exit::Ok)
+    let end = report
+        .last
+        .as_ref()
+        .map(|m| {
+            format!(
+                ", chain ends at {}:{} of server {} (GTID {})",
+                m.file, m.end, m.server_id, m.gtid_pos
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "stored {} segments, {} of binlog, {} transactions{end}",
+        report.segments,
+        human_bytes(report.bytes),
+        report.transactions
+    );
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -371,22 +380,7 @@ pub async fn run_binlog_push(ctx: &Context, args: &BinlogPushArgs) -> anyhow::Re
                 dir.display()
             )
         })?;
-    if args.json {
-        print_json(&serde_json::json!({
-            "source": args.source,
-            "segments": report.segments,
-            "bytes": report.bytes,
-            "transactions": report.transactions,
-            "last": report.last,
-        }))?;
-    } else {
-        println!(
-            "stored {} segments, {} of binlog, {} transactions",
-            report.segments,
-            human_bytes(report.bytes),
-            report.transactions
-        );
-    }
+    print_binlog_report(&args.source, &report, args.json)?;
     Ok(Exit::Ok)
 }
 
