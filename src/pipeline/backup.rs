@@ -400,8 +400,8 @@ async fn delta_base(
     if base == *id || location.base.is_some() {
         return None;
     }
-    match super::restore::read_whole_chunk(store, keys, &base, &location).await {
-        Ok(plain) => Some((base, plain, location.length)),
+    match super::restore::read_bases(store, keys, &[(base, location)]).await {
+        Ok(mut opened) => Some((base, opened.remove(&base)?, location.length)),
         Err(e) => {
             warn!(chunk = %base, error = %e, "an earlier chunk could not be read; storing the new one whole");
             None

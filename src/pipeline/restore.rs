@@ -130,27 +130,8 @@ async fn get_range(store: &Store, key: &str, range: Range<u64>) -> Result<Bytes,
     }
 }
 
-/// Reads, opens and verifies one whole (not delta) chunk.
-pub(crate) async fn read_whole_chunk(
-    store: &Store,
-    keys: &Arc<Keys>,
-    id: &ChunkId,
-    location: &ChunkLocation,
-) -> Result<Bytes, RepoError> {
-    let key = pack_key(&location.pack);
-    let start = u64::from(location.offset);
-    let sealed = get_range(store, &key, start..start + u64::from(location.length)).await?;
-    let (keys, id, raw_len) = (keys.clone(), *id, location.raw_len);
-    tokio::task::spawn_blocking(move || {
-        blob::open_chunk(&keys, &id, &sealed, raw_len)
-            .map_err(|e| RepoError::corrupt(&key, format!("chunk {id}: {e}")))
-    })
-    .await
-    .map_err(|e| RepoError::Invalid(format!("decrypt task failed: {e}")))?
-}
-
-/// The bases a read's delta chunks need, read at once (adjacent ones in one ranged read: the bases
-/// of a file's consecutive chunks were stored side by side).
+/// Whole chunks (the bases delta chunks need), read, opened and verified at once; adjacent ones in
+/// one ranged read, as the bases of a file's consecutive chunks were stored side by side.
 pub(crate) async fn read_bases(
     store: &Store,
     keys: &Arc<Keys>,
