@@ -18,6 +18,20 @@ pub mod postgres;
 pub const BUCKET: &str = "heirloom-test";
 
 /// A free TCP port on 127.0.0.1.
+/// heirloom.yaml for a file:// repository and a key file, with these `sources:` lines.
+pub fn config_text(repo: &std::path::Path, key: &std::path::Path, sources: &str) -> String {
+    let mut text = format!(
+        "repository:\n  url: file://{}\n  key_file: {}\n",
+        repo.display(),
+        key.display()
+    );
+    if !sources.is_empty() {
+        text.push_str("sources:\n");
+        text.push_str(sources);
+    }
+    text
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

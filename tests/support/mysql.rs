@@ -322,16 +322,11 @@ impl MyWorld {
 
     /// Writes heirloom.yaml with these `sources:` lines.
     pub fn write_config(&self, sources: &str) {
-        let mut text = format!(
-            "repository:\n  url: file://{}\n  key_file: {}\n",
-            self.repo().display(),
-            self.key().display()
-        );
-        if !sources.is_empty() {
-            text.push_str("sources:\n");
-            text.push_str(sources);
-        }
-        std::fs::write(self.config(), text).unwrap();
+        std::fs::write(
+            self.config(),
+            super::config_text(&self.repo(), &self.key(), sources),
+        )
+        .unwrap();
     }
 
     /// Points source `name` at `url`.
