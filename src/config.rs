@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::repo::keys::{KeyFileError, KeySource};
+use crate::repo::keys::{KeyFileError, KeySource, Permissions};
+use crate::repo::source::SourceName;
 use crate::store::StoreOptions;
 
 /// A config problem, naming the file and the field.
@@ -48,7 +49,7 @@ pub struct Config {
     #[serde(default)]
     pub repository: RepositoryConfig,
     #[serde(default)]
-    pub sources: BTreeMap<String, SourceConfig>,
+    pub sources: BTreeMap<SourceName, SourceConfig>,
     #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
 }
@@ -58,6 +59,9 @@ pub struct Config {
 pub struct RepositoryConfig {
     pub url: Option<String>,
     pub key_file: Option<PathBuf>,
+    /// Accept a key file that its group or others may read (refused by default).
+    #[serde(default)]
+    pub allow_insecure_key_file: bool,
     #[serde(default)]
     pub options: BTreeMap<String, OptionValue>,
 }
@@ -161,8 +165,6 @@ impl Config {
             }
         }
         for (name, source) in &self.sources {
-            crate::repo::manifest::validate_source_name(name)
-                .map_err(|why| (format!("sources.{name}"), why))?;
             if let Some(url) = &source.url {
                 check_engine_url(source.kind, url)
                     .map_err(|why| (format!("sources.{name}.url"), why))?;
@@ -198,11 +200,9 @@ impl Config {
 }
 
 fn check_repo_url(url: &str) -> Result<(), String> {
-    if url.is_empty() {
-        return Err("empty".into());
-    }
+    crate::store::check_url_shape(url)?;
     if !url.contains("://") {
-        return Ok(()); // a local path
+        return Ok(()); // an absolute local path
     }
     let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
     match parsed.scheme() {
@@ -239,6 +239,15 @@ pub struct RepoSettings {
     pub url: String,
     pub options: StoreOptions,
     pub key: KeySpec,
+    /// How a key file's permissions are checked.
+    pub key_file_permissions: Permissions,
+}
+
+impl RepoSettings {
+    /// Reads the key the settings name.
+    pub fn load_key(&self) -> Result<KeySource, ConfigError> {
+        self.key.load(self.key_file_permissions)
+    }
 }
 
 /// The key the settings name; read only when a command needs it.
@@ -250,9 +259,9 @@ pub enum KeySpec {
 }
 
 impl KeySpec {
-    pub fn load(&self) -> Result<KeySource, ConfigError> {
+    pub fn load(&self, permissions: Permissions) -> Result<KeySource, ConfigError> {
         match self {
-            KeySpec::File(p) => Ok(KeySource::key_file(p)?),
+            KeySpec::File(p) => Ok(KeySource::key_file(p, permissions)?),
             KeySpec::Passphrase(p) => Ok(KeySource::passphrase(p.clone())),
             KeySpec::None => Err(ConfigError::NoKey),
         }
@@ -289,10 +298,17 @@ pub fn resolve(
     } else {
         KeySpec::None
     };
+    let insecure = config.repository.allow_insecure_key_file
+        || env_nonempty("HEIRLOOM_ALLOW_INSECURE_KEY_FILE").is_some_and(|v| v != "0");
     Ok(RepoSettings {
         url,
         options: config.store_options(),
         key,
+        key_file_permissions: if insecure {
+            Permissions::Any
+        } else {
+            Permissions::OwnerOnly
+        },
     })
 }
 
@@ -343,6 +359,21 @@ targets:
         );
         let e = err("repository:\n  url: ftp://x\n");
         assert!(e.contains("repository.url") && e.contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn source_names_that_could_leave_their_folder_are_refused_at_load() {
+        let e = err("sources:\n  ../../escaped: { kind: postgres, url: 'postgres://x' }\n");
+        assert!(
+            e.contains("sources") && e.contains("../../escaped") && e.contains("not starting with '.'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn relative_repository_paths_are_refused() {
+        let e = err("repository:\n  url: s3//bucket/p\n");
+        assert!(e.contains("repository.url") && e.contains("s3://bucket/p"), "{e}");
     }
 
     #[test]

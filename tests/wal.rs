@@ -291,7 +291,7 @@ fn a_streamed_segment_is_rebuilt_from_a_whole_snapshot_and_its_increments() {
     let repo = runtime
         .block_on(Repository::open(
             store,
-            &KeySource::key_file(&a.key()).unwrap(),
+            &KeySource::key_file(&a.key(), heirloom_backup::repo::keys::Permissions::OwnerOnly).unwrap(),
         ))
         .unwrap();
     runtime.block_on(async {

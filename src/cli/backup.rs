@@ -6,6 +6,7 @@ use std::os::fd::AsFd;
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
+use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::config::{BackupMode, EngineKind};
 use heirloom_backup::engine::mysql::dump::dump_backup;
 use heirloom_backup::engine::mysql::physical::physical_backup;
@@ -13,20 +14,33 @@ use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupReque
 use heirloom_backup::engine::postgres::logical::logical_backup;
 use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
 use heirloom_backup::pipeline::restore::restore_file;
+use heirloom_backup::engine::process::ChildOutput;
+use heirloom_backup::repo::manifest::BackupId;
 use heirloom_backup::repo::RepoError;
 
-use super::{human_bytes, print_json, Context, Exit};
+use super::{human_bytes, print_json, Context, Exit, UsageError};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Run the producer through heirloom-backup, so a failed dump is never recorded:\n  \
+    heirloom-backup backup --source app -- pg_dumpall -h db -U backup\n\
+A shell pipe (`pg_dumpall | heirloom-backup backup --stdin --source app`) cannot tell heirloom-backup \
+that the producer failed: a dump that died half-way looks like a short dump.")]
 pub struct BackupArgs {
-    /// A source from the config (PostgreSQL with url and data_dir)
-    source_name: Option<String>,
-    /// Back up what is piped to stdin, e.g. `pg_dumpall | heirloom-backup backup --stdin --source app`
-    #[arg(long)]
+    /// A source from the config (PostgreSQL or MySQL/MariaDB)
+    source_name: Option<SourceName>,
+    /// Back up what is piped to stdin (prefer `--source NAME -- COMMAND`, which sees the producer fail)
+    #[arg(long, conflicts_with = "command")]
     stdin: bool,
-    /// The source name recorded for a --stdin backup
+    /// The source name recorded for a --stdin or command backup
     #[arg(long, value_name = "NAME", required_if_eq("stdin", "true"))]
-    source: Option<String>,
+    source: Option<SourceName>,
+    /// Record an empty stream as a backup (refused by default: it is usually a producer that failed)
+    #[arg(long)]
+    allow_empty: bool,
+    /// The producer to run, after `--`: its stdout is backed up, and the backup is recorded only
+    /// if it exits 0
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
     /// A logical backup (pg_dump) of the source's database instead of a physical one
     #[arg(long)]
     logical: bool,
@@ -41,28 +55,67 @@ pub struct BackupArgs {
     json: bool,
 }
 
+/// `KEY=VALUE`: a key of 1-64 ASCII letters, digits, `-`, `_`, `.` and `/`; a value of at most 256
+/// characters, none of them control characters (a label is printed by `list` and `show`, and must
+/// not be able to rewrite a terminal or forge a line).
 fn parse_label(text: &str) -> Result<(String, String), String> {
     let (k, v) = text
         .split_once('=')
-        .ok_or_else(|| format!("{text:?}: a label is KEY=VALUE"))?;
-    if k.is_empty() {
-        return Err(format!("{text:?}: the label's key is empty"));
+        .ok_or_else(|| format!("{:?}: a label is KEY=VALUE", text))?;
+    let key_ok = !k.is_empty()
+        && k.len() <= 64
+        && k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+    if !key_ok {
+        return Err(format!(
+            "{k:?}: a label's key is 1-64 ASCII letters, digits, '-', '_', '.' and '/'"
+        ));
+    }
+    if v.chars().count() > 256 {
+        return Err(format!("label {k}: the value is longer than 256 characters"));
+    }
+    if let Some(c) = v.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "label {k}: the value holds the control character {:?}; labels are printed, so they hold printable text only",
+            c
+        ));
     }
     Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Text read back from a repository, made safe to print: control characters are escaped, so a
+/// label written by an older version cannot rewrite a terminal.
+fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only backups of this source
-    source: Option<String>,
+    source: Option<SourceName>,
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// A backup id, a unique prefix of one, or `latest`
+    /// A backup id, a unique prefix of one, or `latest` (the newest by its start time)
     backup: String,
+    /// Only this source's backups: `latest` is its newest, and another source's id is refused
+    #[arg(long, value_name = "NAME")]
+    source: Option<SourceName>,
     /// The whole manifest as JSON, chunk lists included
     #[arg(long)]
     json: bool,
@@ -70,50 +123,80 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct CatArgs {
-    /// A backup id, a unique prefix of one, or `latest`
+    /// A backup id, a unique prefix of one, or `latest` (the newest by its start time)
     backup: String,
+    /// Only this source's backups: `latest` is its newest, and another source's id is refused
+    #[arg(long, value_name = "NAME")]
+    source: Option<SourceName>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The whole id of the backup to remove (see `list`); no prefix and no `latest`, on purpose
+    backup: BackupId,
+    #[arg(long)]
+    json: bool,
 }
 
 pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
-    let source = match (&args.source_name, args.stdin, &args.source) {
-        (None, true, Some(name)) => name.clone(),
-        (Some(name), false, _) => return backup_source(ctx, args, name).await,
+    let source = match (&args.source_name, args.stdin, &args.source, args.command.is_empty()) {
+        (Some(name), false, None, true) => return backup_source(ctx, args, name).await,
+        (None, true, Some(name), true) | (None, false, Some(name), false) => name.clone(),
+        (None, false, Some(_), true) => {
+            return Err(UsageError(
+                "--source needs what to back up: a command after `--` (`backup --source NAME -- pg_dumpall`), or --stdin".into(),
+            )
+            .into())
+        }
         _ => {
-            return Err(RepoError::Invalid(
-                "say what to back up: a source from the config, or `backup --stdin --source NAME` with the data on stdin".into(),
+            return Err(UsageError(
+                "say what to back up: a source from the config (`backup NAME`), a command (`backup --source NAME -- COMMAND ARGS...`), or stdin (`backup --stdin --source NAME`)".into(),
             )
             .into())
         }
     };
-    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return Err(RepoError::Invalid(
-            "--stdin reads what is piped in, and stdin is a terminal: pipe a dump in (`pg_dumpall | heirloom-backup backup --stdin --source NAME`)".into(),
-        )
-        .into());
-    }
-    let repo = ctx.open().await?;
     let options = BackupOptions {
         source,
         labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
         concurrency: ctx.concurrency,
+        allow_empty: args.allow_empty,
     };
-    let progress = ctx.progress("backup", None);
-    let summary = backup_stream(
-        &repo,
-        std::io::stdin(),
-        &options,
-        progress.clone(),
-        Utc::now(),
-    )
-    .await
-    .with_context(|| format!("backing up stdin as source {}", options.source))?;
-    progress.finish_and_clear();
+    let summary = if args.command.is_empty() {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(UsageError(
+                "--stdin reads what is piped in, and stdin is a terminal: pipe a dump in, or run the producer with `backup --source NAME -- COMMAND`".into(),
+            )
+            .into());
+        }
+        let repo = ctx.open().await?;
+        let progress = ctx.progress("backup", None);
+        let summary = backup_stream(&repo, std::io::stdin(), &options, progress.clone(), Utc::now())
+            .await
+            .with_context(|| format!("backing up stdin as source {}", options.source))?;
+        progress.finish_and_clear();
+        summary
+    } else {
+        // The repository first: a producer is not started for a backup that cannot be stored.
+        let repo = ctx.open().await?;
+        let producer = Producer::spawn(&args.command)?;
+        let what = producer.describe();
+        let progress = ctx.progress("backup", None);
+        let summary = backup_stream(&repo, producer, &options, progress.clone(), Utc::now())
+            .await
+            .with_context(|| format!("backing up the output of {what} as source {}", options.source))?;
+        progress.finish_and_clear();
+        summary
+    };
     print_summary(&summary, args.json)?;
     Ok(Exit::Ok)
 }
 
 /// Backs up a source named in the config.
-async fn backup_source(ctx: &Context, args: &BackupArgs, name: &str) -> anyhow::Result<Exit> {
+async fn backup_source(
+    ctx: &Context,
+    args: &BackupArgs,
+    name: &SourceName,
+) -> anyhow::Result<Exit> {
     let Some(source) = ctx.config.sources.get(name) else {
         return Err(
             RepoError::Invalid(format!("source {name:?} is not in the config's sources")).into(),
@@ -209,7 +292,7 @@ fn print_summary(summary: &BackupSummary, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(summary);
     }
-    println!(
+    outln!(
         "backup {} of {}: {} in {} chunks ({} new{}, {} added to the repository) in {:.1}s",
         summary.id,
         summary.source,
@@ -243,13 +326,17 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
         print_json(&rows)?;
         return Ok(Exit::Ok);
     }
-    println!(
+    outln!(
         "{:<26} {:<16} {:<8} {:>10}  {:<20} LABELS",
         "ID", "SOURCE", "KIND", "SIZE", "STARTED"
     );
     for m in &manifests {
-        let labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!(
+        let labels: Vec<String> = m
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
+            .collect();
+        outln!(
             "{:<26} {:<16} {:<8} {:>10}  {:<20} {}",
             m.id,
             m.source,
@@ -264,33 +351,35 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
 
 pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open().await?;
-    let id = repo.resolve_backup(&args.backup).await?;
+    let id = repo
+        .resolve_backup(&args.backup, args.source.as_deref())
+        .await?;
     let m = repo.manifest(&id).await?;
     if args.json {
         print_json(&m)?;
         return Ok(Exit::Ok);
     }
-    println!("backup    {}", m.id);
-    println!("source    {}", m.source);
-    println!(
+    outln!("backup    {}", m.id);
+    outln!("source    {}", m.source);
+    outln!(
         "kind      {}",
         serde_json::to_value(m.kind)?.as_str().unwrap_or("?")
     );
-    println!("host      {}", m.host);
-    println!("started   {}", m.started.to_rfc3339());
-    println!("finished  {}", m.finished.to_rfc3339());
+    outln!("host      {}", printable(&m.host));
+    outln!("started   {}", m.started.to_rfc3339());
+    outln!("finished  {}", m.finished.to_rfc3339());
     for (k, v) in &m.labels {
-        println!("label     {k}={v}");
+        outln!("label     {}={}", printable(k), printable(v));
     }
     if let Some(p) = &m.postgres {
-        println!(
+        outln!(
             "postgres  system {} version {} timeline {} start {} stop {}",
             p.system_identifier, p.server_version, p.timeline, p.start_lsn, p.stop_lsn
         );
-        println!("consistent {}", p.consistent_at.to_rfc3339());
+        outln!("consistent {}", p.consistent_at.to_rfc3339());
     }
     if let Some(p) = &m.mysql {
-        println!(
+        outln!(
             "mysql     server {} ({}) binlog {}:{} GTID {}",
             p.server_id,
             p.server_version,
@@ -302,11 +391,11 @@ pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
                 &p.gtid_pos
             }
         );
-        println!("databases {}", p.databases.join(", "));
-        println!("consistent {}", p.consistent_at.to_rfc3339());
+        outln!("databases {}", p.databases.join(", "));
+        outln!("consistent {}", p.consistent_at.to_rfc3339());
     }
     for f in &m.files {
-        println!(
+        outln!(
             "file      {}  {} ({} bytes)  {} chunks",
             f.path,
             human_bytes(f.size),
@@ -319,7 +408,9 @@ pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
 
 pub async fn cat(ctx: &Context, args: &CatArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open().await?;
-    let id = repo.resolve_backup(&args.backup).await?;
+    let id = repo
+        .resolve_backup(&args.backup, args.source.as_deref())
+        .await?;
     let manifest = repo.manifest(&id).await?;
     let index = repo.load_index().await?;
     // Write through our own handle on fd 1: unbuffered (chunks are large) and movable to a thread.
@@ -346,4 +437,72 @@ pub async fn cat(ctx: &Context, args: &CatArgs) -> anyhow::Result<Exit> {
         progress.finish_and_clear();
     }
     Ok(Exit::Ok)
+}
+
+/// Removes one backup's manifest. Its chunks stay in the repository until garbage collection finds
+/// nothing else refers to them.
+pub async fn forget(ctx: &Context, args: &ForgetArgs) -> anyhow::Result<Exit> {
+    let repo = ctx.open().await?;
+    let manifest = repo
+        .forget(&args.backup)
+        .await
+        .with_context(|| format!("forgetting backup {}", args.backup))?;
+    if args.json {
+        print_json(&serde_json::json!({
+            "forgotten": manifest.id, "source": manifest.source, "started": manifest.started,
+            "size": manifest.size(),
+        }))?;
+    } else {
+        outln!(
+            "forgot backup {} of {} (started {}, {}); its data stays until garbage collection",
+            manifest.id,
+            manifest.source,
+            manifest.started.to_rfc3339(),
+            human_bytes(manifest.size())
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// A producer command whose stdout is the backup. At the end of its output it is waited for, and
+/// an exit other than 0 (or death by a signal) is a read error, so the backup is never recorded.
+struct Producer {
+    output: ChildOutput,
+}
+
+impl Producer {
+    fn spawn(command: &[String]) -> anyhow::Result<Self> {
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| UsageError("no command after `--`".into()))?;
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        // The repository's secrets are ours, not the producer's.
+        for secret in ["HEIRLOOM_PASSPHRASE", "HEIRLOOM_NEW_PASSPHRASE"] {
+            cmd.env_remove(secret);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {program:?}"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{program:?} has no stdout"))?;
+        Ok(Self {
+            output: ChildOutput::new(child, stdout, format!("{program:?}")).echo_stderr(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.output.what().to_owned()
+    }
+}
+
+impl std::io::Read for Producer {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.output.read(buf)
+    }
 }

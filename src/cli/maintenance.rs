@@ -42,12 +42,12 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     if args.json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "checked {} index file(s), {} pack(s), {} backup(s)",
             report.index_files, report.packs, report.backups
         );
         if args.read_data {
-            println!(
+            outln!(
                 "read {} pack(s), {} chunk(s), {}",
                 report.packs_read,
                 report.chunks_read,
@@ -55,13 +55,13 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
             );
         }
         if report.binlog_segments > 0 {
-            println!(
+            outln!(
                 "checked {} binlog segment(s), read {}",
                 report.binlog_segments, report.binlog_segments_read
             );
         }
         if report.unindexed_packs > 0 {
-            println!(
+            outln!(
                 "{} pack(s) are in no index (left by interrupted backups; harmless)",
                 report.unindexed_packs
             );
@@ -70,7 +70,7 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
             eprintln!("error: {}: {}", p.object, p.problem);
         }
         if report.ok() {
-            println!("no errors were found");
+            outln!("no errors were found");
         } else {
             eprintln!("{} problem(s) found", report.problems.len());
         }
@@ -89,41 +89,41 @@ pub async fn stats(ctx: &Context, args: &StatsArgs) -> anyhow::Result<Exit> {
         print_json(&s)?;
         return Ok(Exit::Ok);
     }
-    println!(
+    outln!(
         "backups            {} of {} source(s)",
         s.backups, s.sources
     );
-    println!(
+    outln!(
         "logical size       {} ({} bytes)",
         human_bytes(s.logical_bytes),
         s.logical_bytes
     );
-    println!(
+    outln!(
         "unique chunks      {} ({})",
         s.chunks,
         human_bytes(s.unique_bytes)
     );
-    println!(
+    outln!(
         "stored chunks      {} ({} stored as deltas)",
         human_bytes(s.stored_chunk_bytes),
         s.delta_chunks
     );
-    println!(
+    outln!(
         "packs              {} ({})",
         s.packs,
         human_bytes(s.pack_bytes)
     );
-    println!(
+    outln!(
         "index files        {} ({})",
         s.index_files,
         human_bytes(s.index_bytes)
     );
-    println!(
+    outln!(
         "all objects        {} ({})",
         s.objects,
         human_bytes(s.total_bytes)
     );
-    println!("deduplication      {:.2}x", s.dedup_ratio);
-    println!("compression        {:.2}x", s.compression_ratio);
+    outln!("deduplication      {:.2}x", s.dedup_ratio);
+    outln!("compression        {:.2}x", s.compression_ratio);
     Ok(Exit::Ok)
 }

@@ -3,6 +3,16 @@
 //! Exit codes (docs/OPERATIONS.md): 0 ok, 1 failure, 2 usage or configuration error, 3 integrity error
 //! (damaged or missing data), 4 policy violation.
 
+/// `println!` that reports a failed write (a closed pipe: `list | head -1`) as an error instead of
+/// panicking; `main` treats a closed pipe as a normal end.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(heirloom_backup::repo::RepoError::Output)?
+    }};
+}
+
 mod backup;
 mod demo;
 mod maintenance;
@@ -88,6 +98,8 @@ enum Command {
     Show(backup::ShowArgs),
     /// Write a backup's bytes to stdout, verified
     Cat(backup::CatArgs),
+    /// Remove one backup (its data stays until garbage collection)
+    Forget(backup::ForgetArgs),
     /// Archive a WAL file (PostgreSQL's archive_command: `heirloom-backup wal-push %p`)
     WalPush(postgres::WalPushArgs),
     /// Fetch an archived WAL file (restore_command: `heirloom-backup wal-fetch %f %p`)
@@ -107,6 +119,11 @@ enum Command {
     /// Back up a generated stream into a throwaway local repository and restore it, to show the tool at work
     Demo(demo::DemoArgs),
 }
+
+/// A command used wrongly: exit code 2, like a bad flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// Exit codes.
 #[derive(Debug, Clone, Copy)]
@@ -141,11 +158,8 @@ pub fn main(cli: Cli) -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(exit) => exit.into(),
         Err(err) => {
-            if err
-                .downcast_ref::<RepoError>()
-                .is_some_and(RepoError::is_broken_pipe)
-            {
-                return Exit::Ok.into(); // `cat | head`: the reader had enough
+            if is_broken_pipe(&err) {
+                return Exit::Ok.into(); // `cat | head`, `list | head -1`: the reader had enough
             }
             eprintln!("heirloom-backup: error: {err:#}");
             exit_code_for(&err).into()
@@ -153,9 +167,22 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<RepoError>()
+            .is_some_and(RepoError::is_broken_pipe)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn exit_code_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<UsageError>().is_some()
+        {
             return Exit::Usage;
         }
         if let Some(e) = cause.downcast_ref::<RepoError>() {
@@ -199,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::List(args) => backup::list(&ctx, args).await,
         Command::Show(args) => backup::show(&ctx, args).await,
         Command::Cat(args) => backup::cat(&ctx, args).await,
+        Command::Forget(args) => backup::forget(&ctx, args).await,
         Command::WalPush(args) => postgres::push(&ctx, args).await,
         Command::WalFetch(args) => postgres::fetch(&ctx, args).await,
         Command::Stream(args) => mysql::run_stream(&ctx, args).await,
@@ -267,7 +295,7 @@ impl Context {
     /// Opens the repository with the configured key.
     async fn open(&self) -> anyhow::Result<Repository> {
         let (store, settings) = self.store()?;
-        let key = settings.key.load()?;
+        let key = settings.load_key()?;
         let location = store.location();
         Repository::open(store, &key)
             .await
@@ -317,7 +345,7 @@ fn init_logging(cli: &Cli) {
 
 /// Prints `value` as pretty JSON on stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::config::EngineKind;
 use heirloom_backup::engine::mysql::physical::physical_restore;
 use heirloom_backup::engine::mysql::push::{binlog_fetch, binlog_push};
@@ -22,7 +23,7 @@ use super::{human_bytes, print_json, Context, Exit};
 #[derive(Debug, Args)]
 pub struct StreamArgs {
     /// A MySQL/MariaDB source from the config
-    source: String,
+    source: SourceName,
     /// Store what has arrived at least this often: the window of data a crash can lose
     /// [default: 2s for a binlog, 5s for WAL]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -102,7 +103,7 @@ pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit
                 "snapshots": report.snapshots,
             }))?;
         } else {
-            println!(
+            outln!(
                 "stored {} complete segments and {} snapshots of the segment being written",
                 report.segments, report.snapshots
             );
@@ -153,7 +154,7 @@ fn print_binlog_report(
             )
         })
         .unwrap_or_default();
-    println!(
+    outln!(
         "stored {} segments, {} of binlog, {} transactions{end}",
         report.segments,
         human_bytes(report.bytes),
@@ -232,7 +233,7 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
     if args.json {
         print_json(&plan)?;
     } else {
-        print_plan(&plan);
+        print_plan(&plan)?;
     }
     if args.dry_run {
         return Ok(if plan.is_complete() {
@@ -257,7 +258,7 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
             .with_context(|| format!("restoring {} into {}", args.source, dir.display()))?;
             progress.finish_and_clear();
             if !args.json {
-                println!(
+                outln!(
                     "restored {} into {}: backup {} prepared and {} transactions of binlog replayed; \
                      start a server on it",
                     args.source,
@@ -280,7 +281,7 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
         .with_context(|| format!("restoring {} into {}", args.source, target_url.display()))?;
     progress.finish_and_clear();
     if !args.json {
-        println!(
+        outln!(
             "restored {} into {}: dump {} and {} transactions of binlog{}",
             args.source,
             target_url.display(),
@@ -296,9 +297,9 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
     Ok(Exit::Ok)
 }
 
-fn print_plan(plan: &MyPlan) {
-    println!("restore plan for {}", plan.source);
-    println!(
+fn print_plan(plan: &MyPlan) -> anyhow::Result<()> {
+    outln!("restore plan for {}", plan.source);
+    outln!(
         "  dump      {} (consistent at {}, binlog {}, GTID {}), {}",
         plan.backup,
         plan.backup_consistent_at.to_rfc3339(),
@@ -310,28 +311,29 @@ fn print_plan(plan: &MyPlan) {
         },
         human_bytes(plan.dump_bytes)
     );
-    println!("  databases {}", plan.databases.join(", "));
+    outln!("  databases {}", plan.databases.join(", "));
     match (&plan.binlog_from, &plan.binlog_to) {
-        (Some(from), Some(to)) => println!(
+        (Some(from), Some(to)) => outln!(
             "  binlog    {} segments from {from} to {to}, {}",
             plan.segment_count,
             human_bytes(plan.binlog_bytes)
         ),
-        _ => println!("  binlog    none"),
+        _ => outln!("  binlog    none"),
     }
-    println!("  stop      {}", plan.stop);
+    outln!("  stop      {}", plan.stop);
     for fork in &plan.forks {
-        println!("  failover  {fork}");
+        outln!("  failover  {fork}");
     }
     for gap in &plan.gaps {
-        println!("  MISSING   {gap}");
+        outln!("  MISSING   {gap}");
     }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
 pub struct BinlogPushArgs {
     /// A MySQL/MariaDB source from the config
-    source: String,
+    source: SourceName,
     /// The server's binlog directory (with its .index file) [default: the source's data_dir]
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -345,7 +347,7 @@ pub struct BinlogPushArgs {
 #[derive(Debug, Args)]
 pub struct BinlogFetchArgs {
     /// A MySQL/MariaDB source from the config
-    source: String,
+    source: SourceName,
     /// The binlog file's name (e.g. binlog.000042)
     file: String,
     /// Where to write it

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::Args;
+use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::config::{EngineKind, KeySpec};
 use heirloom_backup::engine::postgres::basebackup::redact;
 use heirloom_backup::engine::postgres::logical::{choose_logical, copy_database, logical_restore};
@@ -25,7 +26,7 @@ pub struct WalPushArgs {
     path: PathBuf,
     /// The source it belongs to [default: the only postgres source in the config]
     #[arg(long)]
-    source: Option<String>,
+    source: Option<SourceName>,
     /// Also archive up to N later segments PostgreSQL has marked ready, in parallel
     #[arg(long, value_name = "N", default_value_t = 3)]
     ahead: usize,
@@ -38,7 +39,7 @@ pub struct WalFetchArgs {
     /// Where to write it (`%p` in restore_command)
     dest: PathBuf,
     #[arg(long)]
-    source: Option<String>,
+    source: Option<SourceName>,
     /// Also fetch the next N segments in parallel, into pg_wal/heirloom-prefetch
     #[arg(long, value_name = "N", default_value_t = 4)]
     prefetch: usize,
@@ -47,7 +48,7 @@ pub struct WalFetchArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The source to restore
-    pub source: String,
+    pub source: SourceName,
     /// A target from the config, or a data directory path
     #[arg(long = "to", value_name = "TARGET")]
     pub to: String,
@@ -92,11 +93,11 @@ pub struct RestoreArgs {
 }
 
 /// The postgres source a WAL command is about.
-fn wal_source(ctx: &Context, given: Option<&str>) -> anyhow::Result<String> {
+fn wal_source(ctx: &Context, given: Option<&SourceName>) -> anyhow::Result<SourceName> {
     if let Some(s) = given {
-        return Ok(s.to_owned());
+        return Ok(s.clone());
     }
-    let pg: Vec<&String> = ctx
+    let pg: Vec<&SourceName> = ctx
         .config
         .sources
         .iter()
@@ -115,7 +116,7 @@ fn wal_source(ctx: &Context, given: Option<&str>) -> anyhow::Result<String> {
 }
 
 pub async fn push(ctx: &Context, args: &WalPushArgs) -> anyhow::Result<Exit> {
-    let source = wal_source(ctx, args.source.as_deref())?;
+    let source = wal_source(ctx, args.source.as_ref())?;
     let repo = ctx.open().await?;
     let outcome = wal_push_ahead(&repo, &source, &args.path, args.ahead)
         .await
@@ -127,7 +128,7 @@ pub async fn push(ctx: &Context, args: &WalPushArgs) -> anyhow::Result<Exit> {
 }
 
 pub async fn fetch(ctx: &Context, args: &WalFetchArgs) -> anyhow::Result<Exit> {
-    let source = wal_source(ctx, args.source.as_deref())?;
+    let source = wal_source(ctx, args.source.as_ref())?;
     let repo = ctx.open().await?;
     match wal_fetch(&repo, &source, &args.name, &args.dest, args.prefetch).await {
         Ok(()) => Ok(Exit::Ok),
@@ -219,7 +220,7 @@ fn restore_command(ctx: &Context, source: &str) -> anyhow::Result<String> {
     Ok(cmd.join(" "))
 }
 
-fn print_plan(plan: &RestorePlan) {
+fn print_plan(plan: &RestorePlan) -> anyhow::Result<()> {
     let target = match &plan.target {
         Target::Latest => "everything archived (--latest)".to_owned(),
         Target::Time(t) => format!("{} (as understood)", t.to_rfc3339()),
@@ -227,33 +228,34 @@ fn print_plan(plan: &RestorePlan) {
         Target::Lsn(lsn) => format!("just after LSN {lsn}"),
         Target::Name(name) => format!("restore point {name:?}"),
     };
-    println!("source          {}", plan.source);
-    println!("target          {target}");
-    println!(
+    outln!("source          {}", plan.source);
+    outln!("target          {target}");
+    outln!(
         "base backup     {} (consistent at {})",
         plan.backup,
         plan.backup_consistent_at.to_rfc3339()
     );
-    println!("timeline        {}", plan.timeline);
-    println!(
+    outln!("timeline        {}", plan.timeline);
+    outln!(
         "WAL             {} .. {} needed; archive runs to {}",
         plan.wal_start,
         plan.wal_consistent,
         plan.wal_last.as_deref().unwrap_or("(nothing)")
     );
     if !plan.missing.is_empty() {
-        println!("MISSING WAL     {}", plan.missing.join(", "));
+        outln!("MISSING WAL     {}", plan.missing.join(", "));
     }
     if let Some(gap) = &plan.gap_at {
-        println!(
+        outln!(
             "GAP             {gap} is missing: recovery cannot reach the WAL archived after it"
         );
     }
-    println!(
+    outln!(
         "to fetch        {} of files, {} of WAL",
         human_bytes(plan.backup_bytes),
         human_bytes(plan.wal_bytes)
     );
+    Ok(())
 }
 
 pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
@@ -312,7 +314,7 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
     if args.json {
         print_json(&plan)?;
     } else {
-        print_plan(&plan);
+        print_plan(&plan)?;
     }
     if args.dry_run {
         return Ok(if plan.is_complete() {
@@ -341,13 +343,13 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
             .await
             .context("start task failed")??;
         if !args.json {
-            println!(
+            outln!(
                 "restored into {} and started: recovery is over and the server runs",
                 target_dir.display()
             );
         }
     } else if !args.json {
-        println!(
+        outln!(
             "restored into {}: start PostgreSQL there and it recovers to the target, then promotes",
             target_dir.display()
         );
@@ -399,13 +401,13 @@ async fn restore_logical(
             "kind": "postgres-logical", "bytes": manifest.size(),
         }))?;
     } else {
-        println!("source          {}", args.source);
-        println!(
+        outln!("source          {}", args.source);
+        outln!(
             "logical backup  {} (taken {})",
             manifest.id,
             manifest.started.to_rfc3339()
         );
-        println!("to fetch        {}", human_bytes(manifest.size()));
+        outln!("to fetch        {}", human_bytes(manifest.size()));
     }
     if args.dry_run {
         return Ok(Exit::Ok);
@@ -416,7 +418,7 @@ async fn restore_logical(
         .with_context(|| format!("restoring {} into {}", manifest.id, redact(url)))?;
     progress.finish_and_clear();
     if !args.json {
-        println!("restored {} into {}", manifest.id, redact(url));
+        outln!("restored {} into {}", manifest.id, redact(url));
     }
     Ok(Exit::Ok)
 }
@@ -445,8 +447,8 @@ async fn restore_through_scratch(
     if args.json {
         print_json(&plan)?;
     } else {
-        print_plan(&plan);
-        println!(
+        print_plan(&plan)?;
+        outln!(
             "then            a scratch cluster at that instant, its database copied into {}",
             redact(url)
         );
@@ -523,7 +525,7 @@ async fn restore_through_scratch(
     copied.with_context(|| format!("copying {database} into {}", redact(url)))?;
     stopped?;
     if !args.json {
-        println!(
+        outln!(
             "restored {database} of {} as of {} into {}",
             args.source,
             match &plan.target {

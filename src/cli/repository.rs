@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use heirloom_backup::config::KeySpec;
+use heirloom_backup::config::{KeySpec, RepoSettings};
 use heirloom_backup::repo::format::InitParams;
 use heirloom_backup::repo::keys::KeySource;
 use heirloom_backup::repo::Repository;
@@ -72,8 +72,8 @@ pub fn parse_size(text: &str) -> Result<u32, String> {
 }
 
 /// Loads the key for `init`, creating a key file that does not exist yet.
-fn init_key(spec: &KeySpec) -> anyhow::Result<KeySource> {
-    match spec {
+fn init_key(settings: &RepoSettings) -> anyhow::Result<KeySource> {
+    match &settings.key {
         KeySpec::File(path) if !path.exists() => {
             let source = KeySource::create_key_file(path)?;
             eprintln!(
@@ -82,13 +82,13 @@ fn init_key(spec: &KeySpec) -> anyhow::Result<KeySource> {
             );
             Ok(source)
         }
-        other => Ok(other.load()?),
+        _ => Ok(settings.load_key()?),
     }
 }
 
 pub async fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<Exit> {
     let (store, settings) = ctx.store()?;
-    let key = init_key(&settings.key)?;
+    let key = init_key(&settings)?;
     let params = InitParams {
         chunk_min: args.chunk_min,
         chunk_avg: args.chunk_avg,
@@ -103,7 +103,7 @@ pub async fn init(ctx: &Context, args: &InitArgs) -> anyhow::Result<Exit> {
     if args.json {
         print_json(repo.config())?;
     } else {
-        println!("created repository {} at {location}", repo.config().id);
+        outln!("created repository {} at {location}", repo.config().id);
     }
     Ok(Exit::Ok)
 }
@@ -113,7 +113,9 @@ pub async fn key(ctx: &Context, cmd: &KeyCommand) -> anyhow::Result<Exit> {
     match cmd {
         KeyCommand::Add { new_key_file, json } => {
             let source = match new_key_file {
-                Some(path) if path.exists() => KeySource::key_file(path)?,
+                Some(path) if path.exists() => {
+                    KeySource::key_file(path, ctx.settings()?.key_file_permissions)?
+                }
                 Some(path) => KeySource::create_key_file(path)?,
                 None => match std::env::var("HEIRLOOM_NEW_PASSPHRASE") {
                     Ok(p) if !p.is_empty() => KeySource::passphrase(p),
@@ -126,7 +128,7 @@ pub async fn key(ctx: &Context, cmd: &KeyCommand) -> anyhow::Result<Exit> {
             if *json {
                 print_json(&serde_json::json!({ "id": id }))?;
             } else {
-                println!("added key {id} ({})", source.describe());
+                outln!("added key {id} ({})", source.describe());
             }
         }
         KeyCommand::List { json } => {
@@ -134,10 +136,10 @@ pub async fn key(ctx: &Context, cmd: &KeyCommand) -> anyhow::Result<Exit> {
             if *json {
                 print_json(&keys)?;
             } else {
-                println!("{:<18} {:<11} {:<26} HOST", "ID", "KIND", "CREATED");
+                outln!("{:<18} {:<11} {:<26} HOST", "ID", "KIND", "CREATED");
                 for k in keys {
                     let kind = serde_json::to_value(k.kind)?;
-                    println!(
+                    outln!(
                         "{:<18} {:<11} {:<26} {}{}",
                         k.id,
                         kind.as_str().unwrap_or("?"),
@@ -150,7 +152,7 @@ pub async fn key(ctx: &Context, cmd: &KeyCommand) -> anyhow::Result<Exit> {
         }
         KeyCommand::Remove { id } => {
             repo.remove_key(id).await?;
-            println!("removed key {id}");
+            outln!("removed key {id}");
         }
     }
     Ok(Exit::Ok)

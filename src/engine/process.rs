@@ -2,6 +2,7 @@
 
 use std::io::{self, Read};
 use std::process::{Child, ChildStdout};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -16,9 +17,13 @@ pub struct ChildOutput {
     stdout: ChildStdout,
     what: String,
     stderr: Arc<Mutex<Vec<u8>>>,
+    echo: Arc<AtomicBool>,
     drain: Option<JoinHandle<()>>,
     finished: bool,
 }
+
+/// How many of the last lines of a failed child's stderr its error quotes.
+const STDERR_LINES: usize = 20;
 
 impl Read for ChildOutput {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -30,15 +35,33 @@ impl Read for ChildOutput {
                 let _ = drain.join();
             }
             if !status.success() {
-                return Err(io::Error::other(format!(
-                    "{} failed ({status}): {}",
-                    self.what,
-                    self.stderr_text().trim()
-                )));
+                let text = self.stderr_text();
+                let tail = last_lines(&text, STDERR_LINES);
+                return Err(io::Error::other(if tail.is_empty() {
+                    format!("{} failed ({status}) and wrote nothing on stderr", self.what)
+                } else {
+                    format!("{} failed ({status}); the end of its stderr:\n{tail}", self.what)
+                }));
             }
         }
         Ok(n)
     }
+}
+
+/// The last `n` non-empty lines of `text`, each cut to a sensible width.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| {
+            let mut line: String = l.chars().take(500).collect();
+            if line.len() < l.len() {
+                line.push('…');
+            }
+            format!("  {line}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub trait WaitStderr {
@@ -58,13 +81,18 @@ impl WaitStderr for Child {
 impl ChildOutput {
     pub fn new(mut child: Child, stdout: ChildStdout, what: impl Into<String>) -> Self {
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let echo = Arc::new(AtomicBool::new(false));
         let drain = child.stderr.take().map(|mut pipe| {
             let kept = stderr.clone();
+            let echo = echo.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
                 while let Ok(n) = pipe.read(&mut buf) {
                     if n == 0 {
                         break;
+                    }
+                    if echo.load(Ordering::Relaxed) {
+                        let _ = io::Write::write_all(&mut io::stderr(), &buf[..n]);
                     }
                     let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
                     kept.extend_from_slice(&buf[..n]);
@@ -80,9 +108,21 @@ impl ChildOutput {
             stdout,
             what: what.into(),
             stderr,
+            echo,
             drain: Some(drain).flatten(),
             finished: false,
         }
+    }
+
+    /// Also passes what the child writes on stderr through to ours, as it comes.
+    pub fn echo_stderr(self) -> Self {
+        self.echo.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// The child, as messages name it.
+    pub fn what(&self) -> &str {
+        &self.what
     }
 
     /// A handle on what the child wrote to stderr (its last 256 KiB), readable after the end.

@@ -20,6 +20,7 @@ use crate::repo::index::{Index, IndexedPack};
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest};
 use crate::repo::pack::{FinishedPack, PackWriter};
+use crate::repo::source::SourceName;
 use crate::repo::{RepoError, Repository};
 use crate::store::PutPayload;
 
@@ -28,16 +29,19 @@ const INDEX_EVERY_PACKS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
-    pub source: String,
+    pub source: SourceName,
     pub labels: BTreeMap<String, String>,
     pub concurrency: Concurrency,
+    /// Record a backup of nothing. Off by default: an empty stream is far more often a producer
+    /// that failed before writing (`false | heirloom-backup backup --stdin`) than an empty dump.
+    pub allow_empty: bool,
 }
 
 /// What a backup did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BackupSummary {
     pub id: BackupId,
-    pub source: String,
+    pub source: SourceName,
     pub size: u64,
     pub chunks: usize,
     pub new_chunks: usize,
@@ -141,7 +145,6 @@ pub async fn backup_stream<R: Read + Send + 'static>(
     progress: ProgressBar,
     now: DateTime<Utc>,
 ) -> Result<BackupSummary, RepoError> {
-    crate::repo::manifest::validate_source_name(&options.source).map_err(RepoError::Invalid)?;
     let clock = std::time::Instant::now();
     let lease = Lease::acquire(repo.store(), LeaseKind::Shared, "backup", now).await?;
     let source = Box::new(std::iter::once(Ok(SourceFile {
@@ -158,6 +161,10 @@ pub async fn backup_stream<R: Read + Send + 'static>(
             &Cutting::default(),
         )
         .await?;
+        let size: u64 = stored.files.iter().map(|f| f.size).sum();
+        if size == 0 && !options.allow_empty {
+            return Err(RepoError::EmptyInput);
+        }
         let manifest = Manifest::new(
             &options.source,
             BackupKind::Stream,

@@ -49,6 +49,9 @@ pub enum RepoError {
     #[error("backup prefix {prefix:?} is ambiguous: {matches}")]
     AmbiguousBackup { prefix: String, matches: String },
 
+    #[error("the input is empty, so nothing was recorded: a producer that failed before writing looks exactly like this; run it as `backup --source NAME -- COMMAND ARGS...` so its exit status counts, or pass --allow-empty if an empty backup is what you mean")]
+    EmptyInput,
+
     #[error("reading the input: {0}")]
     Input(#[source] std::io::Error),
 

@@ -44,6 +44,17 @@ pub enum KeyFileError {
     },
     #[error("key file {path}: expected 32 raw bytes, 64 hex digits or base64 of 32 bytes, found {len} bytes of something else")]
     Malformed { path: PathBuf, len: usize },
+    #[error("key file {path} has mode {mode:04o}: readable or writable by others than its owner, it is refused (like ssh refuses such keys); run `chmod 600 {path}`, or for a Kubernetes Secret volume set `defaultMode: 0400`; to accept it anyway set repository.allow_insecure_key_file: true or HEIRLOOM_ALLOW_INSECURE_KEY_FILE=1")]
+    TooOpen { path: PathBuf, mode: u32 },
+}
+
+/// Whether a key file's permissions are checked when it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permissions {
+    /// Refuse a key file that its group or others may read or write (any of mode 0077).
+    OwnerOnly,
+    /// Accept any mode: an explicit choice of the operator's.
+    Any,
 }
 
 impl KeySource {
@@ -53,11 +64,23 @@ impl KeySource {
 
     /// Reads a key file: 32 raw bytes, 64 hex digits, or base64 of 32 bytes (a Kubernetes Secret mounted
     /// as a file holds the decoded bytes; a Secret created from a literal may hold either text form).
-    pub fn key_file(path: &Path) -> Result<Self, KeyFileError> {
-        let raw = Zeroizing::new(std::fs::read(path).map_err(|source| KeyFileError::Io {
+    pub fn key_file(path: &Path, permissions: Permissions) -> Result<Self, KeyFileError> {
+        let io = |source| KeyFileError::Io {
             path: path.to_owned(),
             source,
-        })?);
+        };
+        if permissions == Permissions::OwnerOnly {
+            use std::os::unix::fs::PermissionsExt;
+            // The file the path leads to: a Kubernetes Secret's files are symbolic links.
+            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(KeyFileError::TooOpen {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+        }
+        let raw = Zeroizing::new(std::fs::read(path).map_err(io)?);
         let key = parse_key_file(&raw).ok_or_else(|| KeyFileError::Malformed {
             path: path.to_owned(),
             len: raw.len(),
@@ -333,6 +356,34 @@ mod tests {
         assert!(env
             .unwrap_secret(&KeySource::passphrase("wrong horse"), "r")
             .is_err());
+    }
+
+    #[test]
+    fn key_files_open_to_others_are_refused_unless_allowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        KeySource::create_key_file(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(KeySource::key_file(&path, Permissions::OwnerOnly).is_ok());
+        for mode in [0o666, 0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = KeySource::key_file(&path, Permissions::OwnerOnly).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("{mode:04o}")) && text.contains("chmod 600"),
+                "{text}"
+            );
+            assert!(KeySource::key_file(&path, Permissions::Any).is_ok());
+        }
+        // Through a symbolic link, as in a Secret volume: the target's mode counts.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(KeySource::key_file(&link, Permissions::OwnerOnly).is_ok());
     }
 
     #[test]

@@ -63,6 +63,10 @@ fn new_key() -> String {
     format!("locks/{}", hex::encode(b))
 }
 
+fn lease_ttl() -> chrono::Duration {
+    chrono::Duration::from_std(LEASE_TTL).unwrap_or(chrono::Duration::MAX)
+}
+
 fn record(kind: LeaseKind, operation: &str, now: DateTime<Utc>) -> LeaseRecord {
     LeaseRecord {
         kind,
@@ -70,7 +74,7 @@ fn record(kind: LeaseKind, operation: &str, now: DateTime<Utc>) -> LeaseRecord {
         host: gethostname::gethostname().to_string_lossy().into_owned(),
         pid: std::process::id(),
         created: now,
-        expires: now + chrono::Duration::from_std(LEASE_TTL).unwrap_or(chrono::Duration::MAX),
+        expires: now + lease_ttl(),
     }
 }
 
@@ -147,7 +151,17 @@ async fn check_conflicts(
             Err(e) => return Err(e.into()),
         };
         if rec.expires <= now {
-            debug!(key = %obj.key, "ignoring expired lease");
+            // Its holder died or lost it. Once it is expired by a whole lease lifetime more (room
+            // for clocks that disagree), nobody can still be renewing it: remove it, so locks/
+            // holds live leases only.
+            if rec.expires + lease_ttl() <= now {
+                match store.delete(&obj.key).await {
+                    Ok(()) => debug!(key = %obj.key, expired = %rec.expires, "removed an expired lease"),
+                    Err(e) => warn!(key = %obj.key, error = %e, "could not remove an expired lease"),
+                }
+            } else {
+                debug!(key = %obj.key, "ignoring expired lease");
+            }
             continue;
         }
         if kind == LeaseKind::Exclusive || rec.kind == LeaseKind::Exclusive {
@@ -206,6 +220,33 @@ mod tests {
         ex.release().await;
         shared.release().await;
         second.release().await;
+        assert!(store.list("locks/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn taking_a_lease_removes_long_expired_ones() {
+        let store = open_store("memory://leases-expired", &Default::default()).unwrap();
+        let now = Utc::now();
+        for _ in 0..3 {
+            // Holders that died: their leases are never released.
+            let dead = Lease::acquire(&store, LeaseKind::Shared, "backup", now)
+                .await
+                .unwrap();
+            dead.renewer.abort();
+        }
+        let ttl = chrono::Duration::seconds(LEASE_TTL.as_secs() as i64);
+        // Just expired: kept (another host's clock may be behind ours).
+        let soon = Lease::acquire(&store, LeaseKind::Shared, "backup", now + ttl)
+            .await
+            .unwrap();
+        assert_eq!(store.list("locks/").await.unwrap().len(), 4);
+        soon.release().await;
+        // Expired a whole lifetime ago: removed by the next taker.
+        let later = Lease::acquire(&store, LeaseKind::Exclusive, "prune", now + ttl * 2)
+            .await
+            .unwrap();
+        assert_eq!(store.list("locks/").await.unwrap().len(), 1);
+        later.release().await;
         assert!(store.list("locks/").await.unwrap().is_empty());
     }
 }

@@ -12,10 +12,14 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::ids::ChunkId;
+use super::source::SourceName;
 
 pub const MANIFEST_VERSION: u32 = 1;
 
-/// `YYYYMMDDTHHMMSSZ-xxxxxxxx`: sorts by start time, unique by its random tail.
+/// `YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx`: the start time to the millisecond, then a random tail that
+/// keeps ids of one millisecond apart. Ids written before millisecond ids,
+/// `YYYYMMDDTHHMMSSZ-xxxxxxxx`, still parse. Ids sort by start time but do not decide which backup
+/// is the newest: [`newest`] does, from the manifests' own times.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct BackupId(String);
@@ -23,7 +27,7 @@ pub struct BackupId(String);
 impl BackupId {
     pub fn new(started: DateTime<Utc>) -> Self {
         let tail = rand::rngs::OsRng.next_u32();
-        Self(format!("{}-{tail:08x}", started.format("%Y%m%dT%H%M%SZ")))
+        Self(format!("{}-{tail:08x}", started.format("%Y%m%dT%H%M%S%.3fZ")))
     }
 
     pub fn as_str(&self) -> &str {
@@ -45,18 +49,21 @@ impl FromStr for BackupId {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = s.len() == 25
-            && s.as_bytes()[8] == b'T'
-            && s.as_bytes()[15] == b'Z'
-            && s.as_bytes()[16] == b'-'
-            && s[..8].bytes().all(|b| b.is_ascii_digit())
-            && s[9..15].bytes().all(|b| b.is_ascii_digit())
-            && s[17..].bytes().all(|b| b.is_ascii_hexdigit());
+        let b = s.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        let tail = |from: usize| b.len() == from + 9 && b[from] == b'-' && b[from + 1..].iter().all(u8::is_ascii_hexdigit);
+        let stamp = b.len() >= 16 && digits(0..8) && b[8] == b'T' && digits(9..15);
+        let ok = stamp
+            && match b.get(15) {
+                Some(b'Z') => tail(16),
+                Some(b'.') => b.len() >= 20 && digits(16..19) && b[19] == b'Z' && tail(20),
+                _ => false,
+            };
         if ok {
             Ok(Self(s.to_owned()))
         } else {
             Err(format!(
-                "{s:?} is not a backup id (YYYYMMDDTHHMMSSZ-xxxxxxxx)"
+                "{s:?} is not a backup id (YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx)"
             ))
         }
     }
@@ -73,6 +80,14 @@ impl From<BackupId> for String {
     fn from(id: BackupId) -> String {
         id.0
     }
+}
+
+/// The newest of `manifests`: the latest `started` (the instant the backup's data is from: a
+/// stream's first byte, a dump's snapshot, a base backup's start), then the latest `finished`, then
+/// the greatest id. Never the order of ids alone, which had one-second resolution before format
+/// 2's millisecond ids and a random tail.
+pub fn newest<'a>(manifests: impl IntoIterator<Item = &'a Manifest>) -> Option<&'a Manifest> {
+    manifests.into_iter().max_by(|a, b| a.age_order(b))
 }
 
 /// What was backed up.
@@ -96,7 +111,7 @@ pub enum BackupKind {
 pub struct Manifest {
     pub version: u32,
     pub id: BackupId,
-    pub source: String,
+    pub source: SourceName,
     pub kind: BackupKind,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -173,7 +188,7 @@ pub struct FileEntry {
 impl Manifest {
     /// A manifest for a backup starting now on this host, without files yet.
     pub fn new(
-        source: &str,
+        source: &SourceName,
         kind: BackupKind,
         labels: BTreeMap<String, String>,
         started: DateTime<Utc>,
@@ -181,7 +196,7 @@ impl Manifest {
         Self {
             version: MANIFEST_VERSION,
             id: BackupId::new(started),
-            source: source.to_owned(),
+            source: source.clone(),
             kind,
             labels,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -194,29 +209,17 @@ impl Manifest {
         }
     }
 
+    /// Oldest first, in the order [`newest`] uses.
+    pub fn age_order(&self, other: &Self) -> std::cmp::Ordering {
+        (self.started, self.finished, &self.id).cmp(&(other.started, other.finished, &other.id))
+    }
+
     pub fn size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
 
     pub fn chunk_count(&self) -> usize {
         self.files.iter().map(|f| f.chunks.len()).sum()
-    }
-}
-
-/// A source name as it may appear in the config and in manifests.
-pub fn validate_source_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && !name.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "source name {name:?} must be 1-128 characters of letters, digits, '-', '_' and '.'"
-        ))
     }
 }
 
@@ -241,9 +244,49 @@ mod tests {
     }
 
     #[test]
-    fn source_names_are_checked() {
-        assert!(validate_source_name("prod-pg").is_ok());
-        assert!(validate_source_name("a/b").is_err());
-        assert!(validate_source_name("").is_err());
+    fn ids_have_milliseconds_and_old_ids_still_parse() {
+        let t = DateTime::parse_from_rfc3339("2026-11-20T14:03:00.123456Z")
+            .unwrap()
+            .to_utc();
+        let id = BackupId::new(t);
+        assert!(id.as_str().starts_with("20261120T140300.123Z-"), "{id}");
+        assert_eq!(id.as_str().len(), 29);
+        assert_eq!(id.as_str().parse::<BackupId>().unwrap(), id);
+        assert!("20261120T140300Z-0a1b2c3d".parse::<BackupId>().is_ok());
+        for bad in [
+            "20261120T140300.12Z-0a1b2c3d",
+            "20261120T140300.123-0a1b2c3d",
+            "20261120T140300.123Z-0a1b2c3",
+            "20261120T140300Z-0a1b2c3g",
+            "20261120T140300.123Z-0a1b2c3d/",
+        ] {
+            assert!(bad.parse::<BackupId>().is_err(), "{bad}");
+        }
+        let later = BackupId::new(t + chrono::Duration::milliseconds(1));
+        assert!(id < later);
+    }
+
+    #[test]
+    fn the_newest_backup_is_decided_by_its_times_not_its_id() {
+        let t = DateTime::parse_from_rfc3339("2026-11-20T14:03:00Z")
+            .unwrap()
+            .to_utc();
+        let source: SourceName = "s".parse().unwrap();
+        let at = |started_ms: i64, finished_ms: i64, id: &str| {
+            let mut m = Manifest::new(&source, BackupKind::Stream, BTreeMap::new(), t);
+            m.id = id.parse().unwrap();
+            m.started = t + chrono::Duration::milliseconds(started_ms);
+            m.finished = t + chrono::Duration::milliseconds(finished_ms);
+            m
+        };
+        // Old one-second ids whose random tails sort against their times.
+        let a = at(100, 200, "20261120T140300Z-ffffffff");
+        let b = at(300, 400, "20261120T140300Z-00000000");
+        assert_eq!(newest([&a, &b]).unwrap().id, b.id);
+        // The same start: the later finish wins; then the greater id.
+        let c = at(300, 500, "20261120T140300Z-00000001");
+        assert_eq!(newest([&a, &b, &c]).unwrap().id, c.id);
+        let d = at(300, 500, "20261120T140300Z-00000002");
+        assert_eq!(newest([&d, &c, &a]).unwrap().id, d.id);
     }
 }

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod lease;
 pub mod manifest;
 pub mod pack;
+pub mod source;
 pub mod stats;
 
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use tracing::{debug, info};
 
 pub use error::RepoError;
 
-use crate::store::{PutOutcome, Store};
+use crate::store::{PutOutcome, Store, StoreError};
 use crypto::{Keys, MasterSecret, MetaKind};
 use format::{InitParams, RepoConfig, CONFIG_KEY};
 use ids::PackId;
@@ -282,7 +283,7 @@ impl Repository {
             .collect())
     }
 
-    /// Every manifest (optionally of one source), oldest first.
+    /// Every manifest (optionally of one source), oldest first (see [`manifest::newest`]).
     pub async fn manifests(&self, source: Option<&str>) -> Result<Vec<Manifest>, RepoError> {
         let ids = self.backup_ids().await?;
         let mut out: Vec<Manifest> = futures::stream::iter(ids)
@@ -291,7 +292,7 @@ impl Repository {
             .try_collect()
             .await?;
         out.retain(|m| source.is_none_or(|s| m.source == s));
-        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.sort_by(Manifest::age_order);
         Ok(out)
     }
 
@@ -305,31 +306,64 @@ impl Repository {
         self.open_manifest(&key, &bytes)
     }
 
-    /// Resolves a full backup id, a unique prefix of one, or `latest` (optionally `latest` of a source).
-    pub async fn resolve_backup(&self, text: &str) -> Result<BackupId, RepoError> {
-        let ids = self.backup_ids().await?;
+    /// Resolves a full backup id, a unique prefix of one, or `latest`: the newest backup by the
+    /// manifests' times ([`manifest::newest`]). With `source`, only that source's backups count,
+    /// and an id of another source's backup is refused.
+    pub async fn resolve_backup(
+        &self,
+        text: &str,
+        source: Option<&str>,
+    ) -> Result<BackupId, RepoError> {
+        let what = || match source {
+            Some(s) => format!("{text} of source {s}"),
+            None => text.to_owned(),
+        };
         if text == "latest" {
-            return ids
-                .last()
-                .cloned()
-                .ok_or_else(|| RepoError::BackupNotFound(text.to_owned()));
+            let manifests = self.manifests(source).await?;
+            return manifest::newest(&manifests)
+                .map(|m| m.id.clone())
+                .ok_or_else(|| RepoError::BackupNotFound(what()));
         }
+        let ids = self.backup_ids().await?;
         let matches: Vec<&BackupId> = ids
             .iter()
             .filter(|id| id.as_str().starts_with(text))
             .collect();
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(RepoError::BackupNotFound(text.to_owned())),
-            many => Err(RepoError::AmbiguousBackup {
-                prefix: text.to_owned(),
-                matches: many
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+        let id = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => return Err(RepoError::BackupNotFound(what())),
+            many => {
+                return Err(RepoError::AmbiguousBackup {
+                    prefix: text.to_owned(),
+                    matches: many
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
+        };
+        if let Some(source) = source {
+            let m = self.manifest(&id).await?;
+            if m.source != source {
+                return Err(RepoError::Invalid(format!(
+                    "backup {id} is of source {}, not {source}",
+                    m.source
+                )));
+            }
         }
+        Ok(id)
+    }
+
+    /// Removes one backup on purpose: its manifest goes, so nothing lists or restores it any more.
+    /// Its chunks stay until garbage collection finds that nothing else refers to them. Returns the
+    /// manifest that was removed.
+    pub async fn forget(&self, id: &BackupId) -> Result<Manifest, RepoError> {
+        // Read it first: a damaged or foreign object is reported, not deleted unseen.
+        let manifest = self.manifest(id).await?;
+        self.store.delete(&id.key()).await?;
+        info!(id = %id, source = %manifest.source, "backup forgotten");
+        Ok(manifest)
     }
 
     /// Lists the packs present in the store with their sizes.
@@ -369,10 +403,19 @@ async fn read_config(store: &Store) -> Result<RepoConfig, RepoError> {
     let bytes = match store.get(CONFIG_KEY).await {
         Ok(b) => b,
         Err(e) if e.is_not_found() => {
-            return Err(RepoError::NotARepository {
-                location: store.location(),
-                key: CONFIG_KEY,
-            })
+            // A missing object, or a missing bucket: a listing tells them apart.
+            return Err(match store.list("keys/").await {
+                Ok(_) => RepoError::NotARepository {
+                    location: store.location(),
+                    key: CONFIG_KEY,
+                },
+                Err(StoreError::NotFound { .. }) => StoreError::NoBucket {
+                    store: store.location(),
+                    source: Box::new(e),
+                }
+                .into(),
+                Err(other) => other.into(),
+            });
         }
         Err(e) => return Err(e.into()),
     };

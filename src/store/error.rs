@@ -34,6 +34,21 @@ pub enum StoreError {
         source: io::Error,
     },
 
+    #[error("{op} of {key} in {store} did not finish within {limit:?} (the store's retry_timeout): the store is not answering")]
+    Deadline {
+        op: &'static str,
+        store: String,
+        key: String,
+        limit: std::time::Duration,
+    },
+
+    #[error("the bucket or container of {store} does not exist, or cannot be reached with these credentials: {source}")]
+    NoBucket {
+        store: String,
+        #[source]
+        source: BoxError,
+    },
+
     #[error("repository URL {url:?}: {why}")]
     BadUrl { url: String, why: String },
 

@@ -4,6 +4,8 @@ use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,19 +15,62 @@ use super::{Backend, ObjectInfo, PutOutcome, PutPayload, StoreError};
 
 /// A repository in a local directory.
 ///
-/// A put writes a temporary file beside its target, fsyncs it, then hard-links it into place: the link
-/// fails if the target exists, which gives create-if-absent without a race, and a crash leaves either
-/// no object or the whole object (plus a temporary file that listings ignore).
+/// A put writes a temporary file in `.tmp/` at the repository's root, fsyncs it, then hard-links it
+/// into place: the link fails if the target exists, which gives create-if-absent without a race, and
+/// a crash leaves either no object or the whole object (plus a temporary file that listings never
+/// show). The first put of a process removes temporaries nobody has written to for
+/// [`STALE_TEMPORARY`]: those of writers that were killed.
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    swept: Arc<OnceLock<()>>,
 }
 
+/// Temporaries of earlier versions sat beside their target, named `.<name>.tmp-<random>`.
 const TMP_MARKER: &str = ".tmp-";
+/// The folder of temporaries, at the root. Not an object: listings skip it.
+const TMP_DIR: &str = ".tmp";
+/// A temporary not written for this long belongs to a writer that died. A live writer finishing
+/// after its temporary was removed only fails its put (the hard link finds nothing), so the
+/// threshold protects availability, never correctness.
+pub const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            swept: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Removes the temporaries of dead writers (see [`STALE_TEMPORARY`]); returns how many.
+    pub fn sweep_temporaries(&self, older_than: Duration) -> io::Result<usize> {
+        let dir = self.root.join(TMP_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let idle = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if idle.is_some_and(|idle| idle >= older_than) {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %dir.display(), "removed temporaries of interrupted writers");
+        }
+        Ok(removed)
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -54,14 +99,19 @@ impl LocalBackend {
         if target.exists() {
             return Ok(PutOutcome::AlreadyExists);
         }
+        let tmp_dir = self.root.join(TMP_DIR);
+        if self.swept.get().is_none() {
+            fs::create_dir_all(&tmp_dir)?;
+            if let Err(e) = self.sweep_temporaries(STALE_TEMPORARY) {
+                tracing::warn!(error = %e, dir = %tmp_dir.display(), "could not remove old temporaries");
+            }
+            let _ = self.swept.set(());
+        }
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(
-            ".{name}{TMP_MARKER}{:016x}",
-            rand::thread_rng().next_u64()
-        ));
+        let tmp = tmp_dir.join(format!("{name}-{:016x}", rand::thread_rng().next_u64()));
         let result = (|| {
             let mut file = fs::OpenOptions::new()
                 .write(true)
@@ -103,6 +153,9 @@ impl LocalBackend {
                 let file_type = entry.file_type()?;
                 let path = entry.path();
                 if file_type.is_dir() {
+                    if dir == self.root && entry.file_name() == TMP_DIR {
+                        continue;
+                    }
                     stack.push(path);
                     continue;
                 }
@@ -200,5 +253,49 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.io_error("delete", key, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_are_never_listed_and_stale_ones_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(dir.path());
+        let put = |key: &str| {
+            backend
+                .put_blocking(key, &PutPayload::from(b"x".to_vec()))
+                .unwrap()
+        };
+        assert_eq!(put("wal/pg/a"), PutOutcome::Created);
+        // What a killed writer leaves: a temporary in .tmp/ and, from older versions, one beside
+        // its target.
+        let fresh = dir.path().join(TMP_DIR).join("b-1");
+        let stale = dir.path().join(TMP_DIR).join("c-2");
+        fs::write(&fresh, b"partial").unwrap();
+        fs::write(&stale, b"partial").unwrap();
+        fs::write(dir.path().join("wal/pg/.d.tmp-3"), b"partial").unwrap();
+        let old = std::time::SystemTime::now() - STALE_TEMPORARY - Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let keys: Vec<String> = backend
+            .list_blocking("")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["wal/pg/a"]);
+        // The next process's first put removes the stale one and leaves a live writer's.
+        let next = LocalBackend::new(dir.path());
+        next.put_blocking("keys/k", &PutPayload::from(b"k".to_vec()))
+            .unwrap();
+        assert!(fresh.exists());
+        assert!(!stale.exists());
     }
 }

@@ -21,7 +21,7 @@ pub use object_store::PutPayload;
 pub use error::StoreError;
 pub use local::LocalBackend;
 pub use object::ObjectStoreBackend;
-pub use open::{open_store, parse_duration, StoreOptions};
+pub use open::{check_url_shape, open_store, parse_duration, StoreOptions};
 
 /// What a create-if-absent put found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

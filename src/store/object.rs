@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +19,10 @@ pub struct ObjectStoreBackend {
     inner: Arc<dyn ObjectStore>,
     prefix: Option<Path>,
     location: String,
+    /// Every call ends within this, retries included. object_store's own retry_timeout only
+    /// stops *starting* retries, and its request timeout applies per request: a server that
+    /// accepts connections and never answers would otherwise hold a call for both added up.
+    deadline: Option<Duration>,
 }
 
 impl ObjectStoreBackend {
@@ -29,6 +34,34 @@ impl ObjectStoreBackend {
             inner,
             prefix,
             location,
+            deadline: None,
+        }
+    }
+
+    /// Cuts every call at `deadline`.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Runs one call within the deadline; one cut short is an error naming the call.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match self.deadline {
+            None => call.await,
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Deadline {
+                    op,
+                    store: self.location.clone(),
+                    key: key.to_owned(),
+                    limit,
+                }),
+            },
         }
     }
 
@@ -96,26 +129,51 @@ impl Backend for ObjectStoreBackend {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self.inner.put_opts(&self.path(key), data, options).await {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyExists),
-            Err(e) => Err(self.error("put", key, e)),
-        }
+        let put = async {
+            match self.inner.put_opts(&self.path(key), data, options).await {
+                Ok(_) => Ok(PutOutcome::Created),
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyExists),
+                // A put has no object to miss: what is missing is the bucket or container.
+                Err(e @ object_store::Error::NotFound { .. }) => Err(StoreError::NoBucket {
+                    store: self.location.clone(),
+                    source: Box::new(e),
+                }),
+                Err(e) => Err(self.error("put", key, e)),
+            }
+        };
+        self.bounded("put", key, put).await
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        self.read(key, None).await
+        self.bounded("get", key, self.read(key, None)).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
-        self.read(key, Some(range)).await
+        self.bounded("get", key, self.read(key, Some(range))).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.bounded("list", prefix, self.list_unbounded(prefix))
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let delete = async {
+            match self.inner.delete(&self.path(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.error("delete", key, e)),
+            }
+        };
+        self.bounded("delete", key, delete).await
+    }
+}
+
+impl ObjectStoreBackend {
+    async fn list_unbounded(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         // object_store lists by path segment; list the folder and filter on the full prefix.
         let folder = match prefix.rfind('/') {
             Some(i) => &prefix[..i],
@@ -146,12 +204,5 @@ impl Backend for ObjectStoreBackend {
                     .then_some(ObjectInfo { key, size: m.size })
             })
             .collect())
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match self.inner.delete(&self.path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error("delete", key, e)),
-        }
     }
 }

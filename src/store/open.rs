@@ -1,7 +1,7 @@
 //! Opening a store from a repository URL and its options.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -20,9 +20,15 @@ use super::{LocalBackend, ObjectStoreBackend, Store, StoreError};
 /// `retry_timeout` (a duration such as `30s` or `5m`) and `max_retries` are ours; every other key is
 /// handed to the backend's builder (for S3 `endpoint`, `region`, `allow_http`,
 /// `virtual_hosted_style_request`, `timeout`, `connect_timeout`, ...), which rejects keys it does not
-/// know.
+/// know. Local and memory stores take no options at all, so a key meant for S3 is never silently
+/// ignored.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions(pub BTreeMap<String, String>);
+
+/// How long one store call may take, retries included, unless `retry_timeout` says otherwise.
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long one request may take, unless `timeout` says otherwise (never above `retry_timeout`).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Tuning {
     retry_timeout: Duration,
@@ -30,16 +36,17 @@ struct Tuning {
 }
 
 impl StoreOptions {
+    /// The bound on one store call, retries included: `retry_timeout`, 180 s by default.
+    pub fn call_deadline(&self) -> Result<Duration, StoreError> {
+        Ok(self.split()?.0.retry_timeout)
+    }
+
     fn split(&self) -> Result<(Tuning, Vec<(String, String)>), StoreError> {
         let mut tuning = Tuning {
-            retry_timeout: Duration::from_secs(180),
+            retry_timeout: DEFAULT_RETRY_TIMEOUT,
             max_retries: 10,
         };
-        // Client defaults, overridable: a request may take 5 minutes, a connection 10 seconds.
-        let mut rest = vec![
-            ("timeout".to_owned(), "300s".to_owned()),
-            ("connect_timeout".to_owned(), "10s".to_owned()),
-        ];
+        let mut rest = Vec::new();
         for (key, value) in &self.0 {
             let bad = |why: String| StoreError::BadOption {
                 option: key.clone(),
@@ -55,7 +62,36 @@ impl StoreOptions {
                 _ => rest.push((key.clone(), value.clone())),
             }
         }
+        if tuning.retry_timeout.is_zero() {
+            return Err(StoreError::BadOption {
+                option: "retry_timeout".into(),
+                why: "must be above zero".into(),
+            });
+        }
+        // Client defaults, overridable: a connection may take 10 seconds, a request a minute (or
+        // the whole retry_timeout, when that is shorter). A store call is cut at retry_timeout
+        // whatever these say (see `Deadline`).
+        let request = DEFAULT_REQUEST_TIMEOUT.min(tuning.retry_timeout);
+        for (key, default) in [
+            ("timeout", format!("{}ms", request.as_millis())),
+            ("connect_timeout", "10s".to_owned()),
+        ] {
+            if !rest.iter().any(|(k, _)| k == key) {
+                rest.push((key.to_owned(), default));
+            }
+        }
         Ok((tuning, rest))
+    }
+
+    /// Refuses every option: for stores that take none.
+    fn refuse_all(&self, scheme: &str) -> Result<(), StoreError> {
+        match self.0.keys().next() {
+            Some(key) => Err(StoreError::BadOption {
+                option: key.clone(),
+                why: format!("{scheme} stores take no options (repository.options is for s3://, gs:// and az://)"),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -93,13 +129,15 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
         url: url.to_owned(),
         why: why.to_owned(),
     };
-    if url.is_empty() {
-        return Err(bad_url("empty"));
-    }
+    check_url_shape(url).map_err(|why| bad_url(&why))?;
     if !url.contains("://") {
+        options.refuse_all("local")?;
         return Ok(local(PathBuf::from(url)));
     }
     let parsed = Url::parse(url).map_err(|e| bad_url(&e.to_string()))?;
+    if matches!(parsed.scheme(), "file" | "memory") {
+        options.refuse_all(&format!("{}://", parsed.scheme()))?;
+    }
     let (tuning, rest) = options.split()?;
     let prefix = parsed.path().trim_matches('/').to_owned();
     let location = url.trim_end_matches('/').to_owned();
@@ -152,9 +190,35 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
             )))
         }
     };
-    Ok(Store::new(Arc::new(ObjectStoreBackend::new(
-        store, &prefix, location,
-    ))))
+    Ok(Store::new(Arc::new(
+        ObjectStoreBackend::new(store, &prefix, location).with_deadline(tuning.retry_timeout),
+    )))
+}
+
+/// The rule for what may name a repository, before any store is touched: a URL with a scheme, or
+/// an absolute path. A relative path is refused, because `s3//bucket/p` (a missing colon) or
+/// `bucket/p` would otherwise become a local directory below wherever the command happened to run.
+pub fn check_url_shape(url: &str) -> Result<(), String> {
+    if url.is_empty() {
+        return Err("empty".into());
+    }
+    if url.contains("://") || Path::new(url).is_absolute() {
+        return Ok(());
+    }
+    let looks_like = ["s3", "gs", "az", "azure", "abfs", "abfss", "file", "memory"]
+        .iter()
+        .find_map(|scheme| {
+            let rest = url.strip_prefix(scheme)?;
+            let rest = rest
+                .strip_prefix(":/")
+                .or_else(|| rest.strip_prefix("//"))
+                .or_else(|| rest.strip_prefix(":"))?;
+            Some(format!("{scheme}://{}", rest.trim_start_matches('/')))
+        });
+    Err(match looks_like {
+        Some(meant) => format!("not a URL and not an absolute path; did you mean {meant:?}?"),
+        None => "a relative path: give an absolute path or file:///absolute/path (a relative one would depend on the directory the command runs in)".into(),
+    })
 }
 
 /// memory:// stores live as long as the process; the same URL opens the same store.
@@ -205,6 +269,51 @@ mod tests {
     fn unknown_scheme_is_named() {
         let err = open_store("ftp://x/y", &StoreOptions::default()).unwrap_err();
         assert!(err.to_string().contains("unknown scheme \"ftp\""), "{err}");
+    }
+
+    #[test]
+    fn relative_and_mistyped_urls_are_refused() {
+        for (url, hint) in [
+            ("s3//bucket/p", "did you mean \"s3://bucket/p\""),
+            ("s3:/bucket/p", "did you mean \"s3://bucket/p\""),
+            ("gs:bucket", "did you mean \"gs://bucket\""),
+            ("backups/repo", "relative path"),
+            ("./repo", "relative path"),
+        ] {
+            let err = open_store(url, &StoreOptions::default()).unwrap_err();
+            assert!(err.to_string().contains(hint), "{url}: {err}");
+        }
+        assert!(open_store("/srv/repo", &StoreOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn local_and_memory_stores_refuse_every_option() {
+        let mut o = StoreOptions::default();
+        o.0.insert("endpoint".into(), "http://x".into());
+        for url in ["file:///srv/repo", "/srv/repo", "memory://"] {
+            let err = open_store(url, &o).unwrap_err();
+            assert!(
+                err.to_string().contains("\"endpoint\"")
+                    && err.to_string().contains("take no options"),
+                "{url}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_request_timeout_never_exceeds_the_call_deadline() {
+        let mut o = StoreOptions::default();
+        o.0.insert("retry_timeout".into(), "3s".into());
+        let (_, rest) = o.split().unwrap();
+        assert!(rest.contains(&("timeout".to_owned(), "3000ms".to_owned())));
+        assert_eq!(o.call_deadline().unwrap(), Duration::from_secs(3));
+        assert_eq!(
+            StoreOptions::default().call_deadline().unwrap(),
+            DEFAULT_RETRY_TIMEOUT
+        );
+        o.0.insert("timeout".into(), "1s".into());
+        let (_, rest) = o.split().unwrap();
+        assert_eq!(rest.iter().filter(|(k, _)| k == "timeout").count(), 1);
     }
 
     #[test]

@@ -440,9 +440,10 @@ pub mod repo {
 
     pub fn options(source: &str) -> BackupOptions {
         BackupOptions {
-            source: source.into(),
+            source: source.parse().expect("a valid source name"),
             labels: Default::default(),
             concurrency: Concurrency::default(),
+            allow_empty: true,
         }
     }
 

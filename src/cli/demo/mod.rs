@@ -21,7 +21,7 @@ use heirloom_backup::pipeline::verify::{verify, Subset};
 use heirloom_backup::repo::format::InitParams;
 use heirloom_backup::repo::keys::KeySource;
 use heirloom_backup::repo::stats::stats;
-use heirloom_backup::repo::Repository;
+use heirloom_backup::repo::{RepoError, Repository};
 use heirloom_backup::store::open_store;
 use indicatif::ProgressBar;
 use rand::{Rng, SeedableRng};
@@ -153,7 +153,7 @@ pub async fn demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
 async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
     let (_temp, dir) = workspace(args.keep.as_deref())?;
     let (repo, repo_dir, key_path) = demo_repository(&dir).await?;
-    println!(
+    outln!(
         "1. created an encrypted repository in {}",
         repo_dir.display()
     );
@@ -167,9 +167,10 @@ async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
         }
     }
     let options = BackupOptions {
-        source: "notes-app".into(),
+        source: "notes-app".parse().map_err(RepoError::Invalid)?,
         labels: Default::default(),
         concurrency: ctx.concurrency,
+        allow_empty: false,
     };
     let mut ids = Vec::new();
     for (n, data) in [&first, &second].into_iter().enumerate() {
@@ -181,7 +182,7 @@ async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
             Utc::now(),
         )
         .await?;
-        println!(
+        outln!(
             "{}. backed up a {} dump as {}: {} new of {} chunks, {} stored, {:.0} MB/s",
             n + 2,
             human_bytes(s.size),
@@ -221,16 +222,16 @@ async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
             "backup {id} did not read back identically"
         );
     }
-    println!("4. read both backups back: SHA-256 identical to the originals");
+    outln!("4. read both backups back: SHA-256 identical to the originals");
 
     let report = verify(&repo, Some(Subset::All), ctx.concurrency).await?;
     ensure!(report.ok(), "verify found problems: {:?}", report.problems);
-    println!(
+    outln!(
         "5. verified every stored byte: {} packs, {} chunks decrypted and re-hashed",
         report.packs_read, report.chunks_read
     );
     let s = stats(&repo).await?;
-    println!(
+    outln!(
         "6. {} of backups stored in {}: deduplication {:.2}x, compression {:.2}x",
         human_bytes(s.logical_bytes),
         human_bytes(s.total_bytes),
@@ -238,7 +239,7 @@ async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
         s.compression_ratio
     );
     if args.keep.is_some() {
-        println!(
+        outln!(
             "the repository is kept: heirloom-backup --repo {} --key-file {} list",
             repo_dir.display(),
             key_path.display()

@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
 use heirloom_backup::engine::postgres::restore::{plan_restore, restore, RestoreRequest, Target};
 use heirloom_backup::engine::postgres::server::{pg_program, running_as_root};
+use heirloom_backup::repo::source::SourceName;
+use heirloom_backup::repo::RepoError;
 use indicatif::ProgressBar;
 use tokio_postgres::NoTls;
 
@@ -144,7 +146,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
     }
     let (repo, repo_dir, key_path) = super::demo_repository(&dir).await?;
     chown_tree(&dir, owner)?;
-    println!(
+    outln!(
         "1. created an encrypted repository in {}",
         repo_dir.display()
     );
@@ -201,13 +203,14 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
              SELECT 1 + i % 5, 'note ' || i, repeat('a line worth keeping. ', 20) FROM generate_series(1, 5000) i",
         )
         .await?;
-    println!(
+    outln!(
         "2. started PostgreSQL on port {} with the notes app: 5000 notes",
         source.port
     );
 
+    let notes: SourceName = "notes".parse().map_err(RepoError::Invalid)?;
     let request = BaseBackupRequest {
-        source: "notes",
+        source: &notes,
         conninfo: &source.url(),
         data_dir: Some(&data),
         labels: Default::default(),
@@ -215,7 +218,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         archive_timeout: std::time::Duration::from_secs(60),
     };
     let summary = base_backup(&repo, &request, ProgressBar::hidden(), Utc::now()).await?;
-    println!(
+    outln!(
         "3. base backup {} while the server runs: {} in {} chunks",
         summary.id,
         super::super::human_bytes(summary.size),
@@ -271,7 +274,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
     }
     drop(client);
     source.stop();
-    println!(
+    outln!(
         "4. wrote 5 notes, then at {} the target instant, then 5 more ({total} notes in all); WAL archived",
         target.format("%H:%M:%S%.3f")
     );
@@ -333,7 +336,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         .get(0);
     drop(client);
     copy.stop();
-    println!(
+    outln!(
         "5. restored to {} and started it: {all} notes, {before} of the 5 written before the instant, {after} of the 5 after",
         target.format("%H:%M:%S%.3f")
     );
@@ -341,12 +344,12 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         before == 5 && after == 0 && all == 5005,
         "the restored copy is not the source at the instant"
     );
-    println!(
+    outln!(
         "proved: a point-in-time restore gives back every note written before the instant and none after ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     if keep.is_some() {
-        println!("kept in {}", dir.display());
+        outln!("kept in {}", dir.display());
     }
     Ok(Exit::Ok)
 }

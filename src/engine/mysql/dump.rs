@@ -15,6 +15,7 @@ use tracing::info;
 use super::binlog::GtidPos;
 use super::server::{client_program, probe, require_binlog, MysqlUrl};
 use super::MyError;
+use crate::repo::source::SourceName;
 use crate::engine::process::ChildOutput;
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
@@ -95,7 +96,7 @@ pub fn dump_gtid_pos(text: &str) -> Option<String> {
 #[allow(clippy::too_many_arguments)]
 pub async fn dump_backup(
     repo: &Repository,
-    source: &str,
+    source: &SourceName,
     url: &MysqlUrl,
     labels: BTreeMap<String, String>,
     concurrency: Concurrency,

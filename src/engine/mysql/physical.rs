@@ -17,6 +17,7 @@ use super::binlog::GtidPos;
 use super::restore::{assemble, replay, MyPlan, MyRestoreReport};
 use super::server::{client_program, probe, require_binlog, MysqlUrl};
 use super::MyError;
+use crate::repo::source::SourceName;
 use crate::engine::process::{feed_file, ChildOutput};
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
@@ -48,7 +49,7 @@ pub fn reported_position(log: &str) -> Option<(String, u64, String)> {
 #[allow(clippy::too_many_arguments)]
 pub async fn physical_backup(
     repo: &Repository,
-    source: &str,
+    source: &SourceName,
     url: &MysqlUrl,
     data_dir: &Path,
     labels: BTreeMap<String, String>,

@@ -16,6 +16,7 @@ use super::names::{Lsn, WalFileName};
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
+use crate::repo::source::SourceName;
 use crate::pipeline::backup::{
     commit_backup, store_files, BackupSummary, Cutting, SourceFile, StoredFiles, VisitFile,
 };
@@ -48,7 +49,7 @@ const SKIPPED_FILES: &[&str] = &[
 
 /// What to back up.
 pub struct BaseBackupRequest<'a> {
-    pub source: &'a str,
+    pub source: &'a SourceName,
     /// libpq connection string or `postgres://` URL.
     pub conninfo: &'a str,
     /// The data directory, readable here; `None` streams the backup from the server

@@ -13,6 +13,7 @@ use super::basebackup::{connect, redact, sql};
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
+use crate::repo::source::SourceName;
 use crate::engine::process::{feed_file, ChildOutput, WaitStderr};
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
@@ -23,7 +24,7 @@ use crate::repo::{RepoError, Repository};
 /// Dumps the source URL's database with `pg_dump -Fc -Z0` into the repository.
 pub async fn logical_backup(
     repo: &Repository,
-    source: &str,
+    source: &SourceName,
     conninfo: &str,
     labels: BTreeMap<String, String>,
     concurrency: Concurrency,
