@@ -133,7 +133,7 @@ impl Config {
         let invalid = |field: String, why: String| ConfigError::Invalid {
             file: file.to_owned(),
             field,
-            why,
+            why: crate::redact::redact(&why),
         };
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let config: Config = match serde_path_to_error::deserialize(deserializer) {
@@ -214,7 +214,8 @@ fn check_repo_url(url: &str) -> Result<(), String> {
 }
 
 fn check_engine_url(kind: EngineKind, url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let parsed = url::Url::parse(url)
+        .map_err(|e| format!("{:?} is not a URL: {e}", crate::redact::redact(url)))?;
     let ok = match kind {
         EngineKind::Postgres => matches!(parsed.scheme(), "postgres" | "postgresql"),
         EngineKind::Mysql => matches!(parsed.scheme(), "mysql" | "mariadb"),

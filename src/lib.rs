@@ -7,5 +7,6 @@
 pub mod config;
 pub mod engine;
 pub mod pipeline;
+pub mod redact;
 pub mod repo;
 pub mod store;

@@ -161,7 +161,12 @@ pub fn main(cli: Cli) -> ExitCode {
             if is_broken_pipe(&err) {
                 return Exit::Ok.into(); // `cat | head`, `list | head -1`: the reader had enough
             }
-            eprintln!("heirloom-backup: error: {err:#}");
+            // Whatever an error quotes (a connection string, a server's answer) loses its
+            // passwords here, the one way out.
+            eprintln!(
+                "heirloom-backup: error: {}",
+                heirloom_backup::redact::redact(&format!("{err:#}"))
+            );
             exit_code_for(&err).into()
         }
     }
@@ -336,7 +341,7 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| EnvFilter::new(format!("heirloom_backup={default},warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| heirloom_backup::redact::RedactingWriter(std::io::stderr()));
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -239,7 +239,7 @@ mod tests {
         let b = BackupId::new(t2);
         assert!(a < b);
         assert_eq!(a.as_str().parse::<BackupId>().unwrap(), a);
-        assert!(a.as_str().starts_with("20261120T140300Z-"));
+        assert!(a.as_str().starts_with("20261120T140300.000Z-"));
         assert!("2026-11-20".parse::<BackupId>().is_err());
     }
 

@@ -97,16 +97,9 @@ impl MysqlUrl {
     }
 }
 
-/// A URL with its password replaced, for messages and logs.
+/// A URL with its password replaced, for messages and logs (see [`crate::redact`]).
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("xxxxx"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "(unparseable URL)".to_owned(),
-    }
+    crate::redact::redact(url)
 }
 
 /// What a backup needs to know about a server.

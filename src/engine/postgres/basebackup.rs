@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::names::{Lsn, WalFileName};
 use super::server::pg_program;
 use super::wal::ensure_identity;
+use super::conninfo::ChildConnInfo;
 use super::PgError;
 use crate::repo::source::SourceName;
 use crate::pipeline::backup::{
@@ -79,26 +80,9 @@ pub(crate) async fn connect(conninfo: &str) -> Result<Client, PgError> {
     Ok(client)
 }
 
-/// The connection string without its password, for messages.
+/// The connection string without its password, for messages (see [`crate::redact`]).
 pub fn redact(conninfo: &str) -> String {
-    match url::Url::parse(conninfo) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => conninfo
-            .split_whitespace()
-            .map(|kv| {
-                if kv.starts_with("password=") {
-                    "password=***"
-                } else {
-                    kv
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
+    crate::redact::redact(conninfo)
 }
 
 /// Names `server` (redacted) in a failed query's error.
@@ -483,6 +467,7 @@ async fn remote_copy(
     let program = pg_program("pg_basebackup", Some(version / 10000))?;
     // --wal-method=fetch only to have the end point reported: the WAL comes from the archive, and the
     // segments in the stream are skipped.
+    let child_conn = ChildConnInfo::new(conninfo);
     let child = std::process::Command::new(&program)
         .args([
             "--pgdata=-",
@@ -493,7 +478,8 @@ async fn remote_copy(
             "--verbose",
         ])
         .arg(format!("--label={label}"))
-        .arg(format!("--dbname={conninfo}"))
+        .arg(child_conn.dbname_arg())
+        .envs(child_conn.env())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -714,5 +700,9 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("host=h password=secret"), "host=h password=***");
+        assert_eq!(
+            redact("postgres://u@h/db?password=secret"),
+            "postgres://u@h/db?password=***"
+        );
     }
 }

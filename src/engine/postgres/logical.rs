@@ -10,6 +10,7 @@ use indicatif::ProgressBar;
 use tracing::info;
 
 use super::basebackup::{connect, redact, sql};
+use super::conninfo::ChildConnInfo;
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
@@ -56,9 +57,11 @@ pub async fn logical_backup(
         let url = conninfo.to_owned();
         let path = format!("{database}.dump");
         let files = Box::new(std::iter::once_with(move || {
+            let conn = ChildConnInfo::new(&url);
             let mut child = Command::new(&pg_dump)
-                .args(["--format=custom", "--compress=0", "--no-sync", "--dbname"])
-                .arg(&url)
+                .args(["--format=custom", "--compress=0", "--no-sync"])
+                .arg(conn.dbname_arg())
+                .envs(conn.env())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -111,9 +114,11 @@ pub async fn logical_restore(
     let index = repo.load_index().await?;
     let pg_restore = pg_program("pg_restore", None)?;
     for file in &manifest.files {
+        let conn = ChildConnInfo::new(target_url);
         let child = Command::new(&pg_restore)
-            .args(["--no-owner", "--exit-on-error", "--dbname"])
-            .arg(target_url)
+            .args(["--no-owner", "--exit-on-error"])
+            .arg(conn.dbname_arg())
+            .envs(conn.env())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -150,9 +155,11 @@ pub async fn logical_restore(
 pub async fn copy_database(from: &str, database: &str, target_url: &str) -> Result<(), PgError> {
     let pg_dump = pg_program("pg_dump", None)?;
     let pg_restore = pg_program("pg_restore", None)?;
+    let from = ChildConnInfo::new(&format!("{from} dbname={database}"));
     let mut dump = Command::new(&pg_dump)
-        .args(["--format=custom", "--compress=0", "--no-sync", "--dbname"])
-        .arg(format!("{from} dbname={database}"))
+        .args(["--format=custom", "--compress=0", "--no-sync"])
+        .arg(from.dbname_arg())
+        .envs(from.env())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -161,9 +168,11 @@ pub async fn copy_database(from: &str, database: &str, target_url: &str) -> Resu
         .stdout
         .take()
         .ok_or_else(|| PgError::Invalid("pg_dump has no stdout".into()))?;
+    let to = ChildConnInfo::new(target_url);
     let mut load = Command::new(&pg_restore)
-        .args(["--no-owner", "--exit-on-error", "--dbname"])
-        .arg(target_url)
+        .args(["--no-owner", "--exit-on-error"])
+        .arg(to.dbname_arg())
+        .envs(to.env())
         .stdin(Stdio::from(stdout))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

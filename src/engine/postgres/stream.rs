@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
 use super::basebackup::{connect, redact, sql};
+use super::conninfo::ChildConnInfo;
 use super::names::WalFileName;
 use super::server::pg_program;
 use super::wal::{ensure_identity, partial_chain, put_partial, wal_push};
@@ -101,7 +102,8 @@ pub async fn stream_wal(
     let created = Command::new(&receivewal)
         .args(["--create-slot", "--if-not-exists", "--no-password"])
         .arg(format!("--slot={}", options.slot))
-        .arg(format!("--dbname={conninfo}"))
+        .arg(ChildConnInfo::new(conninfo).dbname_arg())
+        .envs(ChildConnInfo::new(conninfo).env())
         .stdin(Stdio::null())
         .output()
         .await
@@ -216,10 +218,12 @@ fn start_receiver(
     conninfo: &str,
     options: &PgStreamOptions,
 ) -> Result<Child, PgError> {
+    let conn = ChildConnInfo::new(conninfo);
     let child = Command::new(receivewal)
         .arg(format!("--directory={}", options.spool.display()))
         .arg(format!("--slot={}", options.slot))
-        .arg(format!("--dbname={conninfo}"))
+        .arg(conn.dbname_arg())
+        .envs(conn.env())
         .args([
             "--no-loop",
             "--no-password",
