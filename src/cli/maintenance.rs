@@ -2,6 +2,7 @@
 
 use clap::Args;
 use heirloom_backup::engine::mysql::segment::verify_chains;
+use heirloom_backup::engine::postgres::check::verify_wal;
 use heirloom_backup::pipeline::verify::{verify as run_verify, Subset};
 use heirloom_backup::repo::stats::stats as repo_stats;
 
@@ -38,6 +39,15 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     for (object, problem) in chains.problems {
         report.add_problem(object, problem);
     }
+    let wal = verify_wal(&repo, &report.manifests, |key| {
+        read_data.is_some_and(|s| s.contains_key(key))
+    })
+    .await?;
+    report.wal_files = wal.files;
+    report.wal_files_read = wal.read;
+    for (object, problem) in wal.problems {
+        report.add_problem(object, problem);
+    }
     report.problems.sort_by(|a, b| a.object.cmp(&b.object));
     if args.json {
         print_json(&report)?;
@@ -52,6 +62,13 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
                 report.packs_read,
                 report.chunks_read,
                 human_bytes(report.bytes_read)
+            );
+        }
+        if report.wal_files > 0 {
+            outln!(
+                "checked {} WAL file(s), read {}",
+                report.wal_files,
+                report.wal_files_read
             );
         }
         if report.binlog_segments > 0 {

@@ -213,7 +213,7 @@ fn exit_code_for(err: &anyhow::Error) -> Exit {
                 return Exit::Integrity;
             }
         }
-        if let Some(PgError::Repo(e)) = cause.downcast_ref::<PgError>() {
+        if let Some(e) = cause.downcast_ref::<PgError>() {
             if e.is_integrity() {
                 return Exit::Integrity;
             }

@@ -250,6 +250,9 @@ fn print_plan(plan: &RestorePlan) -> anyhow::Result<()> {
             "GAP             {gap} is missing: recovery cannot reach the WAL archived after it"
         );
     }
+    if let Some(why) = &plan.unreachable {
+        outln!("CANNOT RESTORE  {why}");
+    }
     outln!(
         "to fetch        {} of files, {} of WAL",
         human_bytes(plan.backup_bytes),

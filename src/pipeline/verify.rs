@@ -68,6 +68,11 @@ impl Subset {
         }
     }
 
+    /// For objects named by key (WAL files): the same parts, by a hash of the key.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.contains_number(u64::from(crc32fast::hash(key.as_bytes())))
+    }
+
     pub fn contains(&self, pack: &PackId) -> bool {
         match *self {
             Subset::All => true,
@@ -92,12 +97,18 @@ pub struct VerifyReport {
     /// Binlog segments checked for their place in their chain, and read whole.
     pub binlog_segments: usize,
     pub binlog_segments_read: usize,
+    /// WAL files checked for their place in their archive, and read whole.
+    pub wal_files: usize,
+    pub wal_files_read: usize,
     pub packs_read: usize,
     pub chunks_read: usize,
     pub bytes_read: u64,
     /// Packs in the store that no index names: left by interrupted backups, harmless.
     pub unindexed_packs: usize,
     pub problems: Vec<Problem>,
+    /// The manifests that opened, for the checks that follow (the WAL archive's).
+    #[serde(skip)]
+    pub manifests: Vec<crate::repo::manifest::Manifest>,
 }
 
 impl VerifyReport {
@@ -197,6 +208,7 @@ pub async fn verify(
                         );
                     }
                 }
+                report.manifests.push(m);
             }
             Err(e) => report.problem(id.key(), strip_object(&e, &id.key())),
         }

@@ -37,6 +37,10 @@ pub enum PgError {
 
     #[error("{name} is not in the archive of source {source_name}")]
     WalNotFound { name: String, source_name: String },
+
+    /// The repository does not hold what a restore needs (an integrity failure, exit code 3).
+    #[error("{0}")]
+    Unrestorable(String),
 }
 
 impl From<StoreError> for PgError {
@@ -46,6 +50,15 @@ impl From<StoreError> for PgError {
 }
 
 impl PgError {
+    /// True when stored data is damaged or missing (exit code 3).
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            PgError::Repo(e) => e.is_integrity(),
+            PgError::Unrestorable(_) => true,
+            _ => false,
+        }
+    }
+
     pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
         PgError::Io {
             path: path.to_string(),

@@ -2,6 +2,7 @@
 //! `wal-fetch`), and point-in-time restore into a data directory.
 
 pub mod basebackup;
+pub mod check;
 pub mod conninfo;
 mod error;
 pub mod logical;

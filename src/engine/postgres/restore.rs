@@ -52,13 +52,29 @@ pub struct RestorePlan {
     pub missing: Vec<String>,
     /// Archived WAL exists past this missing file, but recovery cannot reach it.
     pub gap_at: Option<String>,
+    /// Why recovery cannot be shown to reach the target, when it cannot: such a plan is refused,
+    /// and `--dry-run` exits 3, so a script never takes an unreachable instant for a restorable one.
+    pub unreachable: Option<String>,
     pub backup_bytes: u64,
     pub wal_bytes: u64,
 }
 
 impl RestorePlan {
+    /// The backup can be made consistent and the WAL reaches the target.
     pub fn is_complete(&self) -> bool {
-        self.missing.is_empty()
+        self.missing.is_empty() && self.unreachable.is_none()
+    }
+
+    /// Why the plan cannot be carried out, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        if !self.missing.is_empty() {
+            return Some(format!(
+                "backup {} cannot be made consistent: WAL missing from the archive: {}",
+                self.backup,
+                self.missing.join(", ")
+            ));
+        }
+        self.unreachable.clone()
     }
 }
 
@@ -157,6 +173,14 @@ pub fn plan(
             break;
         }
     }
+    let unreachable = unreachable(
+        target,
+        gap_at.as_ref(),
+        wal_last.as_deref(),
+        pg.timeline,
+        pg.segment_size,
+        &backups,
+    )?;
     Ok(RestorePlan {
         source: source.to_owned(),
         target: target.clone(),
@@ -168,8 +192,69 @@ pub fn plan(
         wal_last,
         missing,
         gap_at,
+        unreachable,
         backup_bytes: backup.size(),
         wal_bytes,
+    })
+}
+
+/// Why the WAL after the backup cannot be shown to carry recovery to `target`, if it cannot.
+///
+/// With no hole after the backup, recovery runs to the end of the archive, and PostgreSQL itself
+/// stops with an error if a time or restore point lies beyond it. A hole (`gap`: a missing segment
+/// with WAL archived after it) ends recovery early: for `--latest` that would silently drop what
+/// follows; for an LSN the segment it lies in says which side of the hole it is; for a time, a
+/// later backup of the timeline that ended after that time and before the hole proves the time
+/// lies before it (WAL positions only grow with time on one timeline); otherwise nothing in the
+/// archive tells, and the plan is refused rather than guessed.
+fn unreachable(
+    target: &Target,
+    gap: Option<&String>,
+    wal_last: Option<&str>,
+    timeline: u32,
+    segment_size: u64,
+    backups: &[&Manifest],
+) -> Result<Option<String>, PgError> {
+    let gap_name = gap
+        .map(|g| g.parse::<WalFileName>())
+        .transpose()
+        .map_err(PgError::Invalid)?;
+    let advice = "restore an earlier instant, or --lsn up to the end of the last segment before the hole";
+    Ok(match (target, &gap_name) {
+        (Target::Backup(_), _) => None,
+        (Target::Lsn(lsn), _) => {
+            let lsn: Lsn = lsn.parse().map_err(PgError::Invalid)?;
+            let needed = WalFileName::segment_of(timeline, lsn, segment_size);
+            match (&gap_name, wal_last) {
+                (Some(g), _) if needed >= *g => Some(format!(
+                    "LSN {lsn} lies in WAL {needed}, past {g}, which is missing from the archive: recovery cannot reach it"
+                )),
+                (None, Some(last)) if needed.to_string().as_str() > last => Some(format!(
+                    "LSN {lsn} lies in WAL {needed}, and the archive of timeline {timeline} ends at {last}"
+                )),
+                _ => None,
+            }
+        }
+        (_, None) => None,
+        (Target::Latest, Some(g)) => Some(format!(
+            "WAL {g} is missing from the archive, and WAL was archived after it: recovery would stop at the hole and lose everything after it; {advice}"
+        )),
+        (Target::Name(name), Some(g)) => Some(format!(
+            "WAL {g} is missing from the archive, and whether restore point {name:?} lies before it cannot be told: recovery would stop at the hole; {advice}"
+        )),
+        (Target::Time(t), Some(g)) => {
+            let before_hole = backups.iter().any(|m| {
+                m.postgres.as_ref().is_some_and(|p| {
+                    p.timeline == timeline
+                        && p.consistent_at > *t
+                        && p.stop_wal.parse::<WalFileName>().is_ok_and(|stop| stop < *g)
+                })
+            });
+            (!before_hole).then(|| format!(
+                "WAL {g} is missing from the archive, with WAL archived after it, and nothing shows that {} lies before the hole: recovery could stop short of it; {advice}",
+                t.to_rfc3339()
+            ))
+        }
     })
 }
 
@@ -209,12 +294,8 @@ pub async fn restore(
     request: &RestoreRequest<'_>,
     progress: ProgressBar,
 ) -> Result<(), PgError> {
-    if !plan.is_complete() {
-        return Err(PgError::Invalid(format!(
-            "backup {} cannot be made consistent: WAL missing from the archive: {}",
-            plan.backup,
-            plan.missing.join(", ")
-        )));
+    if let Some(problem) = plan.problem() {
+        return Err(PgError::Unrestorable(problem));
     }
     let pg = manifest.postgres.as_ref().ok_or_else(|| {
         PgError::Invalid(format!("backup {} is not a PostgreSQL backup", manifest.id))
@@ -483,3 +564,7 @@ pub fn tablespaces_home(dir: &Path) -> PathBuf {
     name.push(".tablespaces");
     PathBuf::from(name)
 }
+
+#[cfg(test)]
+#[path = "restore_tests.rs"]
+mod tests;
