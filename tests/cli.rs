@@ -223,12 +223,12 @@ fn wrong_passphrase_and_wrong_key_file_are_refused_and_change_nothing() {
         stderr(&out)
     );
 
-    std::fs::write(repo.key(), [9u8; 32]).unwrap();
+    support::write_key(&repo.key(), &[9u8; 32]);
     let out = repo.cmd(&["list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("key file"), "{}", stderr(&out));
 
-    std::fs::write(repo.key(), b"not a key").unwrap();
+    support::write_key(&repo.key(), b"not a key");
     let out = repo.cmd(&["list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -387,7 +387,7 @@ fn a_newer_repository_format_is_refused() {
 #[test]
 fn an_unreachable_store_fails_within_a_bounded_time() {
     let repo = TestRepo::empty();
-    std::fs::write(repo.key(), [1u8; 32]).unwrap();
+    support::write_key(&repo.key(), &[1u8; 32]);
     let port = support::free_port(); // nothing listens there
     std::fs::write(
         repo.dir.path().join("heirloom.yaml"),

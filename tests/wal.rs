@@ -17,7 +17,7 @@ impl Archive {
         let archive = Self {
             dir: tempfile::tempdir().unwrap(),
         };
-        std::fs::write(archive.key(), [3u8; 32]).unwrap();
+        support::write_key(&archive.key(), &[3u8; 32]);
         assert!(archive.run(&["init"]).status.success());
         archive
     }
@@ -339,4 +339,58 @@ fn a_streamed_segment_is_rebuilt_from_a_whole_snapshot_and_its_increments() {
     let (out, dest) = a.fetch(SEG2);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(&dest).unwrap(), padded(10_000));
+}
+
+/// `000000010000000000000001` … for segment numbers.
+fn seg_name(n: u32) -> String {
+    format!("00000001{:08X}{:08X}", 0, n)
+}
+
+#[test]
+fn verify_finds_a_damaged_wal_object_and_names_a_hole_by_its_range() {
+    let a = Archive::new();
+    for n in 1..=7 {
+        let out = a.push(&a.segment(&seg_name(n), 42, n as u8));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let clean = a.run(&["verify", "--read-data", "--json"]);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    let report: serde_json::Value = serde_json::from_slice(&clean.stdout).unwrap();
+    assert_eq!(report["wal_files"], 7);
+    assert_eq!(report["wal_files_read"], 7);
+
+    // One flipped byte in the body of segment 3: the structure holds, the data does not.
+    let object = a.repo().join("wal/db").join(seg_name(3));
+    let mut bytes = std::fs::read(&object).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x20;
+    std::fs::write(&object, bytes).unwrap();
+    assert!(a.run(&["verify"]).status.success());
+    let damaged = a.run(&["verify", "--read-data"]);
+    assert_eq!(damaged.status.code(), Some(3), "{}", stderr(&damaged));
+    assert!(
+        stderr(&damaged).contains(&format!("wal/db/{}", seg_name(3))),
+        "{}",
+        stderr(&damaged)
+    );
+    // The subsets together read every WAL object once.
+    let mut read = 0;
+    for part in 1..=3 {
+        let out = a.run(&["verify", "--read-data", "--subset", &format!("{part}/3"), "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        read += report["wal_files_read"].as_u64().unwrap();
+    }
+    assert_eq!(read, 7);
+
+    // Segments 4 and 5 gone: a hole, named by its first object and its range.
+    std::fs::remove_file(a.repo().join("wal/db").join(seg_name(4))).unwrap();
+    std::fs::remove_file(a.repo().join("wal/db").join(seg_name(5))).unwrap();
+    let hole = a.run(&["verify"]);
+    assert_eq!(hole.status.code(), Some(3), "{}", stderr(&hole));
+    let err = stderr(&hole);
+    assert!(
+        err.contains(&format!("wal/db/{}", seg_name(4)))
+            && err.contains(&format!("{} .. {} (2 segments)", seg_name(4), seg_name(5))),
+        "{err}"
+    );
 }

@@ -40,7 +40,8 @@ pub struct StreamArgs {
     /// Stop at the end of the binlog the server has now instead of following it (MySQL)
     #[arg(long)]
     once: bool,
-    /// PostgreSQL: where received WAL waits until it is stored [default: $TMPDIR/heirloom-stream-SOURCE]
+    /// PostgreSQL: where received WAL waits until it is stored; only this user may write it
+    /// [default: $TMPDIR/heirloom-UID/stream-SOURCE, mode 0700]
     #[arg(long, value_name = "DIR")]
     spool: Option<PathBuf>,
     /// PostgreSQL: the replication slot to stream from (created if missing) [default: heirloom_SOURCE]
@@ -86,9 +87,7 @@ pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit
         if let Some(interval) = args.flush_interval {
             options.flush_interval = interval.max(Duration::from_millis(200));
         }
-        if let Some(spool) = &args.spool {
-            options.spool = spool.clone();
-        }
+        options.spool = args.spool.clone();
         if let Some(slot) = &args.slot {
             options.slot = slot.clone();
         }

@@ -115,12 +115,25 @@ fn wal_source(ctx: &Context, given: Option<&SourceName>) -> anyhow::Result<Sourc
     }
 }
 
+/// PostgreSQL calls `wal-push` in a loop and archives nothing else while it runs, so the whole
+/// command, the repository opened and every segment pushed, ends within the store's
+/// `retry_timeout` (180 s by default): a store that stops answering fails the push, and PostgreSQL
+/// retries it, instead of stalling the archiver.
 pub async fn push(ctx: &Context, args: &WalPushArgs) -> anyhow::Result<Exit> {
     let source = wal_source(ctx, args.source.as_ref())?;
-    let repo = ctx.open().await?;
-    let outcome = wal_push_ahead(&repo, &source, &args.path, args.ahead)
-        .await
-        .with_context(|| format!("archiving {}", args.path.display()))?;
+    let deadline = ctx.settings()?.options.call_deadline()?;
+    let work = async {
+        let repo = ctx.open().await?;
+        wal_push_ahead(&repo, &source, &args.path, args.ahead)
+            .await
+            .with_context(|| format!("archiving {}", args.path.display()))
+    };
+    let outcome = tokio::time::timeout(deadline, work).await.map_err(|_| {
+        anyhow::anyhow!(
+            "archiving {} did not finish within {deadline:?} (the store's retry_timeout); PostgreSQL will try again",
+            args.path.display()
+        )
+    })??;
     if outcome == PushOutcome::AlreadyArchived {
         tracing::info!(path = %args.path.display(), "already archived with the same contents");
     }

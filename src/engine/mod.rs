@@ -5,4 +5,5 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod private_dir;
 pub mod process;

@@ -409,7 +409,7 @@ async fn read_config(store: &Store) -> Result<RepoConfig, RepoError> {
                     location: store.location(),
                     key: CONFIG_KEY,
                 },
-                Err(StoreError::NotFound { .. }) => StoreError::NoBucket {
+                Err(StoreError::NotFound { .. } | StoreError::NoBucket { .. }) => StoreError::NoBucket {
                     store: store.location(),
                     source: Box::new(e),
                 }

@@ -73,6 +73,18 @@ impl ObjectStoreBackend {
     }
 
     fn error(&self, op: &'static str, key: &str, e: object_store::Error) -> StoreError {
+        // Each cloud names a missing bucket or container in its answer; object_store passes the
+        // answer on as text.
+        let text = e.to_string();
+        if ["NoSuchBucket", "ContainerNotFound", "The specified bucket does not exist"]
+            .iter()
+            .any(|code| text.contains(code))
+        {
+            return StoreError::NoBucket {
+                store: self.location.clone(),
+                source: Box::new(e),
+            };
+        }
         match e {
             object_store::Error::NotFound { .. } => StoreError::NotFound {
                 store: self.location.clone(),

@@ -27,7 +27,7 @@ pub struct StoreOptions(pub BTreeMap<String, String>);
 
 /// How long one store call may take, retries included, unless `retry_timeout` says otherwise.
 pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long one request may take, unless `timeout` says otherwise (never above `retry_timeout`).
+/// How long one request may take, unless `timeout` says otherwise.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Tuning {
@@ -71,7 +71,9 @@ impl StoreOptions {
         // Client defaults, overridable: a connection may take 10 seconds, a request a minute (or
         // the whole retry_timeout, when that is shorter). A store call is cut at retry_timeout
         // whatever these say (see `Deadline`).
-        let request = DEFAULT_REQUEST_TIMEOUT.min(tuning.retry_timeout);
+        // A hair above the deadline when that is shorter, so the deadline (with its clear
+        // message) is what ends a call to a silent store.
+        let request = DEFAULT_REQUEST_TIMEOUT.min(tuning.retry_timeout + Duration::from_secs(1));
         for (key, default) in [
             ("timeout", format!("{}ms", request.as_millis())),
             ("connect_timeout", "10s".to_owned()),
@@ -305,7 +307,7 @@ mod tests {
         let mut o = StoreOptions::default();
         o.0.insert("retry_timeout".into(), "3s".into());
         let (_, rest) = o.split().unwrap();
-        assert!(rest.contains(&("timeout".to_owned(), "3000ms".to_owned())));
+        assert!(rest.contains(&("timeout".to_owned(), "4000ms".to_owned())));
         assert_eq!(o.call_deadline().unwrap(), Duration::from_secs(3));
         assert_eq!(
             StoreOptions::default().call_deadline().unwrap(),

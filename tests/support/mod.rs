@@ -32,6 +32,13 @@ pub fn config_text(repo: &std::path::Path, key: &std::path::Path, sources: &str)
     text
 }
 
+/// Writes a key file as a careful operator would: mode 0600 (heirloom refuses one others may read).
+pub fn write_key(path: &std::path::Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -292,7 +292,7 @@ impl MyWorld {
             .tempdir()
             .unwrap();
         let world = Self { root };
-        std::fs::write(world.key(), [9u8; 32]).unwrap();
+        super::write_key(&world.key(), &[9u8; 32]);
         std::fs::create_dir_all(world.repo()).unwrap();
         world.write_config("");
         let out = world.cli(&["init"]);

@@ -72,7 +72,7 @@ impl PgWorld {
         if std::fs::hard_link(&built, world.bin()).is_err() {
             std::fs::copy(&built, world.bin()).unwrap();
         }
-        std::fs::write(world.key(), [7u8; 32]).unwrap();
+        super::write_key(&world.key(), &[7u8; 32]);
         // Sockets and server logs: somewhere the postgres user may write.
         std::fs::create_dir_all(world.path().join("run")).unwrap();
         chown_postgres(&world.path().join("run"));

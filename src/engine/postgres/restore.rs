@@ -435,11 +435,32 @@ type Owner = Option<(u32, u32)>;
 /// returns the owner restored files should take.
 fn prepare_target(dir: &Path, force: bool) -> Result<Owner, PgError> {
     use std::os::unix::fs::MetadataExt;
+    let me = crate::engine::private_dir::effective_uid().map_err(|e| PgError::io("/proc/self", e))?;
     match fs::metadata(dir) {
         Ok(meta) => {
             if !meta.is_dir() {
                 return Err(PgError::Invalid(format!(
                     "{} is not a directory",
+                    dir.display()
+                )));
+            }
+            // Restored files belong to the directory's owner, the user PostgreSQL will run as.
+            // Only root can give files away; anyone else restores into a directory of their own,
+            // and the files keep their own user and group (PostgreSQL ignores the group). Checked
+            // before anything is written or removed.
+            if me != 0 && meta.uid() != me {
+                return Err(PgError::Invalid(format!(
+                    "{} belongs to user id {}, and this restore runs as user id {me}, which cannot give the restored files to that user: run the restore as that user (the one PostgreSQL runs as), or as root, or `chown {me} {}` first",
+                    dir.display(),
+                    meta.uid(),
+                    dir.display()
+                )));
+            }
+            if me != 0 && meta.permissions().mode() & 0o200 == 0 {
+                return Err(PgError::Invalid(format!(
+                    "{} is not writable by its owner (mode {:04o}): `chmod 700 {}` first",
+                    dir.display(),
+                    meta.permissions().mode() & 0o7777,
                     dir.display()
                 )));
             }
@@ -467,7 +488,7 @@ fn prepare_target(dir: &Path, force: bool) -> Result<Owner, PgError> {
             }
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| PgError::io(dir.display(), e))?;
-            Ok(Some((meta.uid(), meta.gid())))
+            Ok((me == 0).then_some((meta.uid(), meta.gid())))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(dir).map_err(|e| PgError::io(dir.display(), e))?;

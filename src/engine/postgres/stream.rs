@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::basebackup::{connect, redact, sql};
 use super::conninfo::ChildConnInfo;
+use crate::engine::private_dir::{default_private_dir, ensure_user_dir};
 use super::names::WalFileName;
 use super::server::pg_program;
 use super::wal::{ensure_identity, partial_chain, put_partial, wal_push};
@@ -26,8 +27,9 @@ use crate::repo::Repository;
 pub struct PgStreamOptions {
     /// Store the segment being written at least this often (the data-loss window).
     pub flush_interval: Duration,
-    /// Where received WAL waits until it is stored.
-    pub spool: PathBuf,
+    /// Where received WAL waits until it is stored: a directory only this user may write
+    /// (checked when streaming starts). `None`: `$TMPDIR/heirloom-<uid>/stream-<source>`.
+    pub spool: Option<PathBuf>,
     /// The replication slot (created if missing).
     pub slot: String,
 }
@@ -36,7 +38,7 @@ impl PgStreamOptions {
     pub fn new(source: &str) -> Self {
         Self {
             flush_interval: Duration::from_secs(5),
-            spool: std::env::temp_dir().join(format!("heirloom-stream-{source}")),
+            spool: None,
             slot: slot_name(source),
         }
     }
@@ -82,6 +84,16 @@ pub async fn stream_wal(
     options: &PgStreamOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<PgStreamReport, PgError> {
+    // The spool first: a local refusal needs no server.
+    let spool = match &options.spool {
+        Some(dir) => {
+            ensure_user_dir(dir).map_err(|e| PgError::io(dir.display(), e))?;
+            dir.clone()
+        }
+        None => default_private_dir(&format!("stream-{source}"))
+            .map_err(|e| PgError::io("the default spool", e))?,
+    };
+    let spool = spool.as_path();
     let server = redact(conninfo);
     let client = connect(conninfo).await?;
     let row = client
@@ -96,7 +108,6 @@ pub async fn stream_wal(
     let major = row.get::<_, i32>(1) as u32 / 10000;
     drop(client);
     ensure_identity(repo, source, &system_identifier, &server).await?;
-    std::fs::create_dir_all(&options.spool).map_err(|e| PgError::io(options.spool.display(), e))?;
     let receivewal = pg_program("pg_receivewal", Some(major))?;
 
     let created = Command::new(&receivewal)
@@ -115,7 +126,7 @@ pub async fn stream_wal(
             String::from_utf8_lossy(&created.stderr).trim()
         )));
     }
-    stop_stale_receiver(&options.spool).await;
+    stop_stale_receiver(spool).await;
 
     tokio::pin!(shutdown);
     let mut report = PgStreamReport::default();
@@ -126,7 +137,7 @@ pub async fn stream_wal(
     let mut restarts = 0u32;
     let result = loop {
         if child.is_none() {
-            match start_receiver(&receivewal, conninfo, options) {
+            match start_receiver(&receivewal, conninfo, options, spool) {
                 Ok(c) => {
                     info!(source, server, slot = %options.slot, "receiving WAL");
                     child = Some(c);
@@ -151,13 +162,13 @@ pub async fn stream_wal(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-        if let Err(e) = store_complete(repo, source, &options.spool, &mut report).await {
+        if let Err(e) = store_complete(repo, source, spool, &mut report).await {
             break Err(e);
         }
         if last_snapshot.elapsed() >= options.flush_interval {
             last_snapshot = Instant::now();
             if let Err(e) =
-                store_partial(repo, source, &options.spool, &mut snapshot_of, &mut report).await
+                store_partial(repo, source, spool, &mut snapshot_of, &mut report).await
             {
                 break Err(e);
             }
@@ -174,10 +185,10 @@ pub async fn stream_wal(
         let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
         let _ = c.kill().await;
     }
-    let _ = std::fs::remove_file(options.spool.join(PID_FILE));
+    let _ = std::fs::remove_file(spool.join(PID_FILE));
     if result.is_ok() {
-        store_complete(repo, source, &options.spool, &mut report).await?;
-        store_partial(repo, source, &options.spool, &mut snapshot_of, &mut report).await?;
+        store_complete(repo, source, spool, &mut report).await?;
+        store_partial(repo, source, spool, &mut snapshot_of, &mut report).await?;
     }
     result.map(|()| report)
 }
@@ -217,10 +228,11 @@ fn start_receiver(
     receivewal: &Path,
     conninfo: &str,
     options: &PgStreamOptions,
+    spool: &Path,
 ) -> Result<Child, PgError> {
     let conn = ChildConnInfo::new(conninfo);
     let child = Command::new(receivewal)
-        .arg(format!("--directory={}", options.spool.display()))
+        .arg(format!("--directory={}", spool.display()))
         .arg(format!("--slot={}", options.slot))
         .arg(conn.dbname_arg())
         .envs(conn.env())
@@ -236,7 +248,7 @@ fn start_receiver(
         .spawn()
         .map_err(|e| PgError::io(receivewal.display(), e))?;
     if let Some(pid) = child.id() {
-        let _ = std::fs::write(options.spool.join(PID_FILE), pid.to_string());
+        let _ = std::fs::write(spool.join(PID_FILE), pid.to_string());
     }
     Ok(child)
 }
