@@ -101,9 +101,10 @@ impl LocalBackend {
         }
         let tmp_dir = self.root.join(TMP_DIR);
         if self.swept.get().is_none() {
-            fs::create_dir_all(&tmp_dir)?;
-            if let Err(e) = self.sweep_temporaries(STALE_TEMPORARY) {
-                tracing::warn!(error = %e, dir = %tmp_dir.display(), "could not remove old temporaries");
+            if let Err(e) = fs::create_dir_all(&tmp_dir)
+                .and_then(|()| self.sweep_temporaries(STALE_TEMPORARY))
+            {
+                tracing::debug!(error = %e, dir = %tmp_dir.display(), "could not remove old temporaries");
             }
             let _ = self.swept.set(());
         }
@@ -111,12 +112,29 @@ impl LocalBackend {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = tmp_dir.join(format!("{name}-{:016x}", rand::thread_rng().next_u64()));
-        let result = (|| {
-            let mut file = fs::OpenOptions::new()
+        let tail = rand::thread_rng().next_u64();
+        let open = |path: &Path| {
+            fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(&tmp)?;
+                .open(path)
+        };
+        // In .tmp/ when this user may write there; else beside the target, as earlier versions
+        // did (PostgreSQL's wal-push runs as another user than a root backup, and each must be
+        // able to write the folders it writes).
+        let (tmp, file) = {
+            let preferred = tmp_dir.join(format!("{name}-{tail:016x}"));
+            match open(&preferred) {
+                Ok(file) => (preferred, Ok(file)),
+                Err(_) => {
+                    let beside = dir.join(format!(".{name}{TMP_MARKER}{tail:016x}"));
+                    let file = open(&beside);
+                    (beside, file)
+                }
+            }
+        };
+        let result = (|| {
+            let mut file = file?;
             for part in data.iter() {
                 file.write_all(part)?;
             }
