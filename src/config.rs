@@ -366,7 +366,9 @@ targets:
     fn source_names_that_could_leave_their_folder_are_refused_at_load() {
         let e = err("sources:\n  ../../escaped: { kind: postgres, url: 'postgres://x' }\n");
         assert!(
-            e.contains("sources") && e.contains("../../escaped") && e.contains("not starting with '.'"),
+            e.contains("sources")
+                && e.contains("../../escaped")
+                && e.contains("not starting with '.'"),
             "{e}"
         );
     }
@@ -374,7 +376,10 @@ targets:
     #[test]
     fn relative_repository_paths_are_refused() {
         let e = err("repository:\n  url: s3//bucket/p\n");
-        assert!(e.contains("repository.url") && e.contains("s3://bucket/p"), "{e}");
+        assert!(
+            e.contains("repository.url") && e.contains("s3://bucket/p"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -162,7 +162,9 @@ mod tests {
             "postgres://bk:***@db.internal:5432/app"
         );
         assert_eq!(
-            hides(&format!("postgres://bk@db/app?sslmode=require&password={p}&x=1")),
+            hides(&format!(
+                "postgres://bk@db/app?sslmode=require&password={p}&x=1"
+            )),
             "postgres://bk@db/app?sslmode=require&password=***&x=1"
         );
         assert_eq!(

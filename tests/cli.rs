@@ -365,7 +365,7 @@ fn a_newer_repository_format_is_refused() {
     let config_path = repo.path().join("heirloom.json");
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["version"] = 3.into();
+    config["version"] = 4.into();
     std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
     let before = repo.snapshot();
     for args in [
@@ -376,7 +376,7 @@ fn a_newer_repository_format_is_refused() {
         let out = repo.cmd(args).write_stdin("data").output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(
-            stderr(&out).contains("repository format 3 is newer than this heirloom-backup reads"),
+            stderr(&out).contains("repository format 4 is newer than this heirloom-backup reads"),
             "{}",
             stderr(&out)
         );

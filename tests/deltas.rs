@@ -92,7 +92,13 @@ async fn back_up(
     )
     .await
     .unwrap();
-    let manifest = Manifest::new(&"db".parse().unwrap(), BackupKind::Stream, Default::default(), Utc::now());
+    let manifest = Manifest::new(
+        &"db".parse().unwrap(),
+        BackupKind::Stream,
+        Default::default(),
+        Utc::now(),
+        heirloom_backup::repo::manifest::IdPrecision::Milliseconds,
+    );
     let summary = commit_backup(repo, manifest, stored, clock).await.unwrap();
     let manifest = repo.manifest(&summary.id).await.unwrap();
     (summary, manifest)

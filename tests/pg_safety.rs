@@ -98,7 +98,10 @@ async fn require_password(cluster: &PgCluster) {
     )
     .unwrap();
     chown_postgres(&hba);
-    client.execute("SELECT pg_reload_conf()", &[]).await.unwrap();
+    client
+        .execute("SELECT pg_reload_conf()", &[])
+        .await
+        .unwrap();
     // Without the password, a TCP connection is now refused.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -148,7 +151,7 @@ async fn postgres_programs_never_see_the_password_on_their_command_line() {
         .cli(&["restore", "pg", "--to", "copy", "--latest"])
         .success();
     let spool = world.path().join("spool");
-    let mut streamer = Command::new(world.bin())
+    let streamer = Command::new(world.bin())
         .arg("--config")
         .arg(world.config())
         .args(["stream", "pg", "--flush-interval", "300ms", "--spool"])
@@ -176,9 +179,15 @@ async fn postgres_programs_never_see_the_password_on_their_command_line() {
         "{}",
         String::from_utf8_lossy(&streamed.stderr)
     );
-    assert!(leaks.is_empty(), "the password was on a command line: {leaks:?}");
+    assert!(
+        leaks.is_empty(),
+        "the password was on a command line: {leaks:?}"
+    );
     for program in ["pg_basebackup", "pg_dump", "pg_restore", "pg_receivewal"] {
-        assert!(seen.contains(program), "{program} was never seen running: {seen:?}");
+        assert!(
+            seen.contains(program),
+            "{program} was never seen running: {seen:?}"
+        );
     }
     // The password did reach them: every step above needed it, and the copy holds the data.
     let copied = client_with_password(&source, "copy").await;
@@ -244,10 +253,7 @@ async fn a_hole_in_the_archive_after_the_backup_exits_3_in_the_plan_and_in_verif
         assert_eq!(plan.code(), Some(3), "{}{}", plan.stdout(), plan.stderr());
         if json {
             let p: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
-            assert!(
-                p["unreachable"].as_str().unwrap().contains(&victim),
-                "{p}"
-            );
+            assert!(p["unreachable"].as_str().unwrap().contains(&victim), "{p}");
         } else {
             assert!(
                 plan.stdout().contains("CANNOT RESTORE") && plan.stdout().contains(&victim),
@@ -260,7 +266,15 @@ async fn a_hole_in_the_archive_after_the_backup_exits_3_in_the_plan_and_in_verif
     let now = chrono::Utc::now().to_rfc3339();
     let plan = world.cli(&["restore", "pg", "--to", target, "--time", &now, "--dry-run"]);
     assert_eq!(plan.code(), Some(3), "{}", plan.stdout());
-    let plan = world.cli(&["restore", "pg", "--to", target, "--backup", &id, "--dry-run"]);
+    let plan = world.cli(&[
+        "restore",
+        "pg",
+        "--to",
+        target,
+        "--backup",
+        &id,
+        "--dry-run",
+    ]);
     assert_eq!(plan.code(), Some(0), "{}{}", plan.stdout(), plan.stderr());
     // The real restore is refused the same way, before anything is written.
     let refused = world.cli(&["restore", "pg", "--to", target, "--latest"]);

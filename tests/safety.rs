@@ -142,12 +142,19 @@ fn a_producer_that_fails_is_never_recorded() {
         args.extend_from_slice(producer);
         let out = repo.run(&args);
         assert_eq!(out.status.code(), Some(1), "{producer:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(says), "{producer:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(says),
+            "{producer:?}: {}",
+            stderr(&out)
+        );
         assert!(repo.ids().is_empty(), "{producer:?} was recorded");
     }
     // Packs of the killed producer's 10 MiB may stay (garbage collection's job); no manifest does.
     let after = Repo::snapshot(&repo.path());
-    assert!(after.keys().all(|k| !k.starts_with("backups/")), "{after:?}");
+    assert!(
+        after.keys().all(|k| !k.starts_with("backups/")),
+        "{after:?}"
+    );
     assert_eq!(
         before.keys().filter(|k| k.starts_with("backups/")).count(),
         0
@@ -312,7 +319,10 @@ fn passwords_never_appear_in_errors() {
         assert!(!out.status.success(), "{url}");
         let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
         assert!(!text.contains(secret), "{url}: {text}");
-        assert!(text.contains("***") || text.contains("127.0.0.1"), "{url}: {text}");
+        assert!(
+            text.contains("***") || text.contains("127.0.0.1"),
+            "{url}: {text}"
+        );
     }
 }
 
@@ -331,7 +341,13 @@ fn every_command_that_takes_a_source_refuses_a_path_in_its_name() {
         vec!["backup", "--source", escaped, "--", "echo", "x"],
         vec!["backup", escaped],
         vec!["wal-push", "--source", escaped, &seg],
-        vec!["wal-fetch", "--source", escaped, "000000010000000000000001", &dest],
+        vec![
+            "wal-fetch",
+            "--source",
+            escaped,
+            "000000010000000000000001",
+            &dest,
+        ],
         vec!["stream", escaped],
         vec!["binlog-push", escaped, "--dir", "/tmp"],
         vec!["binlog-fetch", escaped, "mysql-bin.000001", &dest],
@@ -346,7 +362,11 @@ fn every_command_that_takes_a_source_refuses_a_path_in_its_name() {
                 .iter()
                 .map(|a| if *a == escaped { name } else { a })
                 .collect();
-            let out = repo.cmd(&args).write_stdin(b"data".to_vec()).output().unwrap();
+            let out = repo
+                .cmd(&args)
+                .write_stdin(b"data".to_vec())
+                .output()
+                .unwrap();
             assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
             assert!(
                 stderr(&out).contains("not a valid source name")
@@ -472,7 +492,10 @@ fn a_missing_bucket_is_named_as_such() {
             err.contains("bucket or container of s3://no-such-bucket/p does not exist"),
             "{command}: {err}"
         );
-        assert!(!err.contains("run `heirloom-backup init`"), "{command}: {err}");
+        assert!(
+            !err.contains("run `heirloom-backup init`"),
+            "{command}: {err}"
+        );
     }
 }
 
@@ -552,7 +575,10 @@ fn a_spool_someone_else_could_write_is_refused() {
 fn printing_into_a_closed_pipe_is_a_normal_end_for_every_command() {
     let repo = Repo::new();
     for i in 0..3 {
-        assert!(repo.backup_stdin("app", format!("{i}").as_bytes()).status.success());
+        assert!(repo
+            .backup_stdin("app", format!("{i}").as_bytes())
+            .status
+            .success());
     }
     let bin = assert_cmd::cargo::cargo_bin("heirloom-backup");
     for command in ["list", "show latest", "stats", "verify", "key list"] {
@@ -574,7 +600,11 @@ fn printing_into_a_closed_pipe_is_a_normal_end_for_every_command() {
             out.status,
             stderr(&out)
         );
-        assert!(!stderr(&out).contains("panicked"), "{command}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{command}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -597,7 +627,14 @@ fn labels_hold_printable_text_only() {
     }
     assert!(repo.ids().is_empty());
     let out = repo
-        .cmd(&["backup", "--stdin", "--source", "app", "--label", "team/owner=Zoë Ünal"])
+        .cmd(&[
+            "backup",
+            "--stdin",
+            "--source",
+            "app",
+            "--label",
+            "team/owner=Zoë Ünal",
+        ])
         .write_stdin(b"x".to_vec())
         .output()
         .unwrap();

@@ -291,7 +291,11 @@ fn a_streamed_segment_is_rebuilt_from_a_whole_snapshot_and_its_increments() {
     let repo = runtime
         .block_on(Repository::open(
             store,
-            &KeySource::key_file(&a.key(), heirloom_backup::repo::keys::Permissions::OwnerOnly).unwrap(),
+            &KeySource::key_file(
+                &a.key(),
+                heirloom_backup::repo::keys::Permissions::OwnerOnly,
+            )
+            .unwrap(),
         ))
         .unwrap();
     runtime.block_on(async {
@@ -376,7 +380,13 @@ fn verify_finds_a_damaged_wal_object_and_names_a_hole_by_its_range() {
     // The subsets together read every WAL object once.
     let mut read = 0;
     for part in 1..=3 {
-        let out = a.run(&["verify", "--read-data", "--subset", &format!("{part}/3"), "--json"]);
+        let out = a.run(&[
+            "verify",
+            "--read-data",
+            "--subset",
+            &format!("{part}/3"),
+            "--json",
+        ]);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         read += report["wal_files_read"].as_u64().unwrap();
     }

@@ -6,25 +6,27 @@ use std::os::fd::AsFd;
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
-use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::config::{BackupMode, EngineKind};
 use heirloom_backup::engine::mysql::dump::dump_backup;
 use heirloom_backup::engine::mysql::physical::physical_backup;
 use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
 use heirloom_backup::engine::postgres::logical::logical_backup;
+use heirloom_backup::engine::process::ChildOutput;
 use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
 use heirloom_backup::pipeline::restore::restore_file;
-use heirloom_backup::engine::process::ChildOutput;
 use heirloom_backup::repo::manifest::BackupId;
+use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;
 
 use super::{human_bytes, print_json, Context, Exit, UsageError};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Run the producer through heirloom-backup, so a failed dump is never recorded:\n  \
+#[command(
+    after_help = "Run the producer through heirloom-backup, so a failed dump is never recorded:\n  \
     heirloom-backup backup --source app -- pg_dumpall -h db -U backup\n\
 A shell pipe (`pg_dumpall | heirloom-backup backup --stdin --source app`) cannot tell heirloom-backup \
-that the producer failed: a dump that died half-way looks like a short dump.")]
+that the producer failed: a dump that died half-way looks like a short dump."
+)]
 pub struct BackupArgs {
     /// A source from the config (PostgreSQL or MySQL/MariaDB)
     source_name: Option<SourceName>,
@@ -64,8 +66,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{:?}: a label is KEY=VALUE", text))?;
     let key_ok = !k.is_empty()
         && k.len() <= 64
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
     if !key_ok {
         return Err(format!(
@@ -73,7 +74,9 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
         ));
     }
     if v.chars().count() > 256 {
-        return Err(format!("label {k}: the value is longer than 256 characters"));
+        return Err(format!(
+            "label {k}: the value is longer than 256 characters"
+        ));
     }
     if let Some(c) = v.chars().find(|c| c.is_control()) {
         return Err(format!(
@@ -170,9 +173,15 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         }
         let repo = ctx.open().await?;
         let progress = ctx.progress("backup", None);
-        let summary = backup_stream(&repo, std::io::stdin(), &options, progress.clone(), Utc::now())
-            .await
-            .with_context(|| format!("backing up stdin as source {}", options.source))?;
+        let summary = backup_stream(
+            &repo,
+            std::io::stdin(),
+            &options,
+            progress.clone(),
+            Utc::now(),
+        )
+        .await
+        .with_context(|| format!("backing up stdin as source {}", options.source))?;
         progress.finish_and_clear();
         summary
     } else {
@@ -183,7 +192,12 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         let progress = ctx.progress("backup", None);
         let summary = backup_stream(&repo, producer, &options, progress.clone(), Utc::now())
             .await
-            .with_context(|| format!("backing up the output of {what} as source {}", options.source))?;
+            .with_context(|| {
+                format!(
+                    "backing up the output of {what} as source {}",
+                    options.source
+                )
+            })?;
         progress.finish_and_clear();
         summary
     };
@@ -328,7 +342,11 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
     }
     outln!(
         "{:<26} {:<16} {:<8} {:>10}  {:<20} LABELS",
-        "ID", "SOURCE", "KIND", "SIZE", "STARTED"
+        "ID",
+        "SOURCE",
+        "KIND",
+        "SIZE",
+        "STARTED"
     );
     for m in &manifests {
         let labels: Vec<String> = m
@@ -374,7 +392,11 @@ pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     if let Some(p) = &m.postgres {
         outln!(
             "postgres  system {} version {} timeline {} start {} stop {}",
-            p.system_identifier, p.server_version, p.timeline, p.start_lsn, p.stop_lsn
+            p.system_identifier,
+            p.server_version,
+            p.timeline,
+            p.start_lsn,
+            p.stop_lsn
         );
         outln!("consistent {}", p.consistent_at.to_rfc3339());
     }

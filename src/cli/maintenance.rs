@@ -54,7 +54,9 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     } else {
         outln!(
             "checked {} index file(s), {} pack(s), {} backup(s)",
-            report.index_files, report.packs, report.backups
+            report.index_files,
+            report.packs,
+            report.backups
         );
         if args.read_data {
             outln!(
@@ -74,7 +76,8 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
         if report.binlog_segments > 0 {
             outln!(
                 "checked {} binlog segment(s), read {}",
-                report.binlog_segments, report.binlog_segments_read
+                report.binlog_segments,
+                report.binlog_segments_read
             );
         }
         if report.unindexed_packs > 0 {
@@ -108,7 +111,8 @@ pub async fn stats(ctx: &Context, args: &StatsArgs) -> anyhow::Result<Exit> {
     }
     outln!(
         "backups            {} of {} source(s)",
-        s.backups, s.sources
+        s.backups,
+        s.sources
     );
     outln!(
         "logical size       {} ({} bytes)",

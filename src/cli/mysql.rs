@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::config::EngineKind;
 use heirloom_backup::engine::mysql::physical::physical_restore;
 use heirloom_backup::engine::mysql::push::{binlog_fetch, binlog_push};
@@ -14,6 +13,7 @@ use heirloom_backup::engine::mysql::server::MysqlUrl;
 use heirloom_backup::engine::mysql::stream::{stream, StreamOptions};
 use heirloom_backup::engine::postgres::stream::{stream_wal, PgStreamOptions};
 use heirloom_backup::repo::manifest::BackupKind;
+use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;
 use heirloom_backup::store::parse_duration;
 
@@ -104,7 +104,8 @@ pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit
         } else {
             outln!(
                 "stored {} complete segments and {} snapshots of the segment being written",
-                report.segments, report.snapshots
+                report.segments,
+                report.snapshots
             );
         }
         return Ok(Exit::Ok);

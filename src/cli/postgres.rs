@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::Args;
-use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::config::{EngineKind, KeySpec};
 use heirloom_backup::engine::postgres::basebackup::redact;
 use heirloom_backup::engine::postgres::logical::{choose_logical, copy_database, logical_restore};
@@ -16,6 +15,7 @@ use heirloom_backup::engine::postgres::server::{start_and_wait, stop};
 use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push_ahead, PushOutcome};
 use heirloom_backup::engine::postgres::PgError;
 use heirloom_backup::repo::manifest::BackupKind;
+use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;
 
 use super::{human_bytes, print_json, Context, Exit};
@@ -259,9 +259,7 @@ fn print_plan(plan: &RestorePlan) -> anyhow::Result<()> {
         outln!("MISSING WAL     {}", plan.missing.join(", "));
     }
     if let Some(gap) = &plan.gap_at {
-        outln!(
-            "GAP             {gap} is missing: recovery cannot reach the WAL archived after it"
-        );
+        outln!("GAP             {gap} is missing: recovery cannot reach the WAL archived after it");
     }
     if let Some(why) = &plan.unreachable {
         outln!("CANNOT RESTORE  {why}");

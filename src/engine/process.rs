@@ -38,9 +38,15 @@ impl Read for ChildOutput {
                 let text = self.stderr_text();
                 let tail = last_lines(&text, STDERR_LINES);
                 return Err(io::Error::other(if tail.is_empty() {
-                    format!("{} failed ({status}) and wrote nothing on stderr", self.what)
+                    format!(
+                        "{} failed ({status}) and wrote nothing on stderr",
+                        self.what
+                    )
                 } else {
-                    format!("{} failed ({status}); the end of its stderr:\n{tail}", self.what)
+                    format!(
+                        "{} failed ({status}); the end of its stderr:\n{tail}",
+                        self.what
+                    )
                 }));
             }
         }

@@ -72,7 +72,7 @@ pub struct Cutting {
     /// files whose bytes never shift, like PostgreSQL's page files.
     pub fixed: bool,
     /// The chunk lists of the same paths in an earlier backup of the source. With fixed cutting and
-    /// a format 2 repository, a new chunk is stored as a delta of the chunk at the same place there
+    /// a format 2 or later repository, a new chunk is stored as a delta of the chunk at the same place there
     /// (of that chunk's base, when it is a delta itself), so a page file whose pages each changed a
     /// little costs little.
     pub previous: Option<Arc<HashMap<String, Vec<ChunkId>>>>,
@@ -165,7 +165,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
         if size == 0 && !options.allow_empty {
             return Err(RepoError::EmptyInput);
         }
-        let manifest = Manifest::new(
+        let manifest = repo.new_manifest(
             &options.source,
             BackupKind::Stream,
             options.labels.clone(),

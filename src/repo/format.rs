@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// The repository format this build writes and the newest it reads. Format 2 adds delta chunks
 /// (encoding 2 and the base sections of pack headers and index files); format 1 repositories are
 /// read as they are and written without deltas, so format 1 readers can still read them.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 pub const FORMAT_NAME: &str = "heirloom-backup";
 pub const CONFIG_KEY: &str = "heirloom.json";
 
@@ -167,6 +167,15 @@ impl RepoConfig {
         self.version >= 2
     }
 
+    /// How new backup ids tell start times apart: milliseconds from format 3 on.
+    pub fn id_precision(&self) -> super::manifest::IdPrecision {
+        if self.version >= 3 {
+            super::manifest::IdPrecision::Milliseconds
+        } else {
+            super::manifest::IdPrecision::Seconds
+        }
+    }
+
     /// Parses `heirloom.json`, refusing a format newer than this reader before looking at anything else.
     pub fn parse(bytes: &[u8]) -> Result<Self, ConfigObjectError> {
         let value: serde_json::Value = serde_json::from_slice(bytes)
@@ -223,11 +232,11 @@ mod tests {
             Utc::now(),
         ))
         .unwrap();
-        v["version"] = 3.into();
+        v["version"] = 4.into();
         v["chunker"] = "something new".into();
         let err = RepoConfig::parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert!(
-            matches!(err, ConfigObjectError::TooNew { found: 3 }),
+            matches!(err, ConfigObjectError::TooNew { found: 4 }),
             "{err}"
         );
     }

@@ -156,8 +156,12 @@ async fn check_conflicts(
             // holds live leases only.
             if rec.expires + lease_ttl() <= now {
                 match store.delete(&obj.key).await {
-                    Ok(()) => debug!(key = %obj.key, expired = %rec.expires, "removed an expired lease"),
-                    Err(e) => warn!(key = %obj.key, error = %e, "could not remove an expired lease"),
+                    Ok(()) => {
+                        debug!(key = %obj.key, expired = %rec.expires, "removed an expired lease")
+                    }
+                    Err(e) => {
+                        warn!(key = %obj.key, error = %e, "could not remove an expired lease")
+                    }
                 }
             } else {
                 debug!(key = %obj.key, "ignoring expired lease");

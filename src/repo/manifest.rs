@@ -17,17 +17,29 @@ use super::source::SourceName;
 pub const MANIFEST_VERSION: u32 = 1;
 
 /// `YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx`: the start time to the millisecond, then a random tail that
-/// keeps ids of one millisecond apart. Ids written before millisecond ids,
-/// `YYYYMMDDTHHMMSSZ-xxxxxxxx`, still parse. Ids sort by start time but do not decide which backup
+/// keeps ids of one millisecond apart (format 3). Ids of format 1 and 2 repositories,
+/// `YYYYMMDDTHHMMSSZ-xxxxxxxx`, parse too. Ids sort by start time but do not decide which backup
 /// is the newest: [`newest`] does, from the manifests' own times.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct BackupId(String);
 
+/// How finely a backup id tells start times apart: milliseconds from repository format 3 on;
+/// whole seconds in format 1 and 2 repositories, whose readers know only those ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdPrecision {
+    Seconds,
+    Milliseconds,
+}
+
 impl BackupId {
-    pub fn new(started: DateTime<Utc>) -> Self {
+    pub fn new(started: DateTime<Utc>, precision: IdPrecision) -> Self {
         let tail = rand::rngs::OsRng.next_u32();
-        Self(format!("{}-{tail:08x}", started.format("%Y%m%dT%H%M%S%.3fZ")))
+        let stamp = match precision {
+            IdPrecision::Seconds => started.format("%Y%m%dT%H%M%SZ"),
+            IdPrecision::Milliseconds => started.format("%Y%m%dT%H%M%S%.3fZ"),
+        };
+        Self(format!("{stamp}-{tail:08x}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -51,7 +63,11 @@ impl FromStr for BackupId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let b = s.as_bytes();
         let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-        let tail = |from: usize| b.len() == from + 9 && b[from] == b'-' && b[from + 1..].iter().all(u8::is_ascii_hexdigit);
+        let tail = |from: usize| {
+            b.len() == from + 9
+                && b[from] == b'-'
+                && b[from + 1..].iter().all(u8::is_ascii_hexdigit)
+        };
         let stamp = b.len() >= 16 && digits(0..8) && b[8] == b'T' && digits(9..15);
         let ok = stamp
             && match b.get(15) {
@@ -192,10 +208,11 @@ impl Manifest {
         kind: BackupKind,
         labels: BTreeMap<String, String>,
         started: DateTime<Utc>,
+        precision: IdPrecision,
     ) -> Self {
         Self {
             version: MANIFEST_VERSION,
-            id: BackupId::new(started),
+            id: BackupId::new(started, precision),
             source: source.clone(),
             kind,
             labels,
@@ -235,11 +252,11 @@ mod tests {
         let t2 = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
             .unwrap()
             .to_utc();
-        let a = BackupId::new(t1);
-        let b = BackupId::new(t2);
+        let a = BackupId::new(t1, IdPrecision::Seconds);
+        let b = BackupId::new(t2, IdPrecision::Seconds);
         assert!(a < b);
         assert_eq!(a.as_str().parse::<BackupId>().unwrap(), a);
-        assert!(a.as_str().starts_with("20261120T140300.000Z-"));
+        assert!(a.as_str().starts_with("20261120T140300Z-"));
         assert!("2026-11-20".parse::<BackupId>().is_err());
     }
 
@@ -248,7 +265,7 @@ mod tests {
         let t = DateTime::parse_from_rfc3339("2026-11-20T14:03:00.123456Z")
             .unwrap()
             .to_utc();
-        let id = BackupId::new(t);
+        let id = BackupId::new(t, IdPrecision::Milliseconds);
         assert!(id.as_str().starts_with("20261120T140300.123Z-"), "{id}");
         assert_eq!(id.as_str().len(), 29);
         assert_eq!(id.as_str().parse::<BackupId>().unwrap(), id);
@@ -262,7 +279,10 @@ mod tests {
         ] {
             assert!(bad.parse::<BackupId>().is_err(), "{bad}");
         }
-        let later = BackupId::new(t + chrono::Duration::milliseconds(1));
+        let later = BackupId::new(
+            t + chrono::Duration::milliseconds(1),
+            IdPrecision::Milliseconds,
+        );
         assert!(id < later);
     }
 
@@ -273,7 +293,13 @@ mod tests {
             .to_utc();
         let source: SourceName = "s".parse().unwrap();
         let at = |started_ms: i64, finished_ms: i64, id: &str| {
-            let mut m = Manifest::new(&source, BackupKind::Stream, BTreeMap::new(), t);
+            let mut m = Manifest::new(
+                &source,
+                BackupKind::Stream,
+                BTreeMap::new(),
+                t,
+                IdPrecision::Seconds,
+            );
             m.id = id.parse().unwrap();
             m.started = t + chrono::Duration::milliseconds(started_ms);
             m.finished = t + chrono::Duration::milliseconds(finished_ms);

@@ -238,6 +238,18 @@ impl Repository {
         index::decode(&plain).map_err(|why| RepoError::corrupt(key, why))
     }
 
+    /// A manifest for a backup of `source` starting at `started`, without files yet, its id in the
+    /// repository format's precision.
+    pub fn new_manifest(
+        &self,
+        source: &source::SourceName,
+        kind: manifest::BackupKind,
+        labels: std::collections::BTreeMap<String, String>,
+        started: DateTime<Utc>,
+    ) -> Manifest {
+        Manifest::new(source, kind, labels, started, self.config.id_precision())
+    }
+
     pub async fn save_manifest(&self, manifest: &Manifest) -> Result<(), RepoError> {
         let json = serde_json::to_vec(manifest).map_err(|e| RepoError::Invalid(e.to_string()))?;
         let compressed = zstd::bulk::compress(&json, 3).map_err(RepoError::Output)?;
@@ -409,11 +421,13 @@ async fn read_config(store: &Store) -> Result<RepoConfig, RepoError> {
                     location: store.location(),
                     key: CONFIG_KEY,
                 },
-                Err(StoreError::NotFound { .. } | StoreError::NoBucket { .. }) => StoreError::NoBucket {
-                    store: store.location(),
-                    source: Box::new(e),
+                Err(StoreError::NotFound { .. } | StoreError::NoBucket { .. }) => {
+                    StoreError::NoBucket {
+                        store: store.location(),
+                        source: Box::new(e),
+                    }
+                    .into()
                 }
-                .into(),
                 Err(other) => other.into(),
             });
         }

@@ -130,7 +130,9 @@ mod tests {
     fn a_bad_name_in_json_is_refused() {
         assert!(serde_json::from_str::<SourceName>("\"../x\"").is_err());
         assert_eq!(
-            serde_json::from_str::<SourceName>("\"app\"").unwrap().as_str(),
+            serde_json::from_str::<SourceName>("\"app\"")
+                .unwrap()
+                .as_str(),
             "app"
         );
     }

@@ -101,8 +101,8 @@ impl LocalBackend {
         }
         let tmp_dir = self.root.join(TMP_DIR);
         if self.swept.get().is_none() {
-            if let Err(e) = fs::create_dir_all(&tmp_dir)
-                .and_then(|()| self.sweep_temporaries(STALE_TEMPORARY))
+            if let Err(e) =
+                fs::create_dir_all(&tmp_dir).and_then(|()| self.sweep_temporaries(STALE_TEMPORARY))
             {
                 tracing::debug!(error = %e, dir = %tmp_dir.display(), "could not remove old temporaries");
             }

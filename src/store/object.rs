@@ -76,9 +76,13 @@ impl ObjectStoreBackend {
         // Each cloud names a missing bucket or container in its answer; object_store passes the
         // answer on as text.
         let text = e.to_string();
-        if ["NoSuchBucket", "ContainerNotFound", "The specified bucket does not exist"]
-            .iter()
-            .any(|code| text.contains(code))
+        if [
+            "NoSuchBucket",
+            "ContainerNotFound",
+            "The specified bucket does not exist",
+        ]
+        .iter()
+        .any(|code| text.contains(code))
         {
             return StoreError::NoBucket {
                 store: self.location.clone(),

@@ -228,7 +228,8 @@ async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
     ensure!(report.ok(), "verify found problems: {:?}", report.problems);
     outln!(
         "5. verified every stored byte: {} packs, {} chunks decrypted and re-hashed",
-        report.packs_read, report.chunks_read
+        report.packs_read,
+        report.chunks_read
     );
     let s = stats(&repo).await?;
     outln!(

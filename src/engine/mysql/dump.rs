@@ -15,12 +15,12 @@ use tracing::info;
 use super::binlog::GtidPos;
 use super::server::{client_program, probe, require_binlog, MysqlUrl};
 use super::MyError;
-use crate::repo::source::SourceName;
 use crate::engine::process::ChildOutput;
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
-use crate::repo::manifest::{BackupKind, Manifest, MysqlPoint};
+use crate::repo::manifest::{BackupKind, MysqlPoint};
+use crate::repo::source::SourceName;
 use crate::repo::{RepoError, Repository};
 
 const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "sys", "performance_schema", "information_schema"];
@@ -197,7 +197,7 @@ pub async fn dump_backup(
         } else {
             String::new()
         };
-        let mut manifest = Manifest::new(source, BackupKind::MysqlDump, labels, now);
+        let mut manifest = repo.new_manifest(source, BackupKind::MysqlDump, labels, now);
         manifest.mysql = Some(MysqlPoint {
             server_id: info.server_id,
             server_version: info.version.clone(),

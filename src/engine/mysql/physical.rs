@@ -17,12 +17,12 @@ use super::binlog::GtidPos;
 use super::restore::{assemble, replay, MyPlan, MyRestoreReport};
 use super::server::{client_program, probe, require_binlog, MysqlUrl};
 use super::MyError;
-use crate::repo::source::SourceName;
 use crate::engine::process::{feed_file, ChildOutput};
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
-use crate::repo::manifest::{BackupKind, Manifest, MysqlPoint};
+use crate::repo::manifest::{BackupKind, MysqlPoint};
+use crate::repo::source::SourceName;
 use crate::repo::{RepoError, Repository};
 
 const STREAM_FILE: &str = "backup.xbstream";
@@ -123,7 +123,7 @@ pub async fn physical_backup(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .unwrap_or(now);
-        let mut manifest = Manifest::new(source, BackupKind::MysqlPhysical, labels, now);
+        let mut manifest = repo.new_manifest(source, BackupKind::MysqlPhysical, labels, now);
         manifest.mysql = Some(MysqlPoint {
             server_id: info.server_id,
             server_version: info.version.clone(),

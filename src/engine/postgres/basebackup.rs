@@ -12,18 +12,18 @@ use indicatif::ProgressBar;
 use tokio_postgres::{Client, NoTls};
 use tracing::{debug, info, warn};
 
+use super::conninfo::ChildConnInfo;
 use super::names::{Lsn, WalFileName};
 use super::server::pg_program;
 use super::wal::ensure_identity;
-use super::conninfo::ChildConnInfo;
 use super::PgError;
-use crate::repo::source::SourceName;
 use crate::pipeline::backup::{
     commit_backup, store_files, BackupSummary, Cutting, SourceFile, StoredFiles, VisitFile,
 };
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest, PostgresPoint};
+use crate::repo::source::SourceName;
 use crate::repo::Repository;
 
 /// Directories whose contents PostgreSQL recreates at start-up; the directories themselves are kept.
@@ -140,7 +140,7 @@ pub async fn base_backup(
         .await
         .map_err(crate::repo::RepoError::from)?;
     let result = async {
-        let mut manifest = Manifest::new(
+        let mut manifest = repo.new_manifest(
             request.source,
             BackupKind::PostgresPhysical,
             request.labels.clone(),

@@ -114,7 +114,10 @@ async fn check_source(
         ) else {
             check.problems.push((
                 m.id.key(),
-                format!("names WAL {} .. {} that are not WAL file names", p.start_wal, p.stop_wal),
+                format!(
+                    "names WAL {} .. {} that are not WAL file names",
+                    p.start_wal, p.stop_wal
+                ),
             ));
             continue;
         };
@@ -132,7 +135,11 @@ async fn check_source(
         }
     }
     for (timeline, (first_needed, names)) in &timelines {
-        if *timeline > 1 && !present.contains(&WalFileName::History { timeline: *timeline }) {
+        if *timeline > 1
+            && !present.contains(&WalFileName::History {
+                timeline: *timeline,
+            })
+        {
             let history = WalFileName::History {
                 timeline: *timeline,
             };
@@ -183,10 +190,7 @@ async fn check_source(
         };
         if let Err(e) = outcome {
             let object = match (stored_whole, chain) {
-                (false, Some(chain)) => chain
-                    .pieces
-                    .first()
-                    .map_or(key.clone(), |p| p.key.clone()),
+                (false, Some(chain)) => chain.pieces.first().map_or(key.clone(), |p| p.key.clone()),
                 _ => key.clone(),
             };
             check.problems.push((object.clone(), strip(&e, &object)));
@@ -196,11 +200,11 @@ async fn check_source(
 }
 
 /// The segments from `from` to `to` (both included) that are not `present`.
-fn missing_between<'a>(
+fn missing_between(
     from: &WalFileName,
     to: &WalFileName,
     segment_size: u64,
-    present: &BTreeSet<&'a WalFileName>,
+    present: &BTreeSet<&WalFileName>,
 ) -> Vec<WalFileName> {
     let mut missing = Vec::new();
     let mut cursor = Some(from.clone());

@@ -238,7 +238,10 @@ mod tests {
                 Some("it's two words".into())
             )
         );
-        assert_eq!(split("host=/tmp port=5433"), ("host=/tmp port=5433".into(), None));
+        assert_eq!(
+            split("host=/tmp port=5433"),
+            ("host=/tmp port=5433".into(), None)
+        );
         // What is not a pair is passed on as it is, for libpq to judge.
         assert_eq!(split("nonsense"), ("nonsense".into(), None));
     }

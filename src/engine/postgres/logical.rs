@@ -14,12 +14,12 @@ use super::conninfo::ChildConnInfo;
 use super::server::pg_program;
 use super::wal::ensure_identity;
 use super::PgError;
-use crate::repo::source::SourceName;
 use crate::engine::process::{feed_file, ChildOutput, WaitStderr};
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest};
+use crate::repo::source::SourceName;
 use crate::repo::{RepoError, Repository};
 
 /// Dumps the source URL's database with `pg_dump -Fc -Z0` into the repository.
@@ -79,7 +79,7 @@ pub async fn logical_backup(
             })
         }));
         let stored = store_files(repo, files, concurrency, progress, &Cutting::default()).await?;
-        let manifest = Manifest::new(source, BackupKind::PostgresLogical, labels, now);
+        let manifest = repo.new_manifest(source, BackupKind::PostgresLogical, labels, now);
         let summary = commit_backup(repo, manifest, stored, clock).await?;
         info!(id = %summary.id, database, "logical backup complete");
         Ok(summary)

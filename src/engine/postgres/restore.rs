@@ -219,7 +219,8 @@ fn unreachable(
         .map(|g| g.parse::<WalFileName>())
         .transpose()
         .map_err(PgError::Invalid)?;
-    let advice = "restore an earlier instant, or --lsn up to the end of the last segment before the hole";
+    let advice =
+        "restore an earlier instant, or --lsn up to the end of the last segment before the hole";
     Ok(match (target, &gap_name) {
         (Target::Backup(_), _) => None,
         (Target::Lsn(lsn), _) => {
@@ -435,7 +436,8 @@ type Owner = Option<(u32, u32)>;
 /// returns the owner restored files should take.
 fn prepare_target(dir: &Path, force: bool) -> Result<Owner, PgError> {
     use std::os::unix::fs::MetadataExt;
-    let me = crate::engine::private_dir::effective_uid().map_err(|e| PgError::io("/proc/self", e))?;
+    let me =
+        crate::engine::private_dir::effective_uid().map_err(|e| PgError::io("/proc/self", e))?;
     match fs::metadata(dir) {
         Ok(meta) => {
             if !meta.is_dir() {

@@ -31,6 +31,7 @@ fn backup(start: u32, stop: u32, minutes: i64) -> Manifest {
         BackupKind::PostgresPhysical,
         BTreeMap::new(),
         at,
+        crate::repo::manifest::IdPrecision::Milliseconds,
     );
     m.postgres = Some(PostgresPoint {
         system_identifier: "1".into(),
@@ -55,7 +56,13 @@ fn archive(segments: &[u32]) -> Vec<(WalFileName, u64)> {
 #[test]
 fn a_hole_after_the_backup_makes_latest_unrestorable() {
     let manifests = [backup(2, 3, 0)];
-    let plan = plan("pg", &manifests, &archive(&[2, 3, 4, 6, 7]), &Target::Latest).unwrap();
+    let plan = plan(
+        "pg",
+        &manifests,
+        &archive(&[2, 3, 4, 6, 7]),
+        &Target::Latest,
+    )
+    .unwrap();
     assert_eq!(plan.gap_at.as_deref(), Some("000000010000000000000005"));
     assert!(!plan.is_complete());
     assert!(plan.problem().unwrap().contains("000000010000000000000005"));
@@ -77,9 +84,16 @@ fn a_time_is_restorable_past_a_backup_only_when_it_provably_lies_before_the_hole
     let at = t0() + Duration::minutes(30);
     assert!(plan_of(&manifests, &segments, Target::Time(at)).is_complete());
     // +90: the newest backup (+60) is chosen, and nothing places +90 before the hole.
-    let late = plan_of(&manifests, &segments, Target::Time(t0() + Duration::minutes(90)));
+    let late = plan_of(
+        &manifests,
+        &segments,
+        Target::Time(t0() + Duration::minutes(90)),
+    );
     assert!(!late.is_complete());
-    assert!(late.unreachable.unwrap().contains("00000001000000000000000A"));
+    assert!(late
+        .unreachable
+        .unwrap()
+        .contains("00000001000000000000000A"));
 }
 
 #[test]
@@ -116,5 +130,8 @@ fn a_target_before_the_first_backup_names_the_earliest() {
         &Target::Time(t0() - Duration::minutes(1)),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("the earliest is consistent at"), "{err}");
+    assert!(
+        err.to_string().contains("the earliest is consistent at"),
+        "{err}"
+    );
 }

@@ -15,11 +15,11 @@ use tracing::{debug, info, warn};
 
 use super::basebackup::{connect, redact, sql};
 use super::conninfo::ChildConnInfo;
-use crate::engine::private_dir::{default_private_dir, ensure_user_dir};
 use super::names::WalFileName;
 use super::server::pg_program;
 use super::wal::{ensure_identity, partial_chain, put_partial, wal_push};
 use super::PgError;
+use crate::engine::private_dir::{default_private_dir, ensure_user_dir};
 use crate::repo::Repository;
 
 /// How the streamer behaves.
@@ -167,8 +167,7 @@ pub async fn stream_wal(
         }
         if last_snapshot.elapsed() >= options.flush_interval {
             last_snapshot = Instant::now();
-            if let Err(e) =
-                store_partial(repo, source, spool, &mut snapshot_of, &mut report).await
+            if let Err(e) = store_partial(repo, source, spool, &mut snapshot_of, &mut report).await
             {
                 break Err(e);
             }
