@@ -4,124 +4,19 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
-use support::sha256;
-
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new() -> Self {
-        let repo = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let out = repo.run(&["init"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        repo
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("key")
-    }
-
-    fn bare(&self) -> Command {
-        let mut cmd = Command::cargo_bin("heirloom-backup").unwrap();
-        cmd.current_dir(self.dir.path())
-            .env_remove("HEIRLOOM_REPO")
-            .env_remove("HEIRLOOM_KEY_FILE")
-            .env_remove("HEIRLOOM_PASSPHRASE")
-            .env_remove("HEIRLOOM_ALLOW_INSECURE_KEY_FILE")
-            .timeout(Duration::from_secs(120));
-        cmd
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = self.bare();
-        cmd.arg("--repo")
-            .arg(format!("file://{}", self.path().display()))
-            .arg("--key-file")
-            .arg(self.key())
-            .args(args);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn backup_stdin(&self, source: &str, data: &[u8]) -> Output {
-        self.cmd(&["backup", "--stdin", "--source", source, "--json"])
-            .write_stdin(data.to_vec())
-            .output()
-            .unwrap()
-    }
-
-    fn ids(&self) -> Vec<String> {
-        let list: serde_json::Value = serde_json::from_str(&self.ok(&["list", "--json"])).unwrap();
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["id"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// Every file under `dir` with its SHA-256.
-    fn snapshot(dir: &Path) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let key = p.strip_prefix(dir).unwrap().display().to_string();
-                    out.insert(key, sha256(&std::fs::read(&p).unwrap()));
-                }
-            }
-        }
-        out
-    }
-
-    fn config(&self, text: &str) -> PathBuf {
-        let path = self.dir.path().join("heirloom.yaml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use support::cli::{snapshot_of, stderr, TestRepo};
 
 // 1. Failed producers.
 
 #[test]
 fn a_producer_that_fails_is_never_recorded() {
-    let repo = Repo::new();
-    let before = Repo::snapshot(&repo.path());
+    let repo = TestRepo::new();
+    let before = snapshot_of(&repo.path());
     let cases: [(&[&str], &str); 3] = [
         (&["false"], "exit status: 1"),
         (
@@ -150,7 +45,7 @@ fn a_producer_that_fails_is_never_recorded() {
         assert!(repo.ids().is_empty(), "{producer:?} was recorded");
     }
     // Packs of the killed producer's 10 MiB may stay (garbage collection's job); no manifest does.
-    let after = Repo::snapshot(&repo.path());
+    let after = snapshot_of(&repo.path());
     assert!(
         after.keys().all(|k| !k.starts_with("backups/")),
         "{after:?}"
@@ -163,7 +58,7 @@ fn a_producer_that_fails_is_never_recorded() {
 
 #[test]
 fn a_producer_that_succeeds_is_recorded_and_its_stderr_passes_through() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     let out = repo.run(&[
         "backup",
         "--source",
@@ -176,7 +71,7 @@ fn a_producer_that_succeeds_is_recorded_and_its_stderr_passes_through() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("dumping notes"), "{}", stderr(&out));
-    assert_eq!(repo.ok(&["cat", "latest"]), "CREATE TABLE notes;");
+    assert_eq!(repo.ok_text(&["cat", "latest"]), "CREATE TABLE notes;");
     // The producer does not see the repository's passphrase.
     let out = repo
         .cmd(&[
@@ -192,12 +87,12 @@ fn a_producer_that_succeeds_is_recorded_and_its_stderr_passes_through() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(repo.ok(&["cat", "latest"]), "[]\n");
+    assert_eq!(repo.ok_text(&["cat", "latest"]), "[]\n");
 }
 
 #[test]
 fn an_empty_stdin_is_refused_unless_allowed() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     let out = repo.backup_stdin("x", b"");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -221,7 +116,7 @@ fn an_empty_stdin_is_refused_unless_allowed() {
 
 #[test]
 fn forget_removes_exactly_one_backup_named_by_its_whole_id() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     for data in [&b"one"[..], b"two"] {
         assert!(repo.backup_stdin("app", data).status.success());
     }
@@ -235,10 +130,10 @@ fn forget_removes_exactly_one_backup_named_by_its_whole_id() {
     let out = repo.run(&["forget", "20200101T000000.000Z-00000000"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
-    let said = repo.ok(&["forget", &ids[0]]);
+    let said = repo.ok_text(&["forget", &ids[0]]);
     assert!(said.contains(&ids[0]), "{said}");
     assert_eq!(repo.ids(), vec![ids[1].clone()]);
-    assert_eq!(repo.ok(&["cat", "latest"]), "two");
+    assert_eq!(repo.ok_text(&["cat", "latest"]), "two");
     let out = repo.run(&["cat", &ids[0]]);
     assert_eq!(out.status.code(), Some(1));
 }
@@ -247,7 +142,7 @@ fn forget_removes_exactly_one_backup_named_by_its_whole_id() {
 
 #[test]
 fn latest_is_the_newest_backup_even_within_one_second_and_per_source() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     for round in 0..6 {
         for i in 1..=3 {
             let data = format!("s-{round}-{i}");
@@ -257,17 +152,17 @@ fn latest_is_the_newest_backup_even_within_one_second_and_per_source() {
                 assert!(repo.backup_stdin("t", other.as_bytes()).status.success());
             }
         }
-        assert_eq!(repo.ok(&["cat", "latest"]), format!("s-{round}-3"));
+        assert_eq!(repo.ok_text(&["cat", "latest"]), format!("s-{round}-3"));
         assert_eq!(
-            repo.ok(&["cat", "latest", "--source", "t"]),
+            repo.ok_text(&["cat", "latest", "--source", "t"]),
             format!("t-{round}-2")
         );
         assert_eq!(
-            repo.ok(&["cat", "latest", "--source", "s"]),
+            repo.ok_text(&["cat", "latest", "--source", "s"]),
             format!("s-{round}-3")
         );
     }
-    let shown = repo.ok(&["show", "latest", "--source", "t", "--json"]);
+    let shown = repo.ok_text(&["show", "latest", "--source", "t", "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["source"], "t");
     // Ids carry milliseconds.
@@ -289,7 +184,7 @@ fn latest_is_the_newest_backup_even_within_one_second_and_per_source() {
 
 #[test]
 fn passwords_never_appear_in_errors() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     let secret = "S3cr3t-never-shown";
     let port = support::free_port(); // nothing listens there
     let cases = [
@@ -330,7 +225,7 @@ fn passwords_never_appear_in_errors() {
 
 #[test]
 fn every_command_that_takes_a_source_refuses_a_path_in_its_name() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     let seg = repo.dir.path().join("000000010000000000000001");
     std::fs::write(&seg, vec![0u8; 8192]).unwrap();
     let seg = seg.to_str().unwrap().to_owned();
@@ -405,7 +300,7 @@ fn every_command_that_takes_a_source_refuses_a_path_in_its_name() {
 
 #[test]
 fn a_silent_store_ends_every_command_within_its_retry_timeout() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     // Accept, hold every connection open, never answer.
@@ -450,7 +345,7 @@ fn a_silent_store_ends_every_command_within_its_retry_timeout() {
 
 #[test]
 fn a_mistyped_or_relative_repository_url_is_refused_and_creates_nothing() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     for (url, says) in [
         ("s3//bucket/p", "did you mean \"s3://bucket/p\""),
         ("relative/repo", "relative path"),
@@ -472,7 +367,7 @@ fn a_mistyped_or_relative_repository_url_is_refused_and_creates_nothing() {
 #[test]
 fn a_missing_bucket_is_named_as_such() {
     let moto = support::start_moto();
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     let config = repo.config(&format!(
         "repository:\n  url: s3://no-such-bucket/p\n  key_file: {}\n  options:\n    endpoint: http://127.0.0.1:{}\n    region: us-east-1\n    allow_http: true\n    access_key_id: test\n    secret_access_key: test\n    retry_timeout: 10s\n",
         repo.key().display(),
@@ -501,7 +396,7 @@ fn a_missing_bucket_is_named_as_such() {
 
 #[test]
 fn options_a_store_does_not_know_are_refused_for_every_store() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     let config = repo.config(&format!(
         "repository:\n  url: file://{}\n  key_file: {}\n  options: {{ endpoint: \"http://127.0.0.1:9000\" }}\n",
         repo.path().display(),
@@ -524,7 +419,7 @@ fn options_a_store_does_not_know_are_refused_for_every_store() {
 
 #[test]
 fn a_key_file_others_can_read_is_refused_unless_allowed() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     std::fs::set_permissions(repo.key(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = repo.run(&["list"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -540,12 +435,12 @@ fn a_key_file_others_can_read_is_refused_unless_allowed() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     std::fs::set_permissions(repo.key(), std::fs::Permissions::from_mode(0o400)).unwrap();
-    repo.ok(&["list"]);
+    repo.ok_text(&["list"]);
 }
 
 #[test]
 fn a_spool_someone_else_could_write_is_refused() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     let spool = repo.dir.path().join("spool");
     std::fs::create_dir(&spool).unwrap();
     std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -573,7 +468,7 @@ fn a_spool_someone_else_could_write_is_refused() {
 
 #[test]
 fn printing_into_a_closed_pipe_is_a_normal_end_for_every_command() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     for i in 0..3 {
         assert!(repo
             .backup_stdin("app", format!("{i}").as_bytes())
@@ -610,7 +505,7 @@ fn printing_into_a_closed_pipe_is_a_normal_end_for_every_command() {
 
 #[test]
 fn labels_hold_printable_text_only() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     for label in [
         "env=prod\nFORGED backup line",
         "env=\u{1b}[2Jclear",
@@ -639,12 +534,12 @@ fn labels_hold_printable_text_only() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(repo.ok(&["list"]).contains("team/owner=Zoë Ünal"));
+    assert!(repo.ok_text(&["list"]).contains("team/owner=Zoë Ünal"));
 }
 
 #[test]
 fn temporaries_of_a_killed_writer_are_removed_by_the_next_run() {
-    let repo = Repo::new();
+    let repo = TestRepo::new();
     // What a SIGKILL between write and link leaves behind, an hour old, and a live writer's.
     let tmp = repo.path().join(".tmp");
     std::fs::create_dir_all(&tmp).unwrap();
