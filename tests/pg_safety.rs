@@ -354,3 +354,60 @@ async fn a_restore_as_the_postgres_user_checks_ownership_before_writing() {
     );
     assert_eq!(std::fs::read_dir(&roots).unwrap().count(), 0);
 }
+
+#[test]
+fn wal_push_as_a_user_who_cannot_write_the_temporaries_folder_still_archives_and_sweeps() {
+    let world = PgWorld::new();
+    // `.tmp/` made by root (a root backup ran first); PostgreSQL's wal-push runs as postgres.
+    let tmp = world.repo().join(".tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let chown = Command::new("chown")
+        .arg("root:root")
+        .arg(&tmp)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    // A temporary a killed wal-push left beside its target, two hours ago.
+    let wal = world.repo().join("wal/pg");
+    std::fs::create_dir_all(&wal).unwrap();
+    let stale = wal.join(".000000010000000000000009.tmp-0123456789abcdef");
+    std::fs::write(&stale, b"half a segment").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    chown_postgres(&world.repo().join("wal"));
+    // A file that looks like a segment: a long page header, then noise.
+    let mut bytes = vec![7u8; 64 * 1024];
+    bytes[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+    bytes[2..4].copy_from_slice(&0x0002u16.to_le_bytes());
+    bytes[24..32].copy_from_slice(&4242u64.to_le_bytes());
+    let segment = world.path().join("run/000000010000000000000001");
+    std::fs::write(&segment, bytes).unwrap();
+    chown_postgres(&segment);
+
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(world.bin())
+        .arg("--config")
+        .arg(world.config())
+        .args(["wal-push", "--source", "pg"])
+        .arg(&segment)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wal.join("000000010000000000000001").exists());
+    assert!(!stale.exists(), "the stale temporary must be swept");
+    let leftovers: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -1,10 +1,11 @@
 //! file:// repositories: atomic, durable, create-if-absent writes on a local (or mounted) file system.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +25,8 @@ use super::{Backend, ObjectInfo, PutOutcome, PutPayload, StoreError};
 pub struct LocalBackend {
     root: PathBuf,
     swept: Arc<OnceLock<()>>,
+    /// Folders whose temporaries beside their objects this process has swept already.
+    swept_beside: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 /// Temporaries of earlier versions sat beside their target, named `.<name>.tmp-<random>`.
@@ -40,37 +43,14 @@ impl LocalBackend {
         Self {
             root: root.into(),
             swept: Arc::new(OnceLock::new()),
+            swept_beside: Arc::default(),
         }
     }
 
-    /// Removes the temporaries of dead writers (see [`STALE_TEMPORARY`]); returns how many.
+    /// Removes the temporaries of dead writers (see [`STALE_TEMPORARY`]) from `.tmp/`; returns
+    /// how many.
     pub fn sweep_temporaries(&self, older_than: Duration) -> io::Result<usize> {
-        let dir = self.root.join(TMP_DIR);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let mut removed = 0;
-        for entry in entries {
-            let entry = entry?;
-            let idle = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok());
-            if idle.is_some_and(|idle| idle >= older_than) {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        if removed > 0 {
-            tracing::info!(removed, dir = %dir.display(), "removed temporaries of interrupted writers");
-        }
-        Ok(removed)
+        sweep_dir(&self.root.join(TMP_DIR), older_than, |_| true)
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -127,6 +107,16 @@ impl LocalBackend {
             match open(&preferred) {
                 Ok(file) => (preferred, Ok(file)),
                 Err(_) => {
+                    // This folder may hold temporaries of killed writers of the same kind: sweep
+                    // it once per process (a folder of WAL can hold many objects).
+                    let first = self
+                        .swept_beside
+                        .lock()
+                        .map(|mut swept| swept.insert(dir.clone()))
+                        .unwrap_or(false);
+                    if first {
+                        let _ = sweep_dir(&dir, STALE_TEMPORARY, is_beside_temporary);
+                    }
                     let beside = dir.join(format!(".{name}{TMP_MARKER}{tail:016x}"));
                     let file = open(&beside);
                     (beside, file)
@@ -178,7 +168,7 @@ impl LocalBackend {
                     continue;
                 }
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name.contains(TMP_MARKER) {
+                if is_beside_temporary(&name) {
                     continue;
                 }
                 let Some(key) = relative_key(&self.root, &path) else {
@@ -194,6 +184,48 @@ impl LocalBackend {
         }
         Ok(out)
     }
+}
+
+/// Removes the files of `dir` that `is_temporary` picks and nobody has written to for
+/// `older_than`; returns how many.
+fn sweep_dir(
+    dir: &Path,
+    older_than: Duration,
+    is_temporary: impl Fn(&str) -> bool,
+) -> io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if !is_temporary(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let idle = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if idle.is_some_and(|idle| idle >= older_than) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "removed temporaries of interrupted writers");
+    }
+    Ok(removed)
+}
+
+/// A temporary of the kind written beside its target: `.<name>.tmp-<16 hex>`.
+fn is_beside_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TMP_MARKER)
 }
 
 fn relative_key(root: &Path, path: &Path) -> Option<String> {
@@ -315,5 +347,24 @@ mod tests {
             .unwrap();
         assert!(fresh.exists());
         assert!(!stale.exists());
+        // Temporaries beside their targets are swept by their own rule.
+        let beside_stale = dir.path().join("wal/pg/.e.tmp-0000000000000004");
+        fs::write(&beside_stale, b"partial").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&beside_stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let removed = sweep_dir(
+            &dir.path().join("wal/pg"),
+            STALE_TEMPORARY,
+            is_beside_temporary,
+        )
+        .unwrap();
+        assert_eq!(removed, 1);
+        assert!(!beside_stale.exists());
+        assert!(dir.path().join("wal/pg/a").exists());
+        assert!(dir.path().join("wal/pg/.d.tmp-3").exists());
     }
 }
