@@ -135,21 +135,34 @@ impl Config {
             field,
             why: crate::redact::redact(&why),
         };
-        let deserializer = serde_yaml::Deserializer::from_str(text);
-        let config: Config = match serde_path_to_error::deserialize(deserializer) {
-            Ok(c) => c,
-            Err(e) => {
+        // serde-saphyr parses; serde_path_to_error remembers where a value did not fit, so the
+        // message names the field (`sources.db.dta_dir`), not only a line.
+        let mut at: Option<(String, String)> = None;
+        let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
                 let field = e.path().to_string();
-                let why = e.into_inner().to_string();
-                return Err(invalid(
-                    if field == "." {
-                        "(top level)".into()
-                    } else {
-                        field
-                    },
-                    why,
-                ));
+                let why = e.inner().to_string();
+                at = Some((field, why.clone()));
+                <serde_saphyr::Error as serde::de::Error>::custom(why)
+            })
+        });
+        let config: Config = match (parsed, at) {
+            (Ok(c), _) => c,
+            (Err(_), Some((field, why))) => {
+                let field = if field == "." || field.is_empty() {
+                    "(top level)".to_owned()
+                } else {
+                    field
+                };
+                // The parser may say the path itself before its message: say it once.
+                let why = first_line(&why);
+                let why = match why.split_once(": ") {
+                    Some((path, rest)) if field.starts_with(path) => rest.to_owned(),
+                    _ => why,
+                };
+                return Err(invalid(field, why));
             }
+            (Err(e), None) => return Err(invalid("(syntax)".into(), e.to_string())),
         };
         config.check().map_err(|(field, why)| invalid(field, why))?;
         Ok(config)
@@ -169,11 +182,26 @@ impl Config {
                 check_engine_url(source.kind, url)
                     .map_err(|why| (format!("sources.{name}.url"), why))?;
             }
-            if source.url.is_none() && source.data_dir.is_none() {
-                return Err((
-                    format!("sources.{name}"),
-                    "needs url, data_dir or both".into(),
-                ));
+            match (source.kind, source.mode) {
+                (EngineKind::Postgres, _) if source.url.is_none() && source.data_dir.is_none() => {
+                    return Err((
+                        format!("sources.{name}.url"),
+                        "a PostgreSQL source needs url (every backup runs on a connection), and data_dir to read the files itself".into(),
+                    ))
+                }
+                (EngineKind::Mysql, _) if source.url.is_none() => {
+                    return Err((
+                        format!("sources.{name}.url"),
+                        "a MySQL/MariaDB source needs url (mysql://user:password@host:port)".into(),
+                    ))
+                }
+                (EngineKind::Mysql, Some(BackupMode::Physical)) if source.data_dir.is_none() => {
+                    return Err((
+                        format!("sources.{name}.data_dir"),
+                        "mode: physical runs mariabackup, which reads the data directory: give its path".into(),
+                    ))
+                }
+                _ => {}
             }
         }
         for (name, target) in &self.targets {
@@ -197,6 +225,11 @@ impl Config {
                 .collect(),
         )
     }
+}
+
+/// The first line of a message: the deserializer may add a snippet of the file after it.
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or(text).trim().to_owned()
 }
 
 fn check_repo_url(url: &str) -> Result<(), String> {
@@ -360,6 +393,40 @@ targets:
         );
         let e = err("repository:\n  url: ftp://x\n");
         assert!(e.contains("repository.url") && e.contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn sources_missing_what_their_kind_needs_are_refused_at_load() {
+        let e = err("sources:\n  pg: { kind: postgres }\n");
+        assert!(
+            e.contains("sources.pg.url") && e.contains("PostgreSQL"),
+            "{e}"
+        );
+        let e = err("sources:\n  db: { kind: mysql, data_dir: /var/lib/mysql }\n");
+        assert!(e.contains("sources.db.url"), "{e}");
+        let e = err("sources:\n  db: { kind: mysql, url: 'mysql://u@h', mode: physical }\n");
+        assert!(
+            e.contains("sources.db.data_dir") && e.contains("mariabackup"),
+            "{e}"
+        );
+        let e = err("targets:\n  t: { kind: mysql }\n");
+        assert!(e.contains("targets.t"), "{e}");
+        let e = err("sources:\n  pg: { kind: postgres, url: 'postgres://h', mode: sideways }\n");
+        assert!(
+            e.contains("sources.pg.mode") && e.contains("sideways"),
+            "{e}"
+        );
+        assert!(Config::parse(
+            "sources:\n  pg: { kind: postgres, data_dir: /d }\n  db: { kind: mysql, url: 'mysql://u@h', mode: physical, data_dir: /m }\n",
+            "x"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn yaml_syntax_errors_say_where() {
+        let e = err("repository:\n  url: [unclosed\n");
+        assert!(e.contains("heirloom.yaml"), "{e}");
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl InitParams {
     /// Checks the bounds FastCDC, zstd and the pack format impose; the message names the parameter.
     pub fn validate(&self) -> Result<(), String> {
         let even = |name: &str, v: u32| {
-            if v % 2 == 0 {
+            if v.is_multiple_of(2) {
                 Ok(())
             } else {
                 Err(format!("{name} must be even, got {v}"))

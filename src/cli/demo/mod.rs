@@ -101,7 +101,7 @@ fn generate_dump(size: usize, seed: u64) -> Vec<u8> {
     let mut id = 0u64;
     while out.len() < size {
         id += 1;
-        if id % 5000 == 0 {
+        if id.is_multiple_of(5000) {
             // an attachment: random bytes, base64-free, as a bytea export would not compress either
             let n = (64 * 1024).min(size - out.len());
             out.extend((0..n).map(|_| rng.gen::<u8>()));
