@@ -439,8 +439,11 @@ async fn bad_input_is_named() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&key), "{err}");
-    // verify finds it too, reading the segments.
-    assert!(world.cli(&["verify"]).status.success());
+    // verify finds it too, reading the segments; every object written is of a known kind.
+    let out = world.cli(&["verify", "--json"]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["unknown_objects"], serde_json::json!([]), "{report}");
     let out = world.cli(&["verify", "--read-data"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&key));

@@ -198,6 +198,11 @@ async fn postgres_programs_never_see_the_password_on_their_command_line() {
         .get(0);
     assert_eq!(n, 500);
     source.stop();
+    // Every object those commands wrote is of a kind the layout knows.
+    let verify = world.cli(&["verify", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&verify.stdout()).unwrap();
+    assert_eq!(report["unknown_objects"], serde_json::json!([]), "{report}");
+    assert!(report["wal_files"].as_u64().unwrap() > 0, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -567,3 +567,24 @@ fn temporaries_of_a_killed_writer_are_removed_by_the_next_run() {
         .unwrap();
     assert_eq!(text, "being written");
 }
+
+#[test]
+fn verify_names_objects_of_no_known_kind_and_leaves_them() {
+    let repo = TestRepo::new();
+    assert!(repo.backup_stdin("app", b"data").status.success());
+    std::fs::write(repo.path().join("README"), b"someone's note").unwrap();
+    std::fs::create_dir_all(repo.path().join("wal/pg/nested")).unwrap();
+    std::fs::write(repo.path().join("wal/pg/nested/x"), b"?").unwrap();
+    let out = repo.run(&["verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let unknown = report["unknown_objects"].as_array().unwrap();
+    assert_eq!(unknown.len(), 2, "{report}");
+    assert!(unknown.contains(&serde_json::json!("README")), "{report}");
+    let out = repo.run(&["verify"]);
+    assert!(
+        stderr(&out).contains("README: not an object of this repository's format"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(repo.path().join("README").exists());
+}

@@ -80,6 +80,9 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
                 report.binlog_segments_read
             );
         }
+        for key in &report.unknown_objects {
+            eprintln!("warning: {key}: not an object of this repository's format (left alone)");
+        }
         if report.unindexed_packs > 0 {
             outln!(
                 "{} pack(s) are in no index (left by interrupted backups; harmless)",

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use super::Concurrency;
 use crate::repo::blob;
-use crate::repo::ids::{pack_key, ChunkId, PackId};
+use crate::repo::ids::{ChunkId, PackId};
 use crate::repo::index::Index;
+use crate::repo::layout::{pack_key, ObjectKey, ObjectKind};
 use crate::repo::pack::{read_pack, PackEntry};
 use crate::repo::{RepoError, Repository};
 
@@ -105,6 +106,9 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     /// Packs in the store that no index names: left by interrupted backups, harmless.
     pub unindexed_packs: usize,
+    /// Objects whose keys are of no kind this format knows (`repo::layout`): not read, not
+    /// counted as damage, listed so that someone looks.
+    pub unknown_objects: Vec<String>,
     pub problems: Vec<Problem>,
     /// The manifests that opened, for the checks that follow (the WAL archive's).
     #[serde(skip)]
@@ -136,11 +140,23 @@ pub async fn verify(
     read_data: Option<Subset>,
     concurrency: Concurrency,
 ) -> Result<VerifyReport, RepoError> {
-    let mut report = VerifyReport::default();
+    // Every object must be of a kind the format knows.
+    let unknown_objects = repo
+        .store()
+        .list("")
+        .await?
+        .into_iter()
+        .filter(|o| ObjectKey::parse(&o.key).is_none())
+        .map(|o| o.key)
+        .collect();
+    let mut report = VerifyReport {
+        unknown_objects,
+        ..Default::default()
+    };
 
     // Index files, one by one, so a bad one is named and the rest still count.
     let mut index = Index::default();
-    for obj in repo.store().list("index/").await? {
+    for obj in repo.store().list(ObjectKind::Index.prefix()).await? {
         report.index_files += 1;
         let opened = match repo.store().get(&obj.key).await {
             Ok(bytes) => repo.open_index_file(&obj.key, &bytes),
@@ -163,9 +179,10 @@ pub async fn verify(
                 }
                 Some(_) => return None,
             };
-            let pack = index
-                .get(delta)
-                .map_or_else(|| "index/".to_owned(), |l| pack_key(&l.pack));
+            let pack = index.get(delta).map_or_else(
+                || ObjectKind::Index.prefix().to_owned(),
+                |l| pack_key(&l.pack),
+            );
             Some((pack, problem))
         })
         .collect();

@@ -314,6 +314,33 @@ mod tests {
         .is_err());
     }
 
+    /// What FORMAT.md tells an independent reader: the frame after `0x02 || base id` is an
+    /// ordinary zstd frame, decoded with the base's plaintext loaded as a raw-content dictionary
+    /// (no refPrefix needed), with a window of up to 2^27.
+    #[test]
+    fn a_delta_frame_decodes_with_the_base_as_a_raw_content_dictionary() {
+        use zstd::zstd_safe::{DCtx, DParameter};
+        let keys = Keys::new(MasterSecret::generate());
+        let base: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut data = base.clone();
+        data[1000] ^= 1;
+        data.extend_from_slice(b"grown");
+        let (base_id, id) = (keys.chunk_id(&base), keys.chunk_id(&data));
+        let sealed = seal_delta(&keys, &id, &data, 3, &base_id, &base).unwrap();
+        let encoded = keys.open_chunk(&id, &sealed).unwrap();
+        assert_eq!(encoded[0], DELTA);
+        assert_eq!(&encoded[1..33], base_id.as_bytes());
+        let frame = &encoded[33..];
+        // The base does not begin with zstd's dictionary magic, so loading it is raw content.
+        assert_ne!(&base[..4], &0xEC30_A437u32.to_le_bytes());
+        let mut dctx = DCtx::create();
+        dctx.set_parameter(DParameter::WindowLogMax(27)).unwrap();
+        dctx.load_dictionary(&base).unwrap();
+        let mut out = Vec::with_capacity(data.len());
+        dctx.decompress(&mut out, frame).unwrap();
+        assert_eq!(out, data);
+    }
+
     #[test]
     fn compressible_chunks_shrink_and_random_ones_stay_raw() {
         let keys = Keys::new(MasterSecret::generate());

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 /// read as they are and written without deltas, so format 1 readers can still read them.
 pub const FORMAT_VERSION: u32 = 3;
 pub const FORMAT_NAME: &str = "heirloom-backup";
-pub const CONFIG_KEY: &str = "heirloom.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RepoConfig {

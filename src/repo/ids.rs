@@ -71,32 +71,3 @@ id_type!(
     /// SHA-256 of a pack's stored bytes; also its object name.
     PackId
 );
-
-/// The object key of a pack: `data/<first two hex digits>/<64 hex digits>`.
-pub fn pack_key(id: &PackId) -> String {
-    let hex = id.to_hex();
-    format!("data/{}/{}", &hex[..2], hex)
-}
-
-/// Parses the pack id back out of a `data/..` key; `None` for anything else.
-pub fn pack_id_from_key(key: &str) -> Option<PackId> {
-    let rest = key.strip_prefix("data/")?;
-    let (dir, name) = rest.split_once('/')?;
-    let id: PackId = name.parse().ok()?;
-    (dir.len() == 2 && name.starts_with(dir)).then_some(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pack_keys_round_trip() {
-        let id = PackId([0xab; 32]);
-        let key = pack_key(&id);
-        assert!(key.starts_with("data/ab/abab"));
-        assert_eq!(pack_id_from_key(&key), Some(id));
-        assert_eq!(pack_id_from_key("data/ac/abab"), None);
-        assert_eq!(pack_id_from_key("index/x"), None);
-    }
-}

@@ -7,8 +7,6 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
-
 use super::ids::{ChunkId, PackId};
 use super::pack::{
     apply_bases, decode_entry, encode_bases, encode_entry, PackEntry, PACK_ENTRY_LEN,
@@ -202,11 +200,6 @@ pub fn decode(mut raw: &[u8]) -> Result<Vec<IndexedPack>, String> {
         }
     }
     Ok(packs)
-}
-
-/// The object key of an index file: `index/<sha256 of its stored bytes>`.
-pub fn index_key(sealed: &[u8]) -> String {
-    format!("index/{}", hex::encode(Sha256::digest(sealed)))
 }
 
 #[cfg(test)]

@@ -204,7 +204,13 @@ pub enum EnvelopeError {
     },
     #[error("malformed: {0}")]
     Malformed(String),
+    #[error("is key envelope version {0}, newer than this build reads (version {ENVELOPE_VERSION}): upgrade heirloom-backup")]
+    TooNew(u32),
 }
+
+/// The key envelope version this build writes and reads. A reader does not try to open an
+/// envelope of a later version: its KDF or layout may mean something else.
+pub const ENVELOPE_VERSION: u32 = 1;
 
 impl KeyEnvelope {
     /// Wraps `secret` for `source`.
@@ -236,7 +242,7 @@ impl KeyEnvelope {
         );
         let sealed = crypto::seal(&crypto::cipher_from(&kek), &plaintext, &aad(repo_id, &id));
         Ok(Self {
-            version: 1,
+            version: ENVELOPE_VERSION,
             id,
             created: now,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -252,6 +258,9 @@ impl KeyEnvelope {
         source: &KeySource,
         repo_id: &str,
     ) -> Result<MasterSecret, EnvelopeError> {
+        if self.version > ENVELOPE_VERSION {
+            return Err(EnvelopeError::TooNew(self.version));
+        }
         if self.kind != source.kind() {
             return Err(EnvelopeError::OtherKind {
                 found: self.kind,
@@ -322,6 +331,30 @@ mod tests {
             path: "k".into(),
             key: Zeroizing::new([byte; 32]),
         }
+    }
+
+    #[test]
+    fn an_envelope_of_a_later_version_is_not_opened() {
+        let secret = MasterSecret::generate();
+        let mut env = KeyEnvelope::wrap(&secret, &key_file_source(1), "repo", Utc::now()).unwrap();
+        env.version = ENVELOPE_VERSION + 1;
+        let err = env.unwrap_secret(&key_file_source(1), "repo").unwrap_err();
+        assert!(matches!(err, EnvelopeError::TooNew(2)), "{err}");
+        assert!(err.to_string().contains("upgrade"), "{err}");
+    }
+
+    #[test]
+    fn a_raw_key_file_is_taken_byte_for_byte_and_text_ones_trimmed() {
+        // 32 bytes are the key itself, whitespace and all.
+        let mut raw = [b' '; 32];
+        raw[5] = b'k';
+        assert_eq!(*parse_key_file(&raw).unwrap(), raw);
+        let hex_text = format!("  {}\n", hex::encode([3u8; 32]).to_uppercase());
+        assert_eq!(*parse_key_file(hex_text.as_bytes()).unwrap(), [3u8; 32]);
+        // A 33-byte raw key with a newline is neither: refused, not trimmed into a key.
+        let mut long = vec![7u8; 32];
+        long.push(b'\n');
+        assert!(parse_key_file(&long).is_none());
     }
 
     #[test]

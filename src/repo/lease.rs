@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use super::layout::{ObjectKey, ObjectKind};
 use crate::store::{PutOutcome, Store, StoreError};
 
 pub const LEASE_TTL: Duration = Duration::from_secs(300);
@@ -60,7 +61,7 @@ pub struct Lease {
 fn new_key() -> String {
     let mut b = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("locks/{}", hex::encode(b))
+    ObjectKey::Lease { id: hex::encode(b) }.key()
 }
 
 fn lease_ttl() -> chrono::Duration {
@@ -135,7 +136,7 @@ async fn check_conflicts(
     kind: LeaseKind,
     now: DateTime<Utc>,
 ) -> Result<(), LeaseError> {
-    for obj in store.list("locks/").await? {
+    for obj in store.list(ObjectKind::Lease.prefix()).await? {
         if obj.key == mine {
             continue;
         }

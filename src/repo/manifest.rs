@@ -46,8 +46,9 @@ impl BackupId {
         &self.0
     }
 
+    /// `backups/<id>`.
     pub fn key(&self) -> String {
-        format!("backups/{}", self.0)
+        format!("{}{}", super::layout::ObjectKind::Manifest.prefix(), self.0)
     }
 }
 

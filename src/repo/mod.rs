@@ -11,6 +11,7 @@ pub mod format;
 pub mod ids;
 pub mod index;
 pub mod keys;
+pub mod layout;
 pub mod lease;
 pub mod manifest;
 pub mod pack;
@@ -29,10 +30,11 @@ pub use error::RepoError;
 
 use crate::store::{PutOutcome, Store, StoreError};
 use crypto::{Keys, MasterSecret, MetaKind};
-use format::{InitParams, RepoConfig, CONFIG_KEY};
+use format::{InitParams, RepoConfig};
 use ids::PackId;
 use index::{Index, IndexedPack};
 use keys::{EnvelopeError, KeyEnvelope, KeySource};
+use layout::{ObjectKey, ObjectKind, CONFIG_KEY};
 use manifest::{BackupId, Manifest};
 
 /// How many metadata objects are fetched at once when loading the index or manifests.
@@ -83,7 +85,7 @@ impl Repository {
         let envelope = KeyEnvelope::wrap(&secret, source, &config.id, now)
             .map_err(|e| RepoError::Invalid(format!("wrapping the master key: {e}")))?;
         let key_id = envelope.id.clone();
-        put_json(&store, &format!("keys/{key_id}"), &envelope).await?;
+        put_json(&store, &key_object(&key_id), &envelope).await?;
         let config_bytes =
             serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
         if store
@@ -92,7 +94,7 @@ impl Repository {
             == PutOutcome::AlreadyExists
         {
             // Someone initialised the same location concurrently; take our key back out.
-            let _ = store.delete(&format!("keys/{key_id}")).await;
+            let _ = store.delete(&key_object(&key_id)).await;
             return Err(RepoError::AlreadyInitialized {
                 location: store.location(),
             });
@@ -114,6 +116,7 @@ impl Repository {
             .iter()
             .filter(|e| e.kind == source.kind())
             .collect();
+        let mut newer = None;
         for envelope in &candidates {
             match envelope.unwrap_secret(source, &config.id) {
                 Ok(secret) => {
@@ -126,10 +129,19 @@ impl Repository {
                     });
                 }
                 Err(EnvelopeError::Malformed(why)) => {
-                    return Err(RepoError::corrupt(format!("keys/{}", envelope.id), why))
+                    return Err(RepoError::corrupt(key_object(&envelope.id), why))
+                }
+                Err(e @ EnvelopeError::TooNew(_)) => {
+                    newer = Some(format!("{}: {e}", key_object(&envelope.id)));
                 }
                 Err(_) => continue,
             }
+        }
+        if let Some(why) = newer {
+            return Err(RepoError::Invalid(format!(
+                "no key of this build's envelope version opens the repository at {}; {why}",
+                store.location()
+            )));
         }
         Err(RepoError::WrongKey {
             location: store.location(),
@@ -177,7 +189,7 @@ impl Repository {
     ) -> Result<String, RepoError> {
         let envelope = KeyEnvelope::wrap(self.keys.secret(), source, &self.config.id, now)
             .map_err(|e| RepoError::Invalid(format!("wrapping the master key: {e}")))?;
-        put_json(&self.store, &format!("keys/{}", envelope.id), &envelope).await?;
+        put_json(&self.store, &key_object(&envelope.id), &envelope).await?;
         Ok(envelope.id)
     }
 
@@ -193,21 +205,21 @@ impl Repository {
         if envelopes.len() <= 1 {
             return Err(RepoError::LastKey { id: id.to_owned() });
         }
-        self.store.delete(&format!("keys/{id}")).await?;
+        self.store.delete(&key_object(id)).await?;
         Ok(())
     }
 
     /// Writes one index file for packs that are already durable.
     pub async fn save_index(&self, packs: &[IndexedPack]) -> Result<String, RepoError> {
         let sealed = self.keys.seal_meta(MetaKind::Index, &index::encode(packs));
-        let key = index::index_key(&sealed);
+        let key = layout::index_key(&sealed);
         self.store.put_if_absent(&key, Bytes::from(sealed)).await?;
         Ok(key)
     }
 
     /// Reads every index file into one [`Index`].
     pub async fn load_index(&self) -> Result<Index, RepoError> {
-        let files = self.store.list("index/").await?;
+        let files = self.store.list(ObjectKind::Index.prefix()).await?;
         let mut index = Index::default();
         let mut fetched = futures::stream::iter(files)
             .map(|obj| async move {
@@ -225,7 +237,7 @@ impl Repository {
 
     /// Decrypts and parses one index file, checking it against its name.
     pub fn open_index_file(&self, key: &str, bytes: &[u8]) -> Result<Vec<IndexedPack>, RepoError> {
-        if index::index_key(bytes) != key {
+        if layout::index_key(bytes) != key {
             return Err(RepoError::corrupt(
                 key,
                 "SHA-256 of its bytes does not match its name",
@@ -288,10 +300,13 @@ impl Repository {
     pub async fn backup_ids(&self) -> Result<Vec<BackupId>, RepoError> {
         Ok(self
             .store
-            .list("backups/")
+            .list(ObjectKind::Manifest.prefix())
             .await?
             .into_iter()
-            .filter_map(|o| o.key.strip_prefix("backups/")?.parse().ok())
+            .filter_map(|o| match ObjectKey::parse(&o.key)? {
+                ObjectKey::Manifest(id) => Some(id),
+                _ => None,
+            })
             .collect())
     }
 
@@ -382,10 +397,10 @@ impl Repository {
     pub async fn stored_packs(&self) -> Result<Vec<(PackId, u64)>, RepoError> {
         Ok(self
             .store
-            .list("data/")
+            .list(ObjectKind::Pack.prefix())
             .await?
             .into_iter()
-            .filter_map(|o| Some((ids::pack_id_from_key(&o.key)?, o.size)))
+            .filter_map(|o| Some((layout::pack_id_from_key(&o.key)?, o.size)))
             .collect())
     }
 }
@@ -411,12 +426,17 @@ pub(crate) async fn put_new(store: &Store, key: &str, bytes: Bytes) -> Result<()
     }
 }
 
+/// `keys/<id>`.
+fn key_object(id: &str) -> String {
+    ObjectKey::Key { id: id.to_owned() }.key()
+}
+
 async fn read_config(store: &Store) -> Result<RepoConfig, RepoError> {
     let bytes = match store.get(CONFIG_KEY).await {
         Ok(b) => b,
         Err(e) if e.is_not_found() => {
             // A missing object, or a missing bucket: a listing tells them apart.
-            return Err(match store.list("keys/").await {
+            return Err(match store.list(ObjectKind::Key.prefix()).await {
                 Ok(_) => RepoError::NotARepository {
                     location: store.location(),
                     key: CONFIG_KEY,
@@ -442,7 +462,7 @@ async fn read_config(store: &Store) -> Result<RepoConfig, RepoError> {
 
 async fn read_envelopes(store: &Store) -> Result<Vec<KeyEnvelope>, RepoError> {
     let mut out = Vec::new();
-    for obj in store.list("keys/").await? {
+    for obj in store.list(ObjectKind::Key.prefix()).await? {
         let bytes = store.get(&obj.key).await?;
         let envelope: KeyEnvelope = serde_json::from_slice(&bytes)
             .map_err(|e| RepoError::corrupt(&obj.key, format!("not a key envelope: {e}")))?;

@@ -1,5 +1,6 @@
 //! Repository statistics: what is stored, and what deduplication and compression saved.
 
+use super::layout::ObjectKind;
 use serde::Serialize;
 
 use super::{RepoError, Repository};
@@ -39,8 +40,8 @@ pub async fn stats(repo: &Repository) -> Result<RepoStats, RepoError> {
             .filter(|o| o.key.starts_with(prefix))
             .fold((0, 0), |(n, b), o| (n + 1, b + o.size))
     };
-    let (packs, pack_bytes) = sum("data/");
-    let (index_files, index_bytes) = sum("index/");
+    let (packs, pack_bytes) = sum(ObjectKind::Pack.prefix());
+    let (index_files, index_bytes) = sum(ObjectKind::Index.prefix());
     let logical_bytes: u64 = manifests.iter().map(|m| m.size()).sum();
     let unique_bytes = index.unique_raw_bytes();
     let stored_chunk_bytes = index.unique_stored_bytes();

@@ -64,7 +64,9 @@ impl FaultyBackend {
             return false;
         }
         let n = self.gets.fetch_add(1, Ordering::SeqCst) + 1;
-        self.plan.truncate_every_nth_get.is_some_and(|k| n.is_multiple_of(k))
+        self.plan
+            .truncate_every_nth_get
+            .is_some_and(|k| n.is_multiple_of(k))
     }
 }
 
@@ -78,7 +80,10 @@ impl Backend for FaultyBackend {
         if self.affects(key) {
             let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
             let after = self.plan.fail_puts_after.is_some_and(|a| n > a);
-            let nth = self.plan.fail_every_nth_put.is_some_and(|k| n.is_multiple_of(k));
+            let nth = self
+                .plan
+                .fail_every_nth_put
+                .is_some_and(|k| n.is_multiple_of(k));
             if after || nth {
                 return Err(self.injected("put", key));
             }

@@ -188,6 +188,15 @@ impl Backend for ObjectStoreBackend {
     }
 }
 
+/// How often a listing whose response body broke off is started again.
+const LIST_ATTEMPTS: u32 = 4;
+
+/// A response body that broke off while it was read (the request itself had succeeded).
+fn is_broken_body(e: &object_store::Error) -> bool {
+    let text = format!("{e:?}");
+    text.contains("ResponseBody") || text.contains("IncompleteBody") || text.contains("kind: Body")
+}
+
 impl ObjectStoreBackend {
     async fn list_unbounded(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         // object_store lists by path segment; list the folder and filter on the full prefix.
@@ -202,12 +211,25 @@ impl ObjectStoreBackend {
             (None, false) => Some(Path::from(folder)),
         };
         let strip = self.prefix.as_ref().map(|p| format!("{p}/"));
-        let metas: Vec<_> = self
-            .inner
-            .list(folder_path.as_ref())
-            .try_collect()
-            .await
-            .map_err(|e| self.error("list", prefix, e))?;
+        // object_store retries a listing request that fails, but not a page whose body breaks
+        // off while it is read: start the listing again, a few times (all within the deadline).
+        let mut attempt = 0;
+        let metas: Vec<_> = loop {
+            attempt += 1;
+            match self
+                .inner
+                .list(folder_path.as_ref())
+                .try_collect::<Vec<_>>()
+                .await
+            {
+                Ok(metas) => break metas,
+                Err(e) if attempt < LIST_ATTEMPTS && is_broken_body(&e) => {
+                    tracing::debug!(prefix, attempt, error = %e, "listing broke off; listing again");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                Err(e) => return Err(self.error("list", prefix, e)),
+            }
+        };
         Ok(metas
             .into_iter()
             .filter_map(|m| {

@@ -23,6 +23,7 @@ use super::server::{client_program, MysqlUrl};
 use super::stream::{Chain, Origin, Pending, StreamReport};
 use super::MyError;
 use crate::repo::crypto::MetaKind;
+use crate::repo::layout::ObjectKey;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::{RepoError, Repository};
 use crate::store::PutOutcome;
@@ -381,7 +382,11 @@ pub async fn binlog_fetch(
 
 /// The object completing the streamed segments of one file with the events the server withheld.
 pub fn fill_key(source: &str, server_id: u32, file_created: u32, file: &str) -> String {
-    format!("binlog-fill/{source}/{server_id}-{file_created}-{file}")
+    ObjectKey::BinlogFill {
+        source: source.to_owned(),
+        name: format!("{server_id}-{file_created}-{file}"),
+    }
+    .key()
 }
 
 fn encode_fill(events: &[(u64, Vec<u8>)]) -> Vec<u8> {

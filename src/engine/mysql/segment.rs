@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::binlog::{Events, Gtid, GtidPos};
 use super::MyError;
 use crate::repo::crypto::MetaKind;
+use crate::repo::layout::{ObjectKey, ObjectKind};
 use crate::repo::Repository;
 use crate::store::PutOutcome;
 
@@ -111,7 +112,11 @@ pub struct SegmentName {
 
 impl SegmentName {
     pub fn key(&self, source: &str) -> String {
-        format!("{}{self}", segments_prefix(source))
+        ObjectKey::BinlogSegment {
+            source: source.to_owned(),
+            name: self.to_string(),
+        }
+        .key()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -152,7 +157,7 @@ impl fmt::Display for SegmentName {
 }
 
 pub fn segments_prefix(source: &str) -> String {
-    format!("binlog/{source}/")
+    ObjectKind::BinlogSegment.source_prefix(source)
 }
 
 /// Every segment of `source`, in chain order. Objects under the prefix that are not segments are
@@ -213,7 +218,11 @@ pub async fn put_segment(
 /// The claim of chain number `seq`: whoever creates it first writes that segment. Two writers of
 /// one source (two streamers, or a streamer and a push) meet here, and the second stops.
 pub fn claim_key(source: &str, seq: u64) -> String {
-    format!("binlog-seq/{source}/{seq:012}")
+    ObjectKey::BinlogClaim {
+        source: source.to_owned(),
+        seq,
+    }
+    .key()
 }
 
 /// A name for this writer: host, process and a random tail.
@@ -250,7 +259,7 @@ async fn claim(repo: &Repository, source: &str, seq: u64, writer: &str) -> Resul
 
 /// The highest chain number claimed for `source`, if any.
 pub async fn last_claim(repo: &Repository, source: &str) -> Result<Option<u64>, MyError> {
-    let prefix = format!("binlog-seq/{source}/");
+    let prefix = ObjectKind::BinlogClaim.source_prefix(source);
     Ok(repo
         .store()
         .list(&prefix)
@@ -279,12 +288,12 @@ pub async fn verify_chains(
     let mut check = ChainCheck::default();
     let mut sources: Vec<String> = repo
         .store()
-        .list("binlog/")
+        .list(ObjectKind::BinlogSegment.prefix())
         .await?
         .iter()
         .filter_map(|o| {
             o.key
-                .strip_prefix("binlog/")?
+                .strip_prefix(ObjectKind::BinlogSegment.prefix())?
                 .split('/')
                 .next()
                 .map(str::to_owned)

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::names::WalFileName;
 use super::wal::{archived_with_sizes, partial_chains, read_partial, read_wal, wal_key};
 use super::PgError;
+use crate::repo::layout::ObjectKind;
 use crate::repo::manifest::{BackupKind, Manifest};
 use crate::repo::Repository;
 
@@ -40,10 +41,10 @@ pub async fn verify_wal(
 ) -> Result<WalCheck, PgError> {
     let mut check = WalCheck::default();
     let mut sources: BTreeSet<String> = BTreeSet::new();
-    for object in repo.store().list("wal/").await? {
+    for object in repo.store().list(ObjectKind::Wal.prefix()).await? {
         let Some((source, name)) = object
             .key
-            .strip_prefix("wal/")
+            .strip_prefix(ObjectKind::Wal.prefix())
             .and_then(|rest| rest.split_once('/'))
         else {
             check
@@ -84,7 +85,7 @@ async fn check_source(
 ) -> Result<(), PgError> {
     let archived = archived_with_sizes(repo, source).await?;
     let chains = partial_chains(repo, source).await?;
-    let prefix = format!("wal/{source}/");
+    let prefix = ObjectKind::Wal.source_prefix(source);
     let whole: BTreeSet<String> = repo
         .store()
         .list(&prefix)

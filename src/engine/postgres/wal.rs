@@ -12,16 +12,25 @@ use tracing::{debug, info};
 use super::names::WalFileName;
 use super::PgError;
 use crate::repo::crypto::MetaKind;
+use crate::repo::layout::{ObjectKey, ObjectKind};
 use crate::repo::{RepoError, Repository};
 use crate::store::PutOutcome;
 
 /// The object key of a WAL file of `source`.
 pub fn wal_key(source: &str, name: &WalFileName) -> String {
-    format!("wal/{source}/{name}")
+    ObjectKey::Wal {
+        source: source.to_owned(),
+        name: name.to_string(),
+    }
+    .key()
 }
 
 fn identity_key(source: &str) -> String {
-    format!("sources/{source}/postgres")
+    ObjectKey::SourceIdentity {
+        source: source.to_owned(),
+        engine: "postgres".to_owned(),
+    }
+    .key()
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -412,7 +421,7 @@ pub async fn archived_with_sizes(
     repo: &Repository,
     source: &str,
 ) -> Result<Vec<(WalFileName, u64)>, PgError> {
-    let prefix = format!("wal/{source}/");
+    let prefix = ObjectKind::Wal.source_prefix(source);
     let mut names: Vec<(WalFileName, u64)> = repo
         .store()
         .list(&prefix)
@@ -485,10 +494,13 @@ pub async fn wal_push_ahead(
 /// zero-padded to its full size like pg_receivewal's `.partial` files; an increment holds only the
 /// bytes from `from`, where the snapshot before it ended, to `valid`.
 pub fn partial_key(source: &str, segment: &WalFileName, from: u64, valid: u64) -> String {
-    match from {
-        0 => format!("wal-partial/{source}/{segment}/{valid:012}"),
-        _ => format!("wal-partial/{source}/{segment}/{valid:012}-{from:012}"),
+    ObjectKey::WalSnapshot {
+        source: source.to_owned(),
+        segment: segment.to_string(),
+        valid,
+        from,
     }
+    .key()
 }
 
 /// Stores a snapshot of a partial segment: `bytes` are the whole zero-padded segment when `from`
@@ -576,7 +588,7 @@ pub async fn partial_chains(
     repo: &Repository,
     source: &str,
 ) -> Result<std::collections::BTreeMap<WalFileName, PartialChain>, PgError> {
-    chains_under(repo, source, &format!("wal-partial/{source}/")).await
+    chains_under(repo, source, &ObjectKind::WalSnapshot.source_prefix(source)).await
 }
 
 /// The longest chain of snapshots of `segment`, if it has one.
@@ -585,7 +597,10 @@ pub async fn partial_chain(
     source: &str,
     segment: &WalFileName,
 ) -> Result<Option<PartialChain>, PgError> {
-    let prefix = format!("wal-partial/{source}/{segment}/");
+    let prefix = format!(
+        "{}{segment}/",
+        ObjectKind::WalSnapshot.source_prefix(source)
+    );
     Ok(chains_under(repo, source, &prefix).await?.remove(segment))
 }
 
@@ -594,7 +609,7 @@ async fn chains_under(
     source: &str,
     listed: &str,
 ) -> Result<std::collections::BTreeMap<WalFileName, PartialChain>, PgError> {
-    let prefix = format!("wal-partial/{source}/");
+    let prefix = ObjectKind::WalSnapshot.source_prefix(source);
     let mut pieces: std::collections::BTreeMap<WalFileName, Vec<PartialPiece>> = Default::default();
     for object in repo.store().list(listed).await? {
         let Some(rest) = object.key.strip_prefix(&prefix) else {
