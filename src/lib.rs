@@ -1,8 +1,7 @@
 //! heirloom-backup: backup and point-in-time restore into encrypted, deduplicated object storage.
 //!
-//! Dependencies point one way: `cli -> pipeline -> repo -> store`.
-
-#![forbid(unsafe_code)]
+//! Dependencies point one way: `cli -> engine -> pipeline -> repo -> store`. `unsafe` is forbidden in
+//! the whole crate (`[lints]` in Cargo.toml).
 
 pub mod config;
 pub mod engine;

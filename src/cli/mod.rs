@@ -132,6 +132,9 @@ pub enum Exit {
     Failure = 1,
     Usage = 2,
     Integrity = 3,
+    /// A policy the repository must meet is not met (`audit`).
+    #[allow(dead_code)] // the audit, its first user, comes with the retention work
+    Policy = 4,
     /// `wal-fetch` of a damaged WAL file: PostgreSQL aborts recovery on exit codes above 125.
     AbortRecovery = 126,
 }

@@ -18,7 +18,7 @@ use heirloom_backup::repo::manifest::BackupKind;
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;
 
-use super::{human_bytes, print_json, Context, Exit};
+use super::{human_bytes, print_json, Context, Exit, UsageError};
 
 #[derive(Debug, Args)]
 pub struct WalPushArgs {
@@ -288,11 +288,10 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
     }
     let target = match (&args.time, args.latest, &args.backup) {
         _ if args.lsn.is_some() || args.name.is_some() => match (&args.lsn, &args.name) {
-            (Some(lsn), _) => {
+            (Some(lsn), _) => Target::Lsn(
                 heirloom_backup::engine::postgres::names::Lsn::from_str_checked(lsn)
-                    .map_err(RepoError::Invalid)?;
-                Target::Lsn(lsn.trim().to_owned())
-            }
+                    .map_err(UsageError)?,
+            ),
             (None, Some(name)) => Target::Name(name.clone()),
             (None, None) => unreachable!("one of them is set"),
         },

@@ -29,8 +29,8 @@ pub enum Target {
     Time(DateTime<Utc>),
     /// Restore this backup, replaying only what makes it consistent.
     Backup(BackupId),
-    /// Stop just after this WAL location (as PostgreSQL prints it, `0/3000028`).
-    Lsn(String),
+    /// Stop just after this WAL location (`0/3000028`).
+    Lsn(Lsn),
     /// Stop at the restore point made with `pg_create_restore_point(name)`.
     Name(String),
 }
@@ -99,8 +99,8 @@ pub fn plan(
             .filter(|m| point(m).is_some_and(|c| c <= *t))
             .max_by_key(|m| point(m)),
         Target::Backup(id) => backups.iter().find(|m| &m.id == id),
-        Target::Lsn(lsn) => {
-            let target: Lsn = lsn.parse().map_err(PgError::Invalid)?;
+        Target::Lsn(target) => {
+            let target = *target;
             backups
                 .iter()
                 .filter(|m| {
@@ -224,7 +224,7 @@ fn unreachable(
     Ok(match (target, &gap_name) {
         (Target::Backup(_), _) => None,
         (Target::Lsn(lsn), _) => {
-            let lsn: Lsn = lsn.parse().map_err(PgError::Invalid)?;
+            let lsn = *lsn;
             let needed = WalFileName::segment_of(timeline, lsn, segment_size);
             match (&gap_name, wal_last) {
                 (Some(g), _) if needed >= *g => Some(format!(
@@ -387,7 +387,7 @@ pub async fn restore(
             settings += "recovery_target_action = 'promote'\n";
         }
         Target::Lsn(lsn) => {
-            settings += &format!("recovery_target_lsn = '{}'\n", lsn.replace('\'', "''"));
+            settings += &format!("recovery_target_lsn = '{lsn}'\n");
             settings += "recovery_target_action = 'promote'\n";
         }
         Target::Name(name) => {

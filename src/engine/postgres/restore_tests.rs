@@ -100,12 +100,12 @@ fn a_time_is_restorable_past_a_backup_only_when_it_provably_lies_before_the_hole
 fn an_lsn_is_judged_by_its_segment() {
     let manifests = [backup(2, 3, 0)];
     let segments = [2, 3, 4, 6];
-    let before = Target::Lsn(format!("0/{:X}", 4 * MIB16 + 5));
+    let before = Target::Lsn(Lsn(4 * MIB16 + 5));
     assert!(plan_of(&manifests, &segments, before).is_complete());
-    let after = Target::Lsn(format!("0/{:X}", 6 * MIB16 + 5));
+    let after = Target::Lsn(Lsn(6 * MIB16 + 5));
     assert!(!plan_of(&manifests, &segments, after).is_complete());
     // Past the end of an archive without holes.
-    let beyond = Target::Lsn(format!("0/{:X}", 9 * MIB16));
+    let beyond = Target::Lsn(Lsn(9 * MIB16));
     let plan = plan_of(&manifests, &[2, 3, 4], beyond);
     assert!(plan.unreachable.unwrap().contains("ends at"));
 }
