@@ -19,6 +19,7 @@ mod maintenance;
 mod mysql;
 mod postgres;
 mod repository;
+mod restore;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -111,7 +112,7 @@ enum Command {
     /// Write a stored binlog file back together, byte for byte
     BinlogFetch(mysql::BinlogFetchArgs),
     /// Restore a source at an instant into a target
-    Restore(postgres::RestoreArgs),
+    Restore(restore::RestoreArgs),
     /// Check the repository's structure, and with --read-data every stored byte
     Verify(maintenance::VerifyArgs),
     /// Sizes, object counts, deduplication and compression
@@ -240,7 +241,18 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Stream(args) => mysql::run_stream(&ctx, args).await,
         Command::BinlogPush(args) => mysql::run_binlog_push(&ctx, args).await,
         Command::BinlogFetch(args) => mysql::run_binlog_fetch(&ctx, args).await,
-        Command::Restore(args) => postgres::run_restore(&ctx, args).await,
+        Command::Restore(args) => {
+            let mysql = ctx
+                .config
+                .sources
+                .get(&args.source)
+                .is_some_and(|s| s.kind == config::EngineKind::Mysql);
+            if mysql {
+                mysql::run_restore(&ctx, args).await
+            } else {
+                postgres::run_restore(&ctx, args).await
+            }
+        }
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,
         Command::Demo(args) => demo::demo(&ctx, args).await,

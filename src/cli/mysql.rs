@@ -17,7 +17,7 @@ use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;
 use heirloom_backup::store::parse_duration;
 
-use super::postgres::{parse_time, RestoreArgs};
+use super::restore::{parse_time, RestoreArgs};
 use super::{human_bytes, print_json, Context, Exit};
 
 #[derive(Debug, Args)]

@@ -11,10 +11,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The effective user id of this process: the owner of `/proc/self`.
-pub fn effective_uid() -> io::Result<u32> {
-    Ok(fs::metadata("/proc/self")?.uid())
-}
+pub use super::process::effective_uid;
 
 /// `$TMPDIR/heirloom-<uid>/<name>`: a private default place for `name`, created 0700 with its
 /// parent, both checked.

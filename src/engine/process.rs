@@ -6,6 +6,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+/// The effective user id of this process: the owner of `/proc/self`.
+pub fn effective_uid() -> io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata("/proc/self")?.uid())
+}
+
+/// Whether this process runs as root (PostgreSQL and MariaDB's servers refuse to, or must be told).
+pub fn running_as_root() -> bool {
+    effective_uid().is_ok_and(|uid| uid == 0)
+}
+
 /// How much of a child's stderr is kept: its end, where tools say what went wrong.
 const STDERR_KEEP: usize = 256 * 1024;
 

@@ -277,6 +277,13 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+impl BackupId {
+    /// `backups/<id>`: the key of this backup's manifest.
+    pub fn key(&self) -> String {
+        ObjectKey::Manifest(self.clone()).key()
+    }
+}
+
 /// `data/<2 hex>/<64 hex>`: the key of a pack.
 pub fn pack_key(id: &PackId) -> String {
     ObjectKey::Pack(*id).key()

@@ -45,11 +45,6 @@ impl BackupId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// `backups/<id>`.
-    pub fn key(&self) -> String {
-        format!("{}{}", super::layout::ObjectKind::Manifest.prefix(), self.0)
-    }
 }
 
 impl fmt::Display for BackupId {

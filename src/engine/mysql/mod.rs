@@ -2,8 +2,10 @@
 //! directory), and point-in-time restore by replaying the binlog in one client session.
 
 pub mod binlog;
+mod chain;
 pub mod dump;
 mod error;
+mod fill;
 pub mod physical;
 pub mod push;
 pub mod restore;

@@ -334,7 +334,7 @@ impl PrivateServer {
                 "--skip-slave-start",
                 "--max-allowed-packet=1G",
             ]);
-        if crate::engine::postgres::server::running_as_root() {
+        if crate::engine::process::running_as_root() {
             cmd.arg("--user=root");
         }
         let child = cmd

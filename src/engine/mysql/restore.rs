@@ -15,7 +15,7 @@ use serde::Serialize;
 use tracing::info;
 
 use super::binlog::{Boundary, Events, GroupTracker, Gtid, GtidPos, FLAG_IN_USE, MAGIC};
-use super::segment::{list_segments, read_meta, read_segment, SegmentName};
+use super::segment::{continues, list_segments, read_meta, read_segment, SegmentName};
 use super::server::{client_program, MysqlUrl};
 use super::MyError;
 use crate::engine::process::{feed_file, WaitStderr};
@@ -87,23 +87,6 @@ fn describe(n: &SegmentName, at_start: bool) -> String {
         n.file,
         if at_start { n.start } else { n.end }
     )
-}
-
-fn file_number(file: &str) -> Option<u64> {
-    file.rsplit('.').next()?.parse().ok()
-}
-
-/// Whether `b` continues `a` on its names alone: same file at the next position, or the next file
-/// of the same server from its start.
-pub(super) fn continues(a: &SegmentName, b: &SegmentName) -> bool {
-    if a.server_id != b.server_id {
-        return false;
-    }
-    if a.file == b.file {
-        return b.start == a.end;
-    }
-    b.start == 4
-        && matches!((file_number(&a.file), file_number(&b.file)), (Some(x), Some(y)) if y == x + 1)
 }
 
 /// Chooses the dump and the binlog segments for `target`.

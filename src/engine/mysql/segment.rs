@@ -156,6 +156,24 @@ impl fmt::Display for SegmentName {
     }
 }
 
+/// The number a binlog file name ends in (`binlog.000042` → 42).
+pub(super) fn file_number(file: &str) -> Option<u64> {
+    file.rsplit('.').next()?.parse().ok()
+}
+
+/// Whether `b` continues `a` on its names alone: same file at the next position, or the next file
+/// of the same server from its start.
+pub(super) fn continues(a: &SegmentName, b: &SegmentName) -> bool {
+    if a.server_id != b.server_id {
+        return false;
+    }
+    if a.file == b.file {
+        return b.start == a.end;
+    }
+    b.start == 4
+        && matches!((file_number(&a.file), file_number(&b.file)), (Some(x), Some(y)) if y == x + 1)
+}
+
 pub fn segments_prefix(source: &str) -> String {
     ObjectKind::BinlogSegment.source_prefix(source)
 }
@@ -316,7 +334,7 @@ pub async fn verify_chains(
         for (i, name) in names.iter().enumerate() {
             check.segments += 1;
             let key = name.key(&source);
-            if i > 0 && !super::restore::continues(&names[i - 1], name) {
+            if i > 0 && !continues(&names[i - 1], name) {
                 match read_meta(repo, &source, name).await {
                     Ok(meta) if meta.resumed_by == "gtid" => {}
                     Ok(_) => check.problems.push((

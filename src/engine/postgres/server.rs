@@ -56,12 +56,7 @@ pub fn as_owner_of(dir: &Path, program: PathBuf) -> Result<Command, PgError> {
     Ok(cmd)
 }
 
-/// Whether this process runs as root (PostgreSQL refuses to).
-pub fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
+pub use crate::engine::process::running_as_root;
 
 /// Starts the cluster in `dir` with `pg_ctl`, then waits until recovery has ended (the control file
 /// says "in production"). Blocking.
