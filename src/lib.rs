@@ -6,6 +6,7 @@
 pub mod config;
 pub mod engine;
 pub mod pipeline;
+pub mod progress;
 pub mod redact;
 pub mod repo;
 pub mod store;

@@ -9,9 +9,9 @@ use heirloom_backup::pipeline::backup::{
 };
 use heirloom_backup::pipeline::verify::{verify, Subset};
 use heirloom_backup::pipeline::Concurrency;
+use heirloom_backup::progress::Progress;
 use heirloom_backup::repo::manifest::{BackupKind, Manifest};
 use heirloom_backup::repo::Repository;
-use indicatif::ProgressBar;
 use support::repo::{restore, sha, small_params, LocalRepo};
 
 const PAGE: usize = 8192;
@@ -87,7 +87,7 @@ async fn back_up(
         repo,
         source,
         Concurrency::default(),
-        ProgressBar::hidden(),
+        Progress::none(),
         &Cutting::pages(previous),
     )
     .await

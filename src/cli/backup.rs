@@ -177,7 +177,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
             &repo,
             std::io::stdin(),
             &options,
-            progress.clone(),
+            progress.handle(),
             Utc::now(),
         )
         .await
@@ -190,7 +190,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
         let producer = Producer::spawn(&args.command)?;
         let what = producer.describe();
         let progress = ctx.progress("backup", None);
-        let summary = backup_stream(&repo, producer, &options, progress.clone(), Utc::now())
+        let summary = backup_stream(&repo, producer, &options, progress.handle(), Utc::now())
             .await
             .with_context(|| {
                 format!(
@@ -228,7 +228,7 @@ async fn backup_source(
             url,
             labels,
             ctx.concurrency,
-            progress.clone(),
+            progress.handle(),
             Utc::now(),
         )
         .await
@@ -262,7 +262,7 @@ async fn backup_source(
                     data_dir,
                     args.labels.iter().cloned().collect(),
                     ctx.concurrency,
-                    progress.clone(),
+                    progress.handle(),
                     Utc::now(),
                 )
                 .await
@@ -273,7 +273,7 @@ async fn backup_source(
                     &url,
                     args.labels.iter().cloned().collect(),
                     ctx.concurrency,
-                    progress.clone(),
+                    progress.handle(),
                     Utc::now(),
                 )
                 .await
@@ -294,7 +294,7 @@ async fn backup_source(
         archive_timeout: args.archive_timeout,
     };
     let progress = ctx.progress("backup", None);
-    let summary = base_backup(&repo, &request, progress.clone(), Utc::now())
+    let summary = base_backup(&repo, &request, progress.handle(), Utc::now())
         .await
         .with_context(|| format!("backing up source {name}"))?;
     progress.finish_and_clear();
@@ -452,7 +452,7 @@ pub async fn cat(ctx: &Context, args: &CatArgs) -> anyhow::Result<Exit> {
             file,
             out,
             ctx.concurrency,
-            progress.clone(),
+            progress.handle(),
         )
         .await
         .with_context(|| format!("reading backup {id}"))?;

@@ -31,6 +31,7 @@ use heirloom_backup::config::{self, Config, ConfigError, RepoSettings};
 use heirloom_backup::engine::mysql::MyError;
 use heirloom_backup::engine::postgres::PgError;
 use heirloom_backup::pipeline::Concurrency;
+use heirloom_backup::progress::{Progress, ProgressSink};
 use heirloom_backup::repo::{RepoError, Repository};
 use heirloom_backup::store::{open_store, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -323,7 +324,11 @@ impl Context {
     }
 
     /// A byte-counting progress bar on a terminal; hidden otherwise.
-    fn progress(&self, what: &str, total: Option<u64>) -> ProgressBar {
+    fn progress(&self, what: &str, total: Option<u64>) -> Bar {
+        Bar(self.progress_bar(what, total))
+    }
+
+    fn progress_bar(&self, what: &str, total: Option<u64>) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
         }
@@ -341,6 +346,28 @@ impl Context {
         bar.set_message(what.to_owned());
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         bar
+    }
+}
+
+/// A progress bar of the command line, and the library's handle on it.
+struct Bar(ProgressBar);
+
+impl Bar {
+    /// What the library reports progress to.
+    fn handle(&self) -> Progress {
+        Progress::new(BarSink(self.0.clone()))
+    }
+
+    fn finish_and_clear(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+struct BarSink(ProgressBar);
+
+impl ProgressSink for BarSink {
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
     }
 }
 

@@ -252,7 +252,7 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
                 &dir,
                 args.force,
                 ctx.concurrency,
-                progress.clone(),
+                progress.handle(),
             )
             .await
             .with_context(|| format!("restoring {} into {}", args.source, dir.display()))?;
@@ -276,7 +276,7 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
         force: args.force,
         concurrency: ctx.concurrency,
     };
-    let report = restore(&repo, &plan, &request, progress.clone())
+    let report = restore(&repo, &plan, &request, progress.handle())
         .await
         .with_context(|| format!("restoring {} into {}", args.source, target_url.display()))?;
     progress.finish_and_clear();

@@ -260,7 +260,7 @@ pub async fn run_restore(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Ex
         concurrency: ctx.concurrency,
     };
     let progress = ctx.progress("restore", Some(plan.backup_bytes));
-    restore(&repo, &plan, &manifest, &request, progress.clone())
+    restore(&repo, &plan, &manifest, &request, progress.handle())
         .await
         .with_context(|| format!("restoring {} into {}", plan.backup, target_dir.display()))?;
     progress.finish_and_clear();
@@ -342,7 +342,7 @@ async fn restore_logical(
         return Ok(Exit::Ok);
     }
     let progress = ctx.progress("restore", Some(manifest.size()));
-    logical_restore(&repo, manifest, url, ctx.concurrency, progress.clone())
+    logical_restore(&repo, manifest, url, ctx.concurrency, progress.handle())
         .await
         .with_context(|| format!("restoring {} into {}", manifest.id, redact(url)))?;
     progress.finish_and_clear();
@@ -425,7 +425,7 @@ async fn restore_through_scratch(
         concurrency: ctx.concurrency,
     };
     let progress = ctx.progress("restore", Some(plan.backup_bytes));
-    restore(repo, &plan, &manifest, &request, progress.clone())
+    restore(repo, &plan, &manifest, &request, progress.handle())
         .await
         .with_context(|| format!("restoring {} into a scratch directory", plan.backup))?;
     progress.finish_and_clear();

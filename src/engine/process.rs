@@ -170,7 +170,7 @@ pub async fn feed_file(
     file: &crate::repo::manifest::FileEntry,
     mut child: Child,
     concurrency: crate::pipeline::Concurrency,
-    progress: indicatif::ProgressBar,
+    progress: crate::progress::Progress,
 ) -> io::Result<Fed> {
     let stdin = child
         .stdin

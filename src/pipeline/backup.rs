@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
+use crate::progress::Progress;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -143,7 +143,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
     repo: &Repository,
     reader: R,
     options: &BackupOptions,
-    progress: ProgressBar,
+    progress: Progress,
     now: DateTime<Utc>,
 ) -> Result<BackupSummary, RepoError> {
     let clock = std::time::Instant::now();
@@ -212,7 +212,7 @@ pub async fn store_files(
     repo: &Repository,
     source: Box<dyn FileSource>,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
     cutting: &Cutting,
 ) -> Result<StoredFiles, RepoError> {
     let index = Arc::new(repo.load_index().await?);

@@ -6,9 +6,9 @@ use std::io::Write;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::progress::Progress;
 use bytes::Bytes;
 use futures::StreamExt;
-use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
 use super::Concurrency;
@@ -244,7 +244,7 @@ pub async fn restore_file<W: Write + Send + 'static>(
     file: &FileEntry,
     writer: W,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<(), RepoError> {
     let files = std::slice::from_ref(file);
     restore_files(
@@ -270,7 +270,7 @@ pub async fn restore_files<S: FileSink>(
     files: &[FileEntry],
     sink: S,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<(), RepoError> {
     let reads = plan_reads(manifest, files, index)?;
     let (tx, rx) = mpsc::channel::<Vec<Bytes>>(2);
@@ -314,7 +314,7 @@ fn write_files<S: FileSink>(
     mut rx: mpsc::Receiver<Vec<Bytes>>,
     mut sink: S,
     backup: &str,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<(), RepoError> {
     let mut pending = std::collections::VecDeque::<Bytes>::new();
     for file in &files {

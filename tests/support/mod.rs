@@ -391,10 +391,10 @@ pub mod repo {
     use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
     use heirloom_backup::pipeline::restore::restore_file;
     use heirloom_backup::pipeline::Concurrency;
+    use heirloom_backup::progress::Progress;
     use heirloom_backup::repo::keys::KeySource;
     use heirloom_backup::repo::manifest::BackupId;
     use heirloom_backup::repo::{RepoError, Repository};
-    use indicatif::ProgressBar;
     use sha2::{Digest, Sha256};
 
     /// Small chunks (64 KiB / 256 KiB / 1 MiB) and 1 MiB packs: many of each from little data.
@@ -460,7 +460,7 @@ pub mod repo {
             repo,
             Cursor::new(data.to_vec()),
             &options("test"),
-            ProgressBar::hidden(),
+            Progress::none(),
             Utc::now(),
         )
         .await
@@ -497,7 +497,7 @@ pub mod repo {
                     file,
                     sink.clone(),
                     Concurrency::default(),
-                    ProgressBar::hidden(),
+                    Progress::none(),
                 )
                 .await?;
             }

@@ -23,7 +23,6 @@ use heirloom_backup::repo::keys::KeySource;
 use heirloom_backup::repo::stats::stats;
 use heirloom_backup::repo::{RepoError, Repository};
 use heirloom_backup::store::open_store;
-use indicatif::ProgressBar;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
@@ -178,7 +177,7 @@ async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
             &repo,
             Cursor::new(data.clone()),
             &options,
-            ProgressBar::hidden(),
+            heirloom_backup::progress::Progress::none(),
             Utc::now(),
         )
         .await?;
@@ -207,7 +206,7 @@ async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
                 file,
                 hasher.clone(),
                 ctx.concurrency,
-                ProgressBar::hidden(),
+                heirloom_backup::progress::Progress::none(),
             )
             .await?;
         }

@@ -13,7 +13,6 @@ use heirloom_backup::engine::postgres::restore::{plan_restore, restore, RestoreR
 use heirloom_backup::engine::postgres::server::{pg_program, running_as_root};
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;
-use indicatif::ProgressBar;
 use tokio_postgres::NoTls;
 
 use super::super::{Context, Exit};
@@ -217,7 +216,13 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         concurrency: ctx.concurrency,
         archive_timeout: std::time::Duration::from_secs(60),
     };
-    let summary = base_backup(&repo, &request, ProgressBar::hidden(), Utc::now()).await?;
+    let summary = base_backup(
+        &repo,
+        &request,
+        heirloom_backup::progress::Progress::none(),
+        Utc::now(),
+    )
+    .await?;
     outln!(
         "3. base backup {} while the server runs: {} in {} chunks",
         summary.id,
@@ -297,7 +302,14 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         port: None,
         concurrency: ctx.concurrency,
     };
-    restore(&repo, &plan, &manifest, &request, ProgressBar::hidden()).await?;
+    restore(
+        &repo,
+        &plan,
+        &manifest,
+        &request,
+        heirloom_backup::progress::Progress::none(),
+    )
+    .await?;
     let mut copy = Server {
         data: restored_dir.clone(),
         port: free_port()?,

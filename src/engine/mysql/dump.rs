@@ -7,8 +7,8 @@ use std::io::{self, Read};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use crate::progress::Progress;
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use mysql_async::prelude::Queryable;
 use tracing::info;
 
@@ -100,7 +100,7 @@ pub async fn dump_backup(
     url: &MysqlUrl,
     labels: BTreeMap<String, String>,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
     now: DateTime<Utc>,
 ) -> Result<BackupSummary, MyError> {
     let clock = std::time::Instant::now();

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::progress::Progress;
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use tracing::info;
 
 use super::binlog::GtidPos;
@@ -54,7 +54,7 @@ pub async fn physical_backup(
     data_dir: &Path,
     labels: BTreeMap<String, String>,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
     now: DateTime<Utc>,
 ) -> Result<BackupSummary, MyError> {
     let clock = Instant::now();
@@ -184,7 +184,7 @@ pub async fn physical_restore(
     dir: &Path,
     force: bool,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<MyRestoreReport, MyError> {
     if !plan.is_complete() {
         return Err(MyError::Gap {

@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::process::Stdio;
 
+use crate::progress::Progress;
 use chrono::{DateTime, TimeZone, Utc};
-use indicatif::ProgressBar;
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
 use tracing::info;
@@ -388,7 +388,7 @@ pub async fn restore(
     repo: &Repository,
     plan: &MyPlan,
     request: &MyRestoreRequest<'_>,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<MyRestoreReport, MyError> {
     if !plan.is_complete() {
         return Err(MyError::Gap {
@@ -472,7 +472,7 @@ async fn load_dump(
     target: &MysqlUrl,
     client: &std::path::PathBuf,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<(), MyError> {
     let index = repo.load_index().await?;
     for file in &manifest.files {

@@ -7,8 +7,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::progress::Progress;
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use tokio_postgres::{Client, NoTls};
 use tracing::{debug, info, warn};
 
@@ -97,7 +97,7 @@ pub(crate) fn sql(server: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '
 pub async fn base_backup(
     repo: &Repository,
     request: &BaseBackupRequest<'_>,
-    progress: ProgressBar,
+    progress: Progress,
     now: DateTime<Utc>,
 ) -> Result<BackupSummary, PgError> {
     let clock = std::time::Instant::now();
@@ -321,7 +321,7 @@ async fn local_copy(
     label: &str,
     data_dir: &Path,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
     cutting: &Cutting,
 ) -> Result<Taken, PgError> {
     let err = sql(server);
@@ -461,7 +461,7 @@ async fn remote_copy(
     version: u32,
     label: &str,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
     cutting: &Cutting,
 ) -> Result<Taken, PgError> {
     let program = pg_program("pg_basebackup", Some(version / 10000))?;

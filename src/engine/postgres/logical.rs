@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::process::{Command, Stdio};
 
+use crate::progress::Progress;
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use tracing::info;
 
 use super::basebackup::{connect, redact, sql};
@@ -29,7 +29,7 @@ pub async fn logical_backup(
     conninfo: &str,
     labels: BTreeMap<String, String>,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
     now: DateTime<Utc>,
 ) -> Result<BackupSummary, PgError> {
     let clock = std::time::Instant::now();
@@ -109,7 +109,7 @@ pub async fn logical_restore(
     manifest: &Manifest,
     target_url: &str,
     concurrency: Concurrency,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<(), PgError> {
     let index = repo.load_index().await?;
     let pg_restore = pg_program("pg_restore", None)?;

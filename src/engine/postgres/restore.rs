@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::progress::Progress;
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::info;
 
@@ -293,7 +293,7 @@ pub async fn restore(
     plan: &RestorePlan,
     manifest: &Manifest,
     request: &RestoreRequest<'_>,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<(), PgError> {
     if let Some(problem) = plan.problem() {
         return Err(PgError::Unrestorable(problem));
