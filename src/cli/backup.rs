@@ -6,17 +6,12 @@ use std::os::fd::AsFd;
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
-use heirloom_backup::config::{BackupMode, EngineKind};
-use heirloom_backup::engine::mysql::dump::dump_backup;
-use heirloom_backup::engine::mysql::physical::physical_backup;
-use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
-use heirloom_backup::engine::postgres::logical::logical_backup;
 use heirloom_backup::engine::process::ChildOutput;
+use heirloom_backup::jobs::{backup_source as backup_job, BackupRequest, JobContext};
 use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
 use heirloom_backup::pipeline::restore::restore_file;
 use heirloom_backup::repo::manifest::BackupId;
 use heirloom_backup::repo::source::SourceName;
-use heirloom_backup::repo::RepoError;
 
 use super::{human_bytes, print_json, Context, Exit, UsageError};
 
@@ -211,90 +206,23 @@ async fn backup_source(
     args: &BackupArgs,
     name: &SourceName,
 ) -> anyhow::Result<Exit> {
-    let Some(source) = ctx.config.sources.get(name) else {
-        return Err(
-            RepoError::Invalid(format!("source {name:?} is not in the config's sources")).into(),
-        );
-    };
-    let logical = source.kind == EngineKind::Postgres
-        && (args.logical || source.mode == Some(BackupMode::Logical));
-    if let (true, EngineKind::Postgres, Some(url)) = (logical, source.kind, &source.url) {
-        let repo = ctx.open().await?;
-        let progress = ctx.progress("backup", None);
-        let labels = args.labels.iter().cloned().collect();
-        let summary = logical_backup(
-            &repo,
-            name,
-            url,
-            labels,
-            ctx.concurrency,
-            progress.handle(),
-            Utc::now(),
+    if args.allow_empty {
+        return Err(UsageError(
+            "--allow-empty is for --stdin and command backups; a database backup is never empty"
+                .into(),
         )
-        .await
-        .with_context(|| format!("logical backup of source {name}"))?;
-        progress.finish_and_clear();
-        print_summary(&summary, args.json)?;
-        return Ok(Exit::Ok);
+        .into());
     }
-    let url = match (source.kind, &source.url) {
-        (EngineKind::Postgres, Some(url)) => url,
-        (EngineKind::Postgres, None) => {
-            return Err(RepoError::Invalid(format!(
-                "sources.{name}.url is needed: every PostgreSQL backup runs on a connection"
-            ))
-            .into())
-        }
-        (EngineKind::Mysql, _) => {
-            let url = super::mysql::mysql_source(ctx, name)?;
-            let repo = ctx.open().await?;
-            let progress = ctx.progress("backup", None);
-            let summary = if source.mode == Some(BackupMode::Physical) {
-                let data_dir = source.data_dir.as_deref().ok_or_else(|| {
-                    RepoError::Invalid(format!(
-                        "sources.{name}.data_dir is needed: mariabackup reads the data directory"
-                    ))
-                })?;
-                physical_backup(
-                    &repo,
-                    name,
-                    &url,
-                    data_dir,
-                    args.labels.iter().cloned().collect(),
-                    ctx.concurrency,
-                    progress.handle(),
-                    Utc::now(),
-                )
-                .await
-            } else {
-                dump_backup(
-                    &repo,
-                    name,
-                    &url,
-                    args.labels.iter().cloned().collect(),
-                    ctx.concurrency,
-                    progress.handle(),
-                    Utc::now(),
-                )
-                .await
-            }
-            .with_context(|| format!("backing up source {name}"))?;
-            progress.finish_and_clear();
-            print_summary(&summary, args.json)?;
-            return Ok(Exit::Ok);
-        }
-    };
     let repo = ctx.open().await?;
-    let request = BaseBackupRequest {
-        source: name,
-        conninfo: url,
-        data_dir: source.data_dir.as_deref(),
-        labels: args.labels.iter().cloned().collect(),
-        concurrency: ctx.concurrency,
-        archive_timeout: args.archive_timeout,
-    };
     let progress = ctx.progress("backup", None);
-    let summary = base_backup(&repo, &request, progress.handle(), Utc::now())
+    let job = JobContext::new(repo, ctx.concurrency).with_progress(progress.handle());
+    let request = BackupRequest {
+        labels: args.labels.iter().cloned().collect(),
+        logical: args.logical,
+        archive_timeout: args.archive_timeout,
+        now: Utc::now(),
+    };
+    let summary = backup_job(&job, &ctx.config, name, &request)
         .await
         .with_context(|| format!("backing up source {name}"))?;
     progress.finish_and_clear();

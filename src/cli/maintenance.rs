@@ -1,9 +1,8 @@
 //! `verify` and `stats`.
 
 use clap::Args;
-use heirloom_backup::engine::mysql::segment::verify_chains;
-use heirloom_backup::engine::postgres::check::verify_wal;
-use heirloom_backup::pipeline::verify::{verify as run_verify, Subset};
+use heirloom_backup::jobs::{verify as verify_job, JobContext};
+use heirloom_backup::pipeline::verify::Subset;
 use heirloom_backup::repo::stats::stats as repo_stats;
 
 use super::{human_bytes, print_json, Context, Exit};
@@ -29,26 +28,7 @@ pub struct StatsArgs {
 pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open().await?;
     let read_data = args.read_data.then(|| args.subset.unwrap_or(Subset::All));
-    let mut report = run_verify(&repo, read_data, ctx.concurrency).await?;
-    let chains = verify_chains(&repo, |seq| {
-        read_data.is_some_and(|s| s.contains_number(seq))
-    })
-    .await?;
-    report.binlog_segments = chains.segments;
-    report.binlog_segments_read = chains.read;
-    for (object, problem) in chains.problems {
-        report.add_problem(object, problem);
-    }
-    let wal = verify_wal(&repo, &report.manifests, |key| {
-        read_data.is_some_and(|s| s.contains_key(key))
-    })
-    .await?;
-    report.wal_files = wal.files;
-    report.wal_files_read = wal.read;
-    for (object, problem) in wal.problems {
-        report.add_problem(object, problem);
-    }
-    report.problems.sort_by(|a, b| a.object.cmp(&b.object));
+    let report = verify_job(&JobContext::new(repo, ctx.concurrency), read_data).await?;
     if args.json {
         print_json(&report)?;
     } else {

@@ -30,6 +30,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use heirloom_backup::config::{self, Config, ConfigError, RepoSettings};
 use heirloom_backup::engine::mysql::MyError;
 use heirloom_backup::engine::postgres::PgError;
+use heirloom_backup::jobs::JobError;
 use heirloom_backup::pipeline::Concurrency;
 use heirloom_backup::progress::{Progress, ProgressSink};
 use heirloom_backup::repo::{RepoError, Repository};
@@ -216,6 +217,14 @@ fn exit_code_for(err: &anyhow::Error) -> Exit {
         if let Some(e) = cause.downcast_ref::<MyError>() {
             if e.is_integrity() {
                 return Exit::Integrity;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<JobError>() {
+            if e.is_integrity() {
+                return Exit::Integrity;
+            }
+            if e.is_usage() {
+                return Exit::Usage;
             }
         }
         if let Some(e) = cause.downcast_ref::<PgError>() {

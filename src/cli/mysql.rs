@@ -53,7 +53,7 @@ pub struct StreamArgs {
 }
 
 /// The URL of a MySQL source from the config.
-pub fn mysql_source(ctx: &Context, name: &str) -> anyhow::Result<MysqlUrl> {
+fn mysql_source(ctx: &Context, name: &str) -> anyhow::Result<MysqlUrl> {
     let Some(source) = ctx.config.sources.get(name) else {
         return Err(
             RepoError::Invalid(format!("source {name:?} is not in the config's sources")).into(),
