@@ -126,6 +126,10 @@ async fn postgres_programs_never_see_the_password_on_their_command_line() {
         .await
         .unwrap();
     client.batch_execute("CREATE DATABASE copy").await.unwrap();
+    client
+        .batch_execute("CREATE DATABASE instant")
+        .await
+        .unwrap();
     // No data_dir: the physical backup streams through pg_basebackup.
     // The target is named in the config: a URL given on heirloom's own command line would show
     // its password there, which no program can prevent.
@@ -138,8 +142,9 @@ async fn postgres_programs_never_see_the_password_on_their_command_line() {
         ),
     );
     config.push_str(&format!(
-        "targets:\n  copy: {{ kind: postgres, url: \"{}\" }}\n",
-        url_with_password(&source, "copy")
+        "targets:\n  copy: {{ kind: postgres, url: \"{}\" }}\n  instant: {{ kind: postgres, url: \"{}\" }}\n",
+        url_with_password(&source, "copy"),
+        url_with_password(&source, "instant")
     ));
     std::fs::write(world.config(), config).unwrap();
     chown_postgres(&world.config());
@@ -162,6 +167,14 @@ async fn postgres_programs_never_see_the_password_on_their_command_line() {
         .unwrap();
     client
         .batch_execute("INSERT INTO markers VALUES (501)")
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    let instant = chrono::Utc::now();
+    // Something after the instant, archived, so recovery can see it pass the instant.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client
+        .batch_execute("INSERT INTO markers VALUES (502)")
         .await
         .unwrap();
     archive_everything(&client).await;
@@ -197,6 +210,32 @@ async fn postgres_programs_never_see_the_password_on_their_command_line() {
         .unwrap()
         .get(0);
     assert_eq!(n, 500);
+    // An instant into a running server goes through a scratch cluster restored from the physical
+    // backup: it has the source's pg_hba.conf, so it too wants the password, and gets it the
+    // same way, off every command line.
+    let watch = ArgvWatch::start();
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            "instant",
+            "--time",
+            &instant.to_rfc3339(),
+        ])
+        .success();
+    let (_, leaks) = watch.finish();
+    assert!(
+        leaks.is_empty(),
+        "the password was on a command line: {leaks:?}"
+    );
+    let at_instant = client_with_password(&source, "instant").await;
+    let n: i64 = at_instant
+        .query_one("SELECT count(*) FROM markers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 501, "the row written after the instant must be absent");
     source.stop();
     // Every object those commands wrote is of a kind the layout knows.
     let verify = world.cli(&["verify", "--json"]).success();

@@ -6,11 +6,12 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use heirloom_backup::config::{EngineKind, KeySpec};
 use heirloom_backup::engine::postgres::basebackup::redact;
-use heirloom_backup::engine::postgres::logical::{choose_logical, copy_database, logical_restore};
+use heirloom_backup::engine::postgres::logical::{choose_logical, logical_restore};
 use heirloom_backup::engine::postgres::restore::{
     plan_restore, restore, RestorePlan, RestoreRequest, Target,
 };
-use heirloom_backup::engine::postgres::server::{start_and_wait, stop};
+use heirloom_backup::engine::postgres::scratch::{restore_into_server, ScratchRestore};
+use heirloom_backup::engine::postgres::server::start_and_wait;
 use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push_ahead, PushOutcome};
 use heirloom_backup::engine::postgres::PgError;
 use heirloom_backup::repo::manifest::BackupKind;
@@ -379,70 +380,28 @@ async fn restore_through_scratch(
             Exit::Integrity
         });
     }
-    let database = ctx
-        .config
-        .sources
-        .get(&args.source)
-        .and_then(|s| s.url.as_deref())
-        .and_then(|u| url::Url::parse(u).ok())
-        .map(|u| u.path().trim_start_matches('/').to_owned())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "postgres".to_owned());
-    let user = ctx
-        .config
-        .sources
-        .get(&args.source)
-        .and_then(|s| s.url.as_deref())
-        .and_then(|u| url::Url::parse(u).ok())
-        .map(|u| u.username().to_owned())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres".to_owned());
-    let scratch = tempfile::Builder::new()
-        .prefix("heirloom-scratch-")
-        .tempdir()
-        .context("creating a scratch directory")?;
-    if heirloom_backup::engine::postgres::server::running_as_root() {
-        // PostgreSQL will not run as root: the scratch cluster belongs to the postgres user.
-        let chown = std::process::Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(scratch.path())
-            .output()
-            .context("running chown")?;
-        if !chown.status.success() {
-            bail!(RepoError::Invalid(
-                "a scratch cluster started as root needs the postgres user to own it: create it, or run as the PostgreSQL user".into()
-            ));
-        }
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let request = RestoreRequest {
-        target_dir: scratch.path(),
+    let request = ScratchRestore {
+        source_url: ctx
+            .config
+            .sources
+            .get(&args.source)
+            .and_then(|s| s.url.as_deref()),
+        target_url: url,
         restore_command: restore_command(ctx, &args.source)?,
-        force: false,
-        port: Some(port),
+        start_timeout: args.start_timeout,
         concurrency: ctx.concurrency,
     };
     let progress = ctx.progress("restore", Some(plan.backup_bytes));
-    restore(repo, &plan, &manifest, &request, progress.handle())
+    let database = restore_into_server(repo, &plan, &manifest, &request, progress.handle())
         .await
-        .with_context(|| format!("restoring {} into a scratch directory", plan.backup))?;
+        .with_context(|| {
+            format!(
+                "restoring {} into {} through a scratch cluster",
+                plan.backup,
+                redact(url)
+            )
+        })?;
     progress.finish_and_clear();
-    let major = manifest.postgres.as_ref().map(|p| p.server_version / 10000);
-    let dir = scratch.path().to_owned();
-    let timeout = args.start_timeout;
-    tokio::task::spawn_blocking(move || start_and_wait(&dir, major, timeout))
-        .await
-        .context("waiting for the scratch cluster")??;
-    let from = format!("host=127.0.0.1 port={port} user={user}");
-    let copied = copy_database(&from, &database, url).await;
-    let dir = scratch.path().to_owned();
-    let stopped = tokio::task::spawn_blocking(move || stop(&dir, major))
-        .await
-        .context("stopping the scratch cluster")?;
-    copied.with_context(|| format!("copying {database} into {}", redact(url)))?;
-    stopped?;
     if !args.json {
         outln!(
             "restored {database} of {} as of {} into {}",

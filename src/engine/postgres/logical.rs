@@ -149,13 +149,13 @@ pub async fn logical_restore(
     Ok(())
 }
 
-/// Copies database `database` out of a running cluster (`from`, a conninfo) into `target_url`,
+/// Copies the database `from` connects to (a URL or conninfo naming it) into `target_url`,
 /// `pg_dump -Fc` piped into `pg_restore --no-owner`: how a point-in-time restore from physical
 /// backups reaches a running server of any version.
-pub async fn copy_database(from: &str, database: &str, target_url: &str) -> Result<(), PgError> {
+pub async fn copy_database(from: &str, target_url: &str) -> Result<(), PgError> {
     let pg_dump = pg_program("pg_dump", None)?;
     let pg_restore = pg_program("pg_restore", None)?;
-    let from = ChildConnInfo::new(&format!("{from} dbname={database}"));
+    let from = ChildConnInfo::new(from);
     let mut dump = Command::new(&pg_dump)
         .args(["--format=custom", "--compress=0", "--no-sync"])
         .arg(from.dbname_arg())
@@ -196,7 +196,8 @@ pub async fn copy_database(from: &str, database: &str, target_url: &str) -> Resu
     }
     if !ds.success() {
         return Err(PgError::Invalid(format!(
-            "pg_dump of {database} from the scratch cluster failed ({ds}): {}",
+            "pg_dump of {} failed ({ds}): {}",
+            redact(from.conninfo()),
             derr.trim()
         )));
     }

@@ -8,6 +8,7 @@ mod error;
 pub mod logical;
 pub mod names;
 pub mod restore;
+pub mod scratch;
 pub mod server;
 pub mod stream;
 pub mod wal;
