@@ -271,7 +271,7 @@ fn a_fetch_prefetches_the_next_segments_and_serves_them_from_its_spool() {
 #[test]
 fn a_streamed_segment_is_rebuilt_from_a_whole_snapshot_and_its_increments() {
     use heirloom_backup::engine::postgres::names::WalFileName;
-    use heirloom_backup::engine::postgres::wal::put_partial;
+    use heirloom_backup::engine::postgres::snapshot::put_partial;
     use heirloom_backup::repo::keys::KeySource;
     use heirloom_backup::repo::Repository;
     use heirloom_backup::store::{LocalBackend, Store};

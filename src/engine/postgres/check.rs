@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::names::WalFileName;
-use super::wal::{archived_with_sizes, partial_chains, read_partial, read_wal, wal_key};
+use super::snapshot::{partial_chains, read_partial};
+use super::wal::{archived_with_sizes, wal_key};
+use super::wal_object::read_wal;
 use super::PgError;
 use crate::repo::layout::ObjectKind;
 use crate::repo::manifest::{BackupKind, Manifest};

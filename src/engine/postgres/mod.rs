@@ -10,7 +10,9 @@ pub mod names;
 pub mod restore;
 pub mod scratch;
 pub mod server;
+pub mod snapshot;
 pub mod stream;
 pub mod wal;
+mod wal_object;
 
 pub use error::PgError;
