@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use heirloom_backup::config::{EngineKind, KeySpec};
-use heirloom_backup::engine::postgres::basebackup::redact;
 use heirloom_backup::engine::postgres::logical::{choose_logical, logical_restore};
 use heirloom_backup::engine::postgres::restore::{
     plan_restore, restore, RestorePlan, RestoreRequest, Target,
 };
 use heirloom_backup::engine::postgres::scratch::{restore_into_server, ScratchRestore};
+use heirloom_backup::engine::postgres::server::redact;
 use heirloom_backup::engine::postgres::server::start_and_wait;
 use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push_ahead, PushOutcome};
 use heirloom_backup::engine::postgres::PgError;

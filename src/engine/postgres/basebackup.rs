@@ -4,17 +4,18 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::progress::Progress;
 use chrono::{DateTime, Utc};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tracing::{debug, info, warn};
 
 use super::conninfo::ChildConnInfo;
+use super::datadir::{walk, DataDirListing};
 use super::names::{Lsn, WalFileName};
 use super::server::pg_program;
+use super::server::{connect, redact, sql};
 use super::wal::ensure_identity;
 use super::PgError;
 use crate::pipeline::backup::{
@@ -25,28 +26,6 @@ use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest, PostgresPoint};
 use crate::repo::source::SourceName;
 use crate::repo::Repository;
-
-/// Directories whose contents PostgreSQL recreates at start-up; the directories themselves are kept.
-const EMPTY_DIRS: &[&str] = &[
-    "pg_wal",
-    "pg_dynshmem",
-    "pg_notify",
-    "pg_replslot",
-    "pg_serial",
-    "pg_snapshots",
-    "pg_stat_tmp",
-    "pg_subtrans",
-];
-
-/// Files of the data directory's top level that are never copied.
-const SKIPPED_FILES: &[&str] = &[
-    "postmaster.pid",
-    "postmaster.opts",
-    "backup_label",
-    "tablespace_map",
-    "backup_manifest",
-    "postgresql.auto.conf.tmp",
-];
 
 /// What to back up.
 pub struct BaseBackupRequest<'a> {
@@ -60,37 +39,6 @@ pub struct BaseBackupRequest<'a> {
     pub concurrency: Concurrency,
     /// How long a backup waits for its last WAL segment to reach the repository.
     pub archive_timeout: std::time::Duration,
-}
-
-/// A session with the server, its connection driven in the background.
-pub(crate) async fn connect(conninfo: &str) -> Result<Client, PgError> {
-    let server = redact(conninfo);
-    let (client, connection) =
-        tokio_postgres::connect(conninfo, NoTls)
-            .await
-            .map_err(|source| PgError::Sql {
-                server: server.clone(),
-                source,
-            })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(error = %e, "PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
-}
-
-/// The connection string without its password, for messages (see [`crate::redact`]).
-pub fn redact(conninfo: &str) -> String {
-    crate::redact::redact(conninfo)
-}
-
-/// Names `server` (redacted) in a failed query's error.
-pub(crate) fn sql(server: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
-    move |source| PgError::Sql {
-        server: server.to_owned(),
-        source,
-    }
 }
 
 /// Takes a base backup and writes its manifest.
@@ -559,115 +507,6 @@ fn parse_label(label: &str) -> Result<(u32, String), PgError> {
     Ok((timeline.ok_or_else(bad)?, wal.ok_or_else(bad)?))
 }
 
-/// What a data directory holds to back up: directories, and files with their modes, as relative paths.
-struct DataDirListing {
-    directories: Vec<String>,
-    files: Vec<(String, u32)>,
-}
-
-/// Lists the directories and files of a data directory to back up.
-fn walk(root: &Path) -> Result<DataDirListing, PgError> {
-    let mut dirs = Vec::new();
-    let mut files = Vec::new();
-    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let abs = root.join(&rel);
-        let entries = match fs::read_dir(&abs) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => {
-                continue
-            }
-            Err(e) => return Err(PgError::io(abs.display(), e)),
-        };
-        let mut names: Vec<(String, fs::FileType, u32)> = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| PgError::io(abs.display(), e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(PgError::io(entry.path().display(), e)),
-            };
-            names.push((name, meta.file_type(), meta.permissions().mode() & 0o7777));
-        }
-        let unlogged: Vec<String> = names
-            .iter()
-            .filter_map(|(n, _, _)| n.strip_suffix("_init").map(str::to_owned))
-            .collect();
-        let top = rel.as_os_str().is_empty();
-        for (name, kind, mode) in names {
-            let path = rel.join(&name);
-            let text = path.to_string_lossy().into_owned();
-            if name.starts_with("pgsql_tmp") || name == "pg_internal.init" {
-                continue;
-            }
-            if kind.is_symlink() {
-                if rel == Path::new("pg_tblspc") {
-                    // A tablespace: its files are stored under pg_tblspc/<oid>/ and restored
-                    // there as an in-place tablespace, never written to the original location.
-                    dirs.push(text.clone());
-                    stack.push(path);
-                    continue;
-                }
-                warn!(path = %text, "skipping a symbolic link");
-                continue;
-            }
-            if kind.is_dir() {
-                dirs.push(text.clone());
-                if top && EMPTY_DIRS.contains(&name.as_str()) {
-                    if name == "pg_wal" {
-                        dirs.push("pg_wal/archive_status".into());
-                    }
-                    continue;
-                }
-                stack.push(path);
-                continue;
-            }
-            if top && SKIPPED_FILES.contains(&name.as_str()) {
-                continue;
-            }
-            if is_relation_dir(&rel)
-                && (is_temp_relation(&name) || is_unlogged_fork(&name, &unlogged))
-            {
-                continue;
-            }
-            files.push((text, mode));
-        }
-    }
-    dirs.sort();
-    files.sort();
-    Ok(DataDirListing {
-        directories: dirs,
-        files,
-    })
-}
-
-fn is_relation_dir(rel: &Path) -> bool {
-    rel.starts_with("base") || rel.starts_with("pg_tblspc")
-}
-
-/// `t<backend>_<relfilenode>[...]`: temporary relations, which no one will ever read again.
-fn is_temp_relation(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix('t') else {
-        return false;
-    };
-    let mut parts = rest.splitn(2, '_');
-    let backend = parts.next().unwrap_or("");
-    let node = parts.next().unwrap_or("");
-    !backend.is_empty()
-        && backend.bytes().all(|b| b.is_ascii_digit())
-        && node.bytes().next().is_some_and(|b| b.is_ascii_digit())
-}
-
-/// A fork of an unlogged relation other than its init fork: reset from the init fork at start-up.
-fn is_unlogged_fork(name: &str, unlogged: &[String]) -> bool {
-    if name.ends_with("_init") {
-        return false;
-    }
-    let node: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
-    !node.is_empty() && unlogged.contains(&node)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,29 +519,5 @@ mod tests {
             (1, "000000010000000000000002".into())
         );
         assert!(parse_label("nonsense").is_err());
-    }
-
-    #[test]
-    fn relation_names_are_classified() {
-        assert!(is_temp_relation("t3_16384"));
-        assert!(is_temp_relation("t3_16384_fsm"));
-        assert!(!is_temp_relation("16384"));
-        assert!(!is_temp_relation("tablespace"));
-        let unlogged = vec!["16390".to_owned()];
-        assert!(is_unlogged_fork("16390", &unlogged));
-        assert!(is_unlogged_fork("16390.1", &unlogged));
-        assert!(is_unlogged_fork("16390_fsm", &unlogged));
-        assert!(!is_unlogged_fork("16390_init", &unlogged));
-        assert!(!is_unlogged_fork("16391", &unlogged));
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("host=h password=secret"), "host=h password=***");
-        assert_eq!(
-            redact("postgres://u@h/db?password=secret"),
-            "postgres://u@h/db?password=***"
-        );
     }
 }

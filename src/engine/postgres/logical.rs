@@ -9,9 +9,9 @@ use crate::progress::Progress;
 use chrono::{DateTime, Utc};
 use tracing::info;
 
-use super::basebackup::{connect, redact, sql};
 use super::conninfo::ChildConnInfo;
 use super::server::pg_program;
+use super::server::{connect, redact, sql};
 use super::wal::ensure_identity;
 use super::PgError;
 use crate::engine::process::{feed_file, ChildOutput, WaitStderr};

@@ -4,6 +4,7 @@
 pub mod basebackup;
 pub mod check;
 pub mod conninfo;
+mod datadir;
 mod error;
 pub mod logical;
 pub mod names;

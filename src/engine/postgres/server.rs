@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tokio_postgres::{Client, NoTls};
+use tracing::debug;
+
 use super::PgError;
 
 /// A PostgreSQL program: from `HEIRLOOM_PG_BIN`, else `/usr/lib/postgresql/<major>/bin` (the given
@@ -134,4 +137,50 @@ pub fn stop(dir: &Path, major: Option<u32>) -> Result<(), PgError> {
         )));
     }
     Ok(())
+}
+
+/// A session with the server, its connection driven in the background.
+pub(crate) async fn connect(conninfo: &str) -> Result<Client, PgError> {
+    let server = redact(conninfo);
+    let (client, connection) =
+        tokio_postgres::connect(conninfo, NoTls)
+            .await
+            .map_err(|source| PgError::Sql {
+                server: server.clone(),
+                source,
+            })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The connection string without its password, for messages (see [`crate::redact`]).
+pub fn redact(conninfo: &str) -> String {
+    crate::redact::redact(conninfo)
+}
+
+/// Names `server` (redacted) in a failed query's error.
+pub(crate) fn sql(server: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
+    move |source| PgError::Sql {
+        server: server.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("host=h password=secret"), "host=h password=***");
+        assert_eq!(
+            redact("postgres://u@h/db?password=secret"),
+            "postgres://u@h/db?password=***"
+        );
+    }
 }

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tracing::{debug, info, warn};
 
-use super::basebackup::{connect, redact, sql};
 use super::conninfo::ChildConnInfo;
 use super::names::WalFileName;
 use super::server::pg_program;
+use super::server::{connect, redact, sql};
 use super::snapshot::{partial_chain, put_partial};
 use super::wal::{ensure_identity, wal_push};
 use super::PgError;
