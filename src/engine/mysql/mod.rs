@@ -7,6 +7,7 @@ pub mod dump;
 mod error;
 mod fill;
 pub mod physical;
+pub mod plan;
 pub mod push;
 pub mod restore;
 pub mod segment;

@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use tracing::info;
 
 use super::binlog::GtidPos;
-use super::restore::{assemble, replay, MyPlan, MyRestoreReport};
+use super::plan::MyPlan;
+use super::restore::{assemble, replay, MyRestoreReport};
 use super::server::{client_program, probe, require_binlog, MysqlUrl};
 use super::MyError;
 use crate::engine::process::{feed_file, ChildOutput};

@@ -522,4 +522,26 @@ mod tests {
         assert_eq!(SegmentName::parse("42-1-2-3-4-5-f"), None);
         assert_eq!(SegmentName::parse("000000000042-1-2-3-9-5-f"), None);
     }
+
+    fn name(seq: u64, server: u32, file: &str, start: u64, end: u64) -> SegmentName {
+        SegmentName {
+            seq,
+            first_time: 0,
+            last_time: 0,
+            server_id: server,
+            start,
+            end,
+            file: file.into(),
+        }
+    }
+
+    #[test]
+    fn continuity_on_names() {
+        let a = name(0, 1, "binlog.000001", 4, 900);
+        assert!(continues(&a, &name(1, 1, "binlog.000001", 900, 1000)));
+        assert!(!continues(&a, &name(1, 1, "binlog.000001", 950, 1000)));
+        assert!(continues(&a, &name(1, 1, "binlog.000002", 4, 100)));
+        assert!(!continues(&a, &name(1, 1, "binlog.000003", 4, 100)));
+        assert!(!continues(&a, &name(1, 2, "binlog.000001", 900, 1000)));
+    }
 }
