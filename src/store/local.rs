@@ -93,54 +93,28 @@ impl LocalBackend {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tail = rand::thread_rng().next_u64();
-        let open = |path: &Path| {
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-        };
         // In .tmp/ when this user may write there; else beside the target, as earlier versions
         // did (PostgreSQL's wal-push runs as another user than a root backup, and each must be
-        // able to write the folders it writes).
-        let (tmp, file) = {
-            let preferred = tmp_dir.join(format!("{name}-{tail:016x}"));
-            match open(&preferred) {
-                Ok(file) => (preferred, Ok(file)),
-                Err(_) => {
-                    // This folder may hold temporaries of killed writers of the same kind: sweep
-                    // it once per process (a folder of WAL can hold many objects).
-                    let first = self
-                        .swept_beside
-                        .lock()
-                        .map(|mut swept| swept.insert(dir.clone()))
-                        .unwrap_or(false);
-                    if first {
-                        let _ = sweep_dir(&dir, STALE_TEMPORARY, is_beside_temporary);
-                    }
-                    let beside = dir.join(format!(".{name}{TMP_MARKER}{tail:016x}"));
-                    let file = open(&beside);
-                    (beside, file)
-                }
-            }
-        };
-        let result = (|| {
-            let mut file = file?;
-            for part in data.iter() {
-                file.write_all(part)?;
-            }
-            file.sync_all()?;
-            drop(file);
-            match fs::hard_link(&tmp, &target) {
-                Ok(()) => {
-                    sync_dir(&dir)?;
-                    Ok(PutOutcome::Created)
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
-                Err(e) => Err(e),
-            }
-        })();
-        let _ = fs::remove_file(&tmp);
-        result
+        // able to write the folders it writes). Beside the target too when the link from .tmp/
+        // would cross file systems (a folder of the repository mounted on its own).
+        let preferred = tmp_dir.join(format!("{name}-{tail:016x}"));
+        match write_and_link(&preferred, &target, &dir, data) {
+            Err(Failed::Temporary(_)) | Err(Failed::Link(_, true)) => {}
+            Ok(outcome) => return Ok(outcome),
+            Err(Failed::Link(e, false)) => return Err(e),
+        }
+        // This folder may hold temporaries of killed writers of the same kind: sweep it once
+        // per process (a folder of WAL can hold many objects).
+        let first = self
+            .swept_beside
+            .lock()
+            .map(|mut swept| swept.insert(dir.clone()))
+            .unwrap_or(false);
+        if first {
+            let _ = sweep_dir(&dir, STALE_TEMPORARY, is_beside_temporary);
+        }
+        let beside = dir.join(format!(".{name}{TMP_MARKER}{tail:016x}"));
+        write_and_link(&beside, &target, &dir, data).map_err(Failed::into_io)
     }
 
     fn list_blocking(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
@@ -184,6 +158,58 @@ impl LocalBackend {
         }
         Ok(out)
     }
+}
+
+/// Why a write through a temporary failed.
+enum Failed {
+    /// The temporary could not be created or written.
+    Temporary(io::Error),
+    /// Linking it into place failed; `true` when the link would cross file systems.
+    Link(io::Error, bool),
+}
+
+impl Failed {
+    fn into_io(self) -> io::Error {
+        match self {
+            Failed::Temporary(e) | Failed::Link(e, _) => e,
+        }
+    }
+}
+
+/// Writes `data` to the new file `tmp`, syncs it, and hard-links it to `target` (in `dir`);
+/// removes `tmp` whatever happens.
+fn write_and_link(
+    tmp: &Path,
+    target: &Path,
+    dir: &Path,
+    data: &PutPayload,
+) -> Result<PutOutcome, Failed> {
+    let written = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)?;
+        for part in data.iter() {
+            file.write_all(part)?;
+        }
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(tmp);
+        return Err(Failed::Temporary(e));
+    }
+    let linked = match fs::hard_link(tmp, target) {
+        Ok(()) => sync_dir(dir)
+            .map(|()| PutOutcome::Created)
+            .map_err(|e| Failed::Link(e, false)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExists),
+        Err(e) => {
+            let cross = e.kind() == io::ErrorKind::CrossesDevices;
+            Err(Failed::Link(e, cross))
+        }
+    };
+    let _ = fs::remove_file(tmp);
+    linked
 }
 
 /// Removes the files of `dir` that `is_temporary` picks and nobody has written to for
