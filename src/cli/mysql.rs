@@ -11,8 +11,7 @@ use heirloom_backup::engine::mysql::plan::{plan, MyPlan, MyTarget};
 use heirloom_backup::engine::mysql::push::{binlog_fetch, binlog_push};
 use heirloom_backup::engine::mysql::restore::{restore, MyRestoreRequest};
 use heirloom_backup::engine::mysql::server::MysqlUrl;
-use heirloom_backup::engine::mysql::stream::{stream, StreamOptions};
-use heirloom_backup::engine::postgres::stream::{stream_wal, PgStreamOptions};
+use heirloom_backup::jobs::{stream_source, JobContext, StreamOutcome, StreamRequest};
 use heirloom_backup::repo::manifest::BackupKind;
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;
@@ -53,80 +52,33 @@ pub struct StreamArgs {
     json: bool,
 }
 
-/// The URL of a MySQL source from the config.
-fn mysql_source(ctx: &Context, name: &str) -> anyhow::Result<MysqlUrl> {
-    let Some(source) = ctx.config.sources.get(name) else {
-        return Err(
-            RepoError::Invalid(format!("source {name:?} is not in the config's sources")).into(),
-        );
-    };
-    if source.kind != EngineKind::Mysql {
-        return Err(RepoError::Invalid(format!("source {name} is not a MySQL source")).into());
-    }
-    let url = source.url.as_deref().ok_or_else(|| {
-        RepoError::Invalid(format!(
-            "sources.{name}.url is needed (mysql://user:password@host:port)"
-        ))
-    })?;
-    Ok(MysqlUrl::parse(url)?)
-}
-
 pub async fn run_stream(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit> {
-    if let Some(source) = ctx
-        .config
-        .sources
-        .get(&args.source)
-        .filter(|s| s.kind == EngineKind::Postgres)
-    {
-        let url = source.url.as_deref().ok_or_else(|| {
-            RepoError::Invalid(format!(
-                "sources.{}.url is needed to stream WAL",
-                args.source
-            ))
-        })?;
-        let mut options = PgStreamOptions::new(&args.source);
-        if let Some(interval) = args.flush_interval {
-            options.flush_interval = interval.max(Duration::from_millis(200));
-        }
-        options.spool = args.spool.clone();
-        if let Some(slot) = &args.slot {
-            options.slot = slot.clone();
-        }
-        let repo = ctx.open().await?;
-        let report = stream_wal(&repo, &args.source, url, &options, shutdown_signal())
-            .await
-            .with_context(|| format!("streaming the WAL of source {}", args.source))?;
-        if args.json {
-            print_json(&serde_json::json!({
-                "source": args.source,
-                "segments": report.segments,
-                "snapshots": report.snapshots,
-            }))?;
-        } else {
-            outln!(
-                "stored {} complete segments and {} snapshots of the segment being written",
-                report.segments,
-                report.snapshots
-            );
-        }
-        return Ok(Exit::Ok);
-    }
-    let url = mysql_source(ctx, &args.source)?;
-    let repo = ctx.open().await?;
-    let mut options = StreamOptions::new(&args.source);
-    if let Some(interval) = args.flush_interval {
-        options.flush_interval = interval.max(Duration::from_millis(100));
-    }
-    options.flush_bytes = args.flush_mib.max(1) << 20;
-    options.heartbeat = args.heartbeat.max(Duration::from_secs(1));
-    options.once = args.once;
-    if let Some(id) = args.replica_server_id {
-        options.replica_server_id = id;
-    }
-    let report = stream(&repo, &args.source, &url, &options, shutdown_signal())
+    let request = StreamRequest {
+        flush_interval: args.flush_interval,
+        flush_bytes: Some(args.flush_mib.max(1) << 20),
+        heartbeat: Some(args.heartbeat),
+        replica_server_id: args.replica_server_id,
+        once: args.once,
+        spool: args.spool.clone(),
+        slot: args.slot.clone(),
+    };
+    let job = JobContext::new(ctx.open().await?, ctx.concurrency);
+    let outcome = stream_source(&job, &ctx.config, &args.source, &request, shutdown_signal())
         .await
-        .with_context(|| format!("streaming the binlog of source {}", args.source))?;
-    print_binlog_report(&args.source, &report, args.json)?;
+        .with_context(|| format!("streaming the log of source {}", args.source))?;
+    match outcome {
+        StreamOutcome::Wal(report) if args.json => print_json(&serde_json::json!({
+            "source": args.source,
+            "segments": report.segments,
+            "snapshots": report.snapshots,
+        }))?,
+        StreamOutcome::Wal(report) => outln!(
+            "stored {} complete segments and {} snapshots of the segment being written",
+            report.segments,
+            report.snapshots
+        ),
+        StreamOutcome::Binlog(report) => print_binlog_report(&args.source, &report, args.json)?,
+    }
     Ok(Exit::Ok)
 }
 

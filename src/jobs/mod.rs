@@ -1,9 +1,10 @@
-//! The library's entry points: back up a named source, verify, sum up; called alike by the command
+//! The library's entry points: back up or stream a named source, verify; called alike by the command
 //! line and, next, by the agent. A job takes one [`JobContext`] (the open repository, how much to do
 //! at once, where progress goes) and the config; it chooses the engine and the mode, and the caller
 //! only prints or records what it returns.
 
 mod backup;
+mod stream;
 mod verify;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::progress::Progress;
 use crate::repo::{RepoError, Repository};
 
 pub use backup::{backup_source, BackupRequest};
+pub use stream::{stream_source, StreamOutcome, StreamRequest};
 pub use verify::verify;
 
 /// What every job needs.
