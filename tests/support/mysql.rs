@@ -51,6 +51,9 @@ impl MariaDb {
         for _ in 0..3 {
             let data = dir.join("data");
             let _ = std::fs::remove_dir_all(&data);
+            // The bootstrap server cleans its tmpdir too: not the shared /tmp (see `restart`).
+            let tmpdir = dir.join("tmp");
+            std::fs::create_dir_all(&tmpdir).unwrap();
             let out = Command::new(program("mariadb-install-db"))
                 .args([
                     "--no-defaults",
@@ -58,6 +61,7 @@ impl MariaDb {
                     "--auth-root-authentication-method=normal",
                 ])
                 .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmpdir.display()))
                 .output()
                 .unwrap();
             if out.status.success() {
@@ -101,8 +105,13 @@ impl MariaDb {
     /// Starts the server on its data directory again (after `stop` or `kill`).
     pub fn restart(&mut self) {
         let mut cmd = Command::new(program("mariadbd"));
+        // Its own tmpdir: a starting mariadbd deletes every `#sql*` file in its tmpdir, which in
+        // a shared /tmp are the temporary tables of the other tests' servers.
+        let tmpdir = self.dir.join("tmp");
+        std::fs::create_dir_all(&tmpdir).unwrap();
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--tmpdir={}", tmpdir.display()))
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.dir.join("sock").display()))

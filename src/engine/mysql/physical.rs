@@ -318,9 +318,14 @@ impl PrivateServer {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .map_err(|e| MyError::io("a free port", e))?;
+        // A tmpdir of its own: at start-up mariadbd deletes every `#sql*` file in its tmpdir, and
+        // in a shared /tmp those are the temporary tables of the host's running servers.
+        let tmpdir = run.path().join("tmp");
+        std::fs::create_dir(&tmpdir).map_err(|e| MyError::io(tmpdir.display(), e))?;
         let mut cmd = Command::new(&mariadbd);
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", dir.display()))
+            .arg(format!("--tmpdir={}", tmpdir.display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", run.path().join("sock").display()))
