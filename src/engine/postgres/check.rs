@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::names::WalFileName;
 use super::snapshot::{partial_chains, read_partial};
-use super::wal::{archived_with_sizes, wal_key};
+use super::wal::wal_key;
 use super::wal_object::read_wal;
 use super::PgError;
 use crate::repo::layout::ObjectKind;
@@ -42,7 +42,8 @@ pub async fn verify_wal(
     read: impl Fn(&str) -> bool,
 ) -> Result<WalCheck, PgError> {
     let mut check = WalCheck::default();
-    let mut sources: BTreeSet<String> = BTreeSet::new();
+    // One listing of the whole archive: per source, the WAL files stored whole, with their sizes.
+    let mut sources: BTreeMap<String, Vec<(WalFileName, u64)>> = BTreeMap::new();
     for object in repo.store().list(ObjectKind::Wal.prefix()).await? {
         let Some((source, name)) = object
             .key
@@ -54,47 +55,51 @@ pub async fn verify_wal(
                 .push((object.key.clone(), "not a WAL object key".into()));
             continue;
         };
-        if name.parse::<WalFileName>().is_err() {
-            check.problems.push((
+        let files = sources.entry(source.to_owned()).or_default();
+        match name.parse::<WalFileName>() {
+            Ok(name) => files.push((name, object.size)),
+            Err(_) => check.problems.push((
                 object.key.clone(),
                 "not a WAL file name (segment, .history, .backup or .partial)".into(),
-            ));
+            )),
         }
-        sources.insert(source.to_owned());
     }
     for m in manifests {
         if m.kind == BackupKind::PostgresPhysical {
-            sources.insert(m.source.to_string());
+            sources.entry(m.source.to_string()).or_default();
         }
     }
-    for source in &sources {
+    for (source, whole) in sources {
         check.sources += 1;
         let backups: Vec<&Manifest> = manifests
             .iter()
             .filter(|m| m.source == source.as_str() && m.kind == BackupKind::PostgresPhysical)
             .collect();
-        check_source(repo, source, &backups, &read, &mut check).await?;
+        check_source(repo, &source, whole, &backups, &read, &mut check).await?;
     }
     Ok(check)
 }
 
+/// Checks one source's archive: `whole` are its WAL files stored whole (name, size).
 async fn check_source(
     repo: &Repository,
     source: &str,
+    whole: Vec<(WalFileName, u64)>,
     backups: &[&Manifest],
     read: &impl Fn(&str) -> bool,
     check: &mut WalCheck,
 ) -> Result<(), PgError> {
-    let archived = archived_with_sizes(repo, source).await?;
+    // Segments streamed but not yet stored whole: their snapshots stand in for them (as in
+    // `archived_with_sizes`, from the listing already made).
     let chains = partial_chains(repo, source).await?;
-    let prefix = ObjectKind::Wal.source_prefix(source);
-    let whole: BTreeSet<String> = repo
-        .store()
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|o| o.key.strip_prefix(&prefix).map(str::to_owned))
-        .collect();
+    let stored_whole: BTreeSet<WalFileName> = whole.iter().map(|(n, _)| n.clone()).collect();
+    let mut archived = whole;
+    for (segment, chain) in &chains {
+        if !stored_whole.contains(segment) {
+            archived.push((segment.clone(), chain.size()));
+        }
+    }
+    archived.sort();
     let present: BTreeSet<&WalFileName> = archived.iter().map(|(n, _)| n).collect();
     let segment_size = backups
         .iter()
@@ -180,7 +185,7 @@ async fn check_source(
         check.files += 1;
         let key = wal_key(source, name);
         let chain = chains.get(name);
-        let stored_whole = whole.contains(&name.to_string());
+        let stored_whole = stored_whole.contains(name);
         let selected = read(&key);
         if !selected {
             continue;
