@@ -182,8 +182,8 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     } else {
         // The repository first: a producer is not started for a backup that cannot be stored.
         let repo = ctx.open().await?;
-        let producer = Producer::spawn(&args.command)?;
-        let what = producer.describe();
+        let producer = spawn_producer(&args.command)?;
+        let what = producer.what().to_owned();
         let progress = ctx.progress("backup", None);
         let summary = backup_stream(&repo, producer, &options, progress.handle(), Utc::now())
             .await
@@ -414,45 +414,28 @@ pub async fn forget(ctx: &Context, args: &ForgetArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// A producer command whose stdout is the backup. At the end of its output it is waited for, and
-/// an exit other than 0 (or death by a signal) is a read error, so the backup is never recorded.
-struct Producer {
-    output: ChildOutput,
-}
-
-impl Producer {
-    fn spawn(command: &[String]) -> anyhow::Result<Self> {
-        let (program, args) = command
-            .split_first()
-            .ok_or_else(|| UsageError("no command after `--`".into()))?;
-        let mut cmd = std::process::Command::new(program);
-        cmd.args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        // The repository's secrets are ours, not the producer's.
-        for secret in ["HEIRLOOM_PASSPHRASE", "HEIRLOOM_NEW_PASSPHRASE"] {
-            cmd.env_remove(secret);
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {program:?}"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("{program:?} has no stdout"))?;
-        Ok(Self {
-            output: ChildOutput::new(child, stdout, format!("{program:?}")).echo_stderr(),
-        })
+/// Starts a producer command whose stdout is the backup. At the end of its output it is waited
+/// for, and an exit other than 0 (or death by a signal) is a read error ([`ChildOutput`]), so the
+/// backup is never recorded.
+fn spawn_producer(command: &[String]) -> anyhow::Result<ChildOutput> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| UsageError("no command after `--`".into()))?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // The repository's secrets are ours, not the producer's.
+    for secret in ["HEIRLOOM_PASSPHRASE", "HEIRLOOM_NEW_PASSPHRASE"] {
+        cmd.env_remove(secret);
     }
-
-    fn describe(&self) -> String {
-        self.output.what().to_owned()
-    }
-}
-
-impl std::io::Read for Producer {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.output.read(buf)
-    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {program:?}"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("{program:?} has no stdout"))?;
+    Ok(ChildOutput::new(child, stdout, format!("{program:?}")).echo_stderr())
 }
