@@ -198,6 +198,16 @@ mod tests {
     }
 
     #[test]
+    fn the_short_forms_engines_used_to_test_alone() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("host=h password=secret"), "host=h password=***");
+        assert_eq!(
+            redact("postgres://u@h/db?password=secret"),
+            "postgres://u@h/db?password=***"
+        );
+    }
+
+    #[test]
     fn passwords_hide_inside_longer_messages_and_odd_characters() {
         let p = SECRET;
         hides(&format!(

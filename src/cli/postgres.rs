@@ -10,10 +10,10 @@ use heirloom_backup::engine::postgres::restore::{
     plan_restore, restore, RestorePlan, RestoreRequest, Target,
 };
 use heirloom_backup::engine::postgres::scratch::{restore_into_server, ScratchRestore};
-use heirloom_backup::engine::postgres::server::redact;
 use heirloom_backup::engine::postgres::server::start_and_wait;
 use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push_ahead, PushOutcome};
 use heirloom_backup::engine::postgres::PgError;
+use heirloom_backup::redact::redact;
 use heirloom_backup::repo::manifest::BackupKind;
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;

@@ -9,6 +9,7 @@ use mysql_async::{Conn, Opts, OptsBuilder};
 
 use super::binlog::{Gtid, GtidPos};
 use super::MyError;
+use crate::redact::redact;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -95,11 +96,6 @@ impl MysqlUrl {
             None => cmd.env_remove("MYSQL_PWD"),
         };
     }
-}
-
-/// A URL with its password replaced, for messages and logs (see [`crate::redact`]).
-pub fn redact(url: &str) -> String {
-    crate::redact::redact(url)
 }
 
 /// What a backup needs to know about a server.

@@ -15,13 +15,14 @@ use super::conninfo::ChildConnInfo;
 use super::datadir::{walk, DataDirListing};
 use super::names::{Lsn, WalFileName};
 use super::server::pg_program;
-use super::server::{connect, redact, sql};
+use super::server::{connect, sql};
 use super::wal::ensure_identity;
 use super::PgError;
 use crate::pipeline::backup::{
     commit_backup, store_files, BackupSummary, Cutting, SourceFile, StoredFiles, VisitFile,
 };
 use crate::pipeline::Concurrency;
+use crate::redact::redact;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest, PostgresPoint};
 use crate::repo::source::SourceName;

@@ -11,12 +11,13 @@ use tracing::info;
 
 use super::conninfo::ChildConnInfo;
 use super::server::pg_program;
-use super::server::{connect, redact, sql};
+use super::server::{connect, sql};
 use super::wal::ensure_identity;
 use super::PgError;
 use crate::engine::process::{feed_file, ChildOutput, WaitStderr};
 use crate::pipeline::backup::{commit_backup, store_files, BackupSummary, Cutting, SourceFile};
 use crate::pipeline::Concurrency;
+use crate::redact::redact;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::manifest::{BackupKind, Manifest};
 use crate::repo::source::SourceName;

@@ -11,6 +11,7 @@ use tokio_postgres::{Client, NoTls};
 use tracing::debug;
 
 use super::PgError;
+use crate::redact::redact;
 
 /// A PostgreSQL program: from `HEIRLOOM_PG_BIN`, else `/usr/lib/postgresql/<major>/bin` (the given
 /// major version, or the newest present), else the PATH.
@@ -157,30 +158,10 @@ pub(crate) async fn connect(conninfo: &str) -> Result<Client, PgError> {
     Ok(client)
 }
 
-/// The connection string without its password, for messages (see [`crate::redact`]).
-pub fn redact(conninfo: &str) -> String {
-    crate::redact::redact(conninfo)
-}
-
 /// Names `server` (redacted) in a failed query's error.
 pub(crate) fn sql(server: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
     move |source| PgError::Sql {
         server: server.to_owned(),
         source,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("host=h password=secret"), "host=h password=***");
-        assert_eq!(
-            redact("postgres://u@h/db?password=secret"),
-            "postgres://u@h/db?password=***"
-        );
     }
 }

@@ -16,11 +16,12 @@ use tracing::{debug, info, warn};
 use super::conninfo::ChildConnInfo;
 use super::names::WalFileName;
 use super::server::pg_program;
-use super::server::{connect, redact, sql};
+use super::server::{connect, sql};
 use super::snapshot::{partial_chain, put_partial};
 use super::wal::{ensure_identity, wal_push};
 use super::PgError;
 use crate::engine::private_dir::{default_private_dir, ensure_user_dir};
+use crate::redact::redact;
 use crate::repo::Repository;
 
 /// How the streamer behaves.
