@@ -436,8 +436,7 @@ type Owner = Option<(u32, u32)>;
 /// returns the owner restored files should take.
 fn prepare_target(dir: &Path, force: bool) -> Result<Owner, PgError> {
     use std::os::unix::fs::MetadataExt;
-    let me =
-        crate::engine::private_dir::effective_uid().map_err(|e| PgError::io("/proc/self", e))?;
+    let me = crate::engine::process::effective_uid().map_err(|e| PgError::io("/proc/self", e))?;
     match fs::metadata(dir) {
         Ok(meta) => {
             if !meta.is_dir() {
