@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::engine::{SourceConfig, TargetConfig};
 use crate::repo::keys::{KeyFileError, KeySource, Permissions};
 use crate::repo::source::SourceName;
 use crate::store::StoreOptions;
@@ -43,15 +44,24 @@ pub enum ConfigError {
     KeyFile(#[from] KeyFileError),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
-    #[serde(default)]
     pub repository: RepositoryConfig,
-    #[serde(default)]
     pub sources: BTreeMap<SourceName, SourceConfig>,
-    #[serde(default)]
     pub targets: BTreeMap<String, TargetConfig>,
+}
+
+/// The file as YAML gives it: sources and targets stay untyped until their `kind` says which
+/// engine's type reads them (so an error inside one still names its field).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    repository: RepositoryConfig,
+    #[serde(default)]
+    sources: BTreeMap<SourceName, serde_json::Value>,
+    #[serde(default)]
+    targets: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -87,37 +97,6 @@ impl OptionValue {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Postgres,
-    Mysql,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackupMode {
-    Physical,
-    Logical,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    pub kind: EngineKind,
-    pub url: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub mode: Option<BackupMode>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetConfig {
-    pub kind: EngineKind,
-    pub url: Option<String>,
-    pub data_dir: Option<PathBuf>,
-}
-
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -139,14 +118,14 @@ impl Config {
         // message names the field (`sources.db.dta_dir`), not only a line.
         let mut at: Option<(String, String)> = None;
         let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
-            serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
+            serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
                 let field = e.path().to_string();
                 let why = e.inner().to_string();
                 at = Some((field, why.clone()));
                 <serde_saphyr::Error as serde::de::Error>::custom(why)
             })
         });
-        let config: Config = match (parsed, at) {
+        let raw: RawConfig = match (parsed, at) {
             (Ok(c), _) => c,
             (Err(_), Some((field, why))) => {
                 let field = if field == "." || field.is_empty() {
@@ -164,6 +143,20 @@ impl Config {
             }
             (Err(e), None) => return Err(invalid("(syntax)".into(), e.to_string())),
         };
+        let mut config = Config {
+            repository: raw.repository,
+            ..Config::default()
+        };
+        for (name, value) in raw.sources {
+            let source = SourceConfig::from_value(value)
+                .map_err(|(field, why)| invalid(under(format!("sources.{name}"), field), why))?;
+            config.sources.insert(name, source);
+        }
+        for (name, value) in raw.targets {
+            let target = TargetConfig::from_value(value)
+                .map_err(|(field, why)| invalid(under(format!("targets.{name}"), field), why))?;
+            config.targets.insert(name, target);
+        }
         config.check().map_err(|(field, why)| invalid(field, why))?;
         Ok(config)
     }
@@ -178,40 +171,14 @@ impl Config {
             }
         }
         for (name, source) in &self.sources {
-            if let Some(url) = &source.url {
-                check_engine_url(source.kind, url)
-                    .map_err(|why| (format!("sources.{name}.url"), why))?;
-            }
-            match (source.kind, source.mode) {
-                (EngineKind::Postgres, _) if source.url.is_none() && source.data_dir.is_none() => {
-                    return Err((
-                        format!("sources.{name}.url"),
-                        "a PostgreSQL source needs url (every backup runs on a connection), and data_dir to read the files itself".into(),
-                    ))
-                }
-                (EngineKind::Mysql, _) if source.url.is_none() => {
-                    return Err((
-                        format!("sources.{name}.url"),
-                        "a MySQL/MariaDB source needs url (mysql://user:password@host:port)".into(),
-                    ))
-                }
-                (EngineKind::Mysql, Some(BackupMode::Physical)) if source.data_dir.is_none() => {
-                    return Err((
-                        format!("sources.{name}.data_dir"),
-                        "mode: physical runs mariabackup, which reads the data directory: give its path".into(),
-                    ))
-                }
-                _ => {}
-            }
+            source
+                .check()
+                .map_err(|(field, why)| (under(format!("sources.{name}"), field), why))?;
         }
         for (name, target) in &self.targets {
-            if let Some(url) = &target.url {
-                check_engine_url(target.kind, url)
-                    .map_err(|why| (format!("targets.{name}.url"), why))?;
-            }
-            if target.url.is_none() && target.data_dir.is_none() {
-                return Err((format!("targets.{name}"), "needs url or data_dir".into()));
-            }
+            target
+                .check()
+                .map_err(|(field, why)| (under(format!("targets.{name}"), field), why))?;
         }
         Ok(())
     }
@@ -224,6 +191,15 @@ impl Config {
                 .map(|(k, v)| (k.clone(), v.text()))
                 .collect(),
         )
+    }
+}
+
+/// `base.field`, or `base` for the entry as a whole.
+fn under(base: String, field: String) -> String {
+    if field.is_empty() {
+        base
+    } else {
+        format!("{base}.{field}")
     }
 }
 
@@ -243,27 +219,6 @@ fn check_repo_url(url: &str) -> Result<(), String> {
         other => Err(format!(
             "unknown scheme {other:?}; use file://, s3://, gs://, az:// or memory://"
         )),
-    }
-}
-
-fn check_engine_url(kind: EngineKind, url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| format!("{:?} is not a URL: {e}", crate::redact::redact(url)))?;
-    let ok = match kind {
-        EngineKind::Postgres => matches!(parsed.scheme(), "postgres" | "postgresql"),
-        EngineKind::Mysql => matches!(parsed.scheme(), "mysql" | "mariadb"),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "scheme {:?} does not fit kind {kind:?} (expected {})",
-            parsed.scheme(),
-            match kind {
-                EngineKind::Postgres => "postgres://",
-                EngineKind::Mysql => "mysql://",
-            }
-        ))
     }
 }
 
@@ -370,7 +325,8 @@ targets:
     #[test]
     fn the_documented_example_parses() {
         let c = Config::parse(EXAMPLE, "x").unwrap();
-        assert_eq!(c.sources["prod-pg"].kind, EngineKind::Postgres);
+        assert_eq!(c.sources["prod-pg"].engine(), "postgres");
+        assert_eq!(c.targets["staging"].engine(), "postgres");
         assert_eq!(c.store_options().0["allow_http"], "true");
     }
 
@@ -421,6 +377,35 @@ targets:
             "x"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn each_engine_checks_its_own_fields_and_names_them() {
+        let e = err("sources:\n  pg: { kind: postgres, url: 'postgres://h', mode: sideways }\n");
+        assert!(
+            e.contains("sources.pg.mode") && e.contains("sideways"),
+            "{e}"
+        );
+        let e = err("sources:\n  pg: { url: 'postgres://h' }\n");
+        assert!(
+            e.contains("sources.pg.kind") && e.contains("postgres | mysql"),
+            "{e}"
+        );
+        let e = err("sources:\n  pg: { kind: 3, url: 'postgres://h' }\n");
+        assert!(e.contains("sources.pg.kind"), "{e}");
+        let e = err("sources:\n  pg: { kind: postgres, data_dir: /d, mode: logical }\n");
+        assert!(e.contains("sources.pg.url") && e.contains("pg_dump"), "{e}");
+        let e = err("targets:\n  t: { kind: mysql, url: 'mysql://h', data_dir: /d }\n");
+        assert!(e.contains("targets.t") && e.contains("not both"), "{e}");
+        let e = err("targets:\n  t: { kind: postgres, url: 'mysql://h' }\n");
+        assert!(
+            e.contains("targets.t.url") && e.contains("postgres://"),
+            "{e}"
+        );
+        let e = err("targets:\n  t: { kind: mysql, data_dir: 7, colour: red }\n");
+        assert!(e.contains("targets.t") && e.contains("colour"), "{e}");
+        let dump = "sources:\n  db: { kind: mysql, url: 'mysql://u@h', mode: dump }\n";
+        assert!(Config::parse(dump, "x").is_ok());
     }
 
     #[test]

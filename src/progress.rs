@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 /// Something that wants to know how far work has come.
 pub trait ProgressSink: Send + Sync + 'static {
+    /// Work named `what` begins; `total` bytes of it when that is known.
+    fn begin(&self, _what: &str, _total: Option<u64>) {}
     /// `bytes` more are done.
     fn advance(&self, bytes: u64);
+    /// The work is over (done or failed).
+    fn finish(&self) {}
 }
 
 /// A cheap, clonable handle on a [`ProgressSink`], or on nothing.
@@ -26,10 +30,24 @@ impl Progress {
         Self(Some(Arc::new(sink)))
     }
 
+    /// Work named `what` begins; `total` bytes of it when that is known.
+    pub fn begin(&self, what: &str, total: Option<u64>) {
+        if let Some(sink) = &self.0 {
+            sink.begin(what, total);
+        }
+    }
+
     /// `bytes` more are done.
     pub fn inc(&self, bytes: u64) {
         if let Some(sink) = &self.0 {
             sink.advance(bytes);
+        }
+    }
+
+    /// The work is over.
+    pub fn finish(&self) {
+        if let Some(sink) = &self.0 {
+            sink.finish();
         }
     }
 }

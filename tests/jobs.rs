@@ -62,12 +62,7 @@ async fn a_backup_job_of_a_source_the_config_lacks_is_a_usage_error_and_reports_
     let done = Arc::new(AtomicU64::new(0));
     let ctx = JobContext::new(local.open().await, Concurrency::default())
         .with_progress(Progress::new(Count(done.clone())));
-    let request = BackupRequest {
-        labels: Default::default(),
-        logical: false,
-        archive_timeout: jobs::DEFAULT_ARCHIVE_TIMEOUT,
-        now: chrono::Utc::now(),
-    };
+    let request = BackupRequest::default();
     let err = jobs::backup_source(
         &ctx,
         &Config::default(),

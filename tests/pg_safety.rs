@@ -297,7 +297,15 @@ async fn a_hole_in_the_archive_after_the_backup_exits_3_in_the_plan_and_in_verif
         assert_eq!(plan.code(), Some(3), "{}{}", plan.stdout(), plan.stderr());
         if json {
             let p: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
-            assert!(p["unreachable"].as_str().unwrap().contains(&victim), "{p}");
+            assert!(p["problem"].as_str().unwrap().contains(&victim), "{p}");
+            assert!(
+                p["detail"]["unreachable"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&victim),
+                "{p}"
+            );
+            assert_eq!(p["gaps"][0]["first"], victim.as_str(), "{p}");
         } else {
             assert!(
                 plan.stdout().contains("CANNOT RESTORE") && plan.stdout().contains(&victim),

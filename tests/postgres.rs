@@ -226,7 +226,12 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
         .success();
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
     assert_eq!(plan["backup"], summary["id"]);
-    assert!(plan["missing"].as_array().unwrap().is_empty(), "{plan}");
+    assert!(plan["gaps"].as_array().unwrap().is_empty(), "{plan}");
+    assert!(plan["problem"].is_null(), "{plan}");
+    assert!(
+        plan["detail"]["missing"].as_array().unwrap().is_empty(),
+        "{plan}"
+    );
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 
     // Restore to the time between t2 and t3: markers 1 and 2, not 3; pgbench consistent.

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
 use heirloom_backup::engine::process::ChildOutput;
-use heirloom_backup::jobs::{backup_source as backup_job, BackupRequest, JobContext};
+use heirloom_backup::jobs::{backup_source as backup_job, list as list_job, BackupRequest};
 use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
 use heirloom_backup::pipeline::restore::restore_file;
 use heirloom_backup::repo::manifest::BackupId;
@@ -213,14 +213,11 @@ async fn backup_source(
         )
         .into());
     }
-    let repo = ctx.open().await?;
-    let progress = ctx.progress("backup", None);
-    let job = JobContext::new(repo, ctx.concurrency).with_progress(progress.handle());
+    let (job, progress) = ctx.job(ctx.open().await?, "backup");
     let request = BackupRequest {
         labels: args.labels.iter().cloned().collect(),
         logical: args.logical,
         archive_timeout: args.archive_timeout,
-        now: Utc::now(),
     };
     let summary = backup_job(&job, &ctx.config, name, &request)
         .await
@@ -252,8 +249,8 @@ fn print_summary(summary: &BackupSummary, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
-    let repo = ctx.open().await?;
-    let manifests = repo.manifests(args.source.as_deref()).await?;
+    let job = heirloom_backup::jobs::JobContext::new(ctx.open().await?, ctx.concurrency);
+    let manifests = list_job(&job, args.source.as_ref()).await?;
     if args.json {
         let rows: Vec<_> = manifests
             .iter()
@@ -336,9 +333,9 @@ pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
             p.binlog_file,
             p.binlog_pos,
             if p.gtid_pos.is_empty() {
-                "-"
+                "-".to_owned()
             } else {
-                &p.gtid_pos
+                p.gtid_pos.to_string()
             }
         );
         outln!("databases {}", p.databases.join(", "));

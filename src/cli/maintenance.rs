@@ -1,9 +1,8 @@
 //! `verify` and `stats`.
 
 use clap::Args;
-use heirloom_backup::jobs::{verify as verify_job, JobContext};
+use heirloom_backup::jobs::{stats as stats_job, verify as verify_job, JobContext};
 use heirloom_backup::pipeline::verify::Subset;
-use heirloom_backup::repo::stats::stats as repo_stats;
 
 use super::{human_bytes, print_json, Context, Exit};
 
@@ -86,8 +85,8 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
 }
 
 pub async fn stats(ctx: &Context, args: &StatsArgs) -> anyhow::Result<Exit> {
-    let repo = ctx.open().await?;
-    let s = repo_stats(&repo).await?;
+    let job = JobContext::new(ctx.open().await?, ctx.concurrency);
+    let s = stats_job(&job).await?;
     if args.json {
         print_json(&s)?;
         return Ok(Exit::Ok);

@@ -14,12 +14,13 @@ macro_rules! outln {
 }
 
 mod backup;
+mod binlog;
 mod demo;
 mod maintenance;
-mod mysql;
-mod postgres;
 mod repository;
 mod restore;
+mod stream;
+mod wal;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use heirloom_backup::config::{self, Config, ConfigError, RepoSettings};
 use heirloom_backup::engine::mysql::MyError;
 use heirloom_backup::engine::postgres::PgError;
-use heirloom_backup::jobs::JobError;
+use heirloom_backup::engine::LogReport;
+use heirloom_backup::jobs::{JobContext, JobError};
 use heirloom_backup::pipeline::Concurrency;
 use heirloom_backup::progress::{Progress, ProgressSink};
 use heirloom_backup::repo::{RepoError, Repository};
@@ -104,15 +106,15 @@ enum Command {
     /// Remove one backup (its data stays until garbage collection)
     Forget(backup::ForgetArgs),
     /// Archive a WAL file (PostgreSQL's archive_command: `heirloom-backup wal-push %p`)
-    WalPush(postgres::WalPushArgs),
+    WalPush(wal::WalPushArgs),
     /// Fetch an archived WAL file (restore_command: `heirloom-backup wal-fetch %f %p`)
-    WalFetch(postgres::WalFetchArgs),
+    WalFetch(wal::WalFetchArgs),
     /// Stream a MySQL/MariaDB binlog (as a replica) or PostgreSQL WAL (over a slot) into the repository
-    Stream(mysql::StreamArgs),
+    Stream(stream::StreamArgs),
     /// Store the closed binlog files of a MySQL/MariaDB data directory (no replica connection)
-    BinlogPush(mysql::BinlogPushArgs),
+    BinlogPush(binlog::BinlogPushArgs),
     /// Write a stored binlog file back together, byte for byte
-    BinlogFetch(mysql::BinlogFetchArgs),
+    BinlogFetch(binlog::BinlogFetchArgs),
     /// Restore a source at an instant into a target
     Restore(restore::RestoreArgs),
     /// Check the repository's structure, and with --read-data every stored byte
@@ -246,23 +248,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Show(args) => backup::show(&ctx, args).await,
         Command::Cat(args) => backup::cat(&ctx, args).await,
         Command::Forget(args) => backup::forget(&ctx, args).await,
-        Command::WalPush(args) => postgres::push(&ctx, args).await,
-        Command::WalFetch(args) => postgres::fetch(&ctx, args).await,
-        Command::Stream(args) => mysql::run_stream(&ctx, args).await,
-        Command::BinlogPush(args) => mysql::run_binlog_push(&ctx, args).await,
-        Command::BinlogFetch(args) => mysql::run_binlog_fetch(&ctx, args).await,
-        Command::Restore(args) => {
-            let mysql = ctx
-                .config
-                .sources
-                .get(&args.source)
-                .is_some_and(|s| s.kind == config::EngineKind::Mysql);
-            if mysql {
-                mysql::run_restore(&ctx, args).await
-            } else {
-                postgres::run_restore(&ctx, args).await
-            }
-        }
+        Command::WalPush(args) => wal::push(&ctx, args).await,
+        Command::WalFetch(args) => wal::fetch(&ctx, args).await,
+        Command::Stream(args) => stream::run(&ctx, args).await,
+        Command::BinlogPush(args) => binlog::push(&ctx, args).await,
+        Command::BinlogFetch(args) => binlog::fetch(&ctx, args).await,
+        Command::Restore(args) => restore::run(&ctx, args).await,
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,
         Command::Demo(args) => demo::demo(&ctx, args).await,
@@ -337,6 +328,14 @@ impl Context {
         Bar(self.progress_bar(what, total))
     }
 
+    /// The context a library job runs in, on `repo`: its progress goes to a bar (on a terminal),
+    /// which a job that knows its total turns from a spinner into a bar.
+    fn job(&self, repo: Repository, what: &str) -> (JobContext, Bar) {
+        let bar = self.progress(what, None);
+        let job = JobContext::new(repo, self.concurrency).with_progress(bar.handle());
+        (job, bar)
+    }
+
     fn progress_bar(&self, what: &str, total: Option<u64>) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
@@ -375,8 +374,25 @@ impl Bar {
 struct BarSink(ProgressBar);
 
 impl ProgressSink for BarSink {
+    fn begin(&self, what: &str, total: Option<u64>) {
+        if let Some(total) = total {
+            self.0.set_length(total);
+            self.0.set_position(0);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                self.0.set_style(style);
+            }
+        }
+        self.0.set_message(what.to_owned());
+    }
+
     fn advance(&self, bytes: u64) {
         self.0.inc(bytes);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
     }
 }
 
@@ -402,6 +418,50 @@ fn init_logging(cli: &Cli) {
 /// Prints `value` as pretty JSON on stdout.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// What `stream`, `binlog-push` and `wal-push` stored; the text names where the log ends when it
+/// is known.
+fn print_log_report(source: &str, report: &LogReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut value = serde_json::json!({
+            "source": source,
+            "log": report.log,
+            "segments": report.segments,
+            "snapshots": report.snapshots,
+            "bytes": report.bytes,
+            "transactions": report.transactions,
+            "end": report.end,
+        });
+        if let (Some(map), serde_json::Value::Object(detail)) =
+            (value.as_object_mut(), &report.detail)
+        {
+            for (k, v) in detail {
+                map.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        return print_json(&value);
+    }
+    match report.log {
+        "WAL" => outln!(
+            "stored {} complete segments and {} snapshots of the segment being written",
+            report.segments,
+            report.snapshots
+        ),
+        _ => outln!(
+            "stored {} segments, {} of {}, {} transactions{}",
+            report.segments,
+            human_bytes(report.bytes),
+            report.log,
+            report.transactions.unwrap_or(0),
+            report
+                .end
+                .as_ref()
+                .map(|e| format!(", chain ends at {e}"))
+                .unwrap_or_default()
+        ),
+    }
     Ok(())
 }
 

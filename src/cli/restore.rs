@@ -1,14 +1,23 @@
-//! `restore`'s arguments and how they read times: one set for every engine.
+//! `restore SOURCE --to TARGET --time T`: one set of arguments for every engine; the library
+//! resolves the target, plans, and restores, and this prints the plan and what was done.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
 use clap::Args;
+use heirloom_backup::config::KeySpec;
+use heirloom_backup::jobs::{plan_restore, RestoreOptions};
 use heirloom_backup::repo::source::SourceName;
+use heirloom_backup::restore::point::{parse_tz, PointWords};
+use heirloom_backup::restore::summary::PlanSummary;
+
+use super::{human_bytes, print_json, Context, Exit, UsageError};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The source to restore
     pub source: SourceName,
-    /// A target from the config, or a data directory path
+    /// A target from the config, a postgres:// or mysql:// URL, or a data directory path
     #[arg(long = "to", value_name = "TARGET")]
     pub to: String,
     /// Recover to this instant: RFC 3339 (2026-11-20T14:03:00Z), or `YYYY-MM-DD HH:MM[:SS]` in --tz
@@ -51,39 +60,146 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-/// Reads `2026-11-20T14:03:00Z` or `2026-11-20T14:03:00+02:00` (RFC 3339), or a time without a zone
-/// (`2026-11-20 14:03[:00[.5]]`) in the zone `tz` names (UTC, Europe/Berlin, ...).
-pub fn parse_time(text: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
-    use chrono::TimeZone;
-    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
-        return Ok(t.to_utc());
+pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
+    let point = PointWords {
+        time: args.time.as_deref(),
+        zone: Some(args.tz),
+        latest: args.latest,
+        lsn: args.lsn.as_deref(),
+        gtid: args.gtid.as_deref(),
+        name: args.name.as_deref(),
+        backup: args.backup.as_deref(),
     }
-    for format in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S%.f",
-    ] {
-        if let Ok(naive) = NaiveDateTime::parse_from_str(text.trim(), format) {
-            return match tz.from_local_datetime(&naive) {
-                chrono::LocalResult::Single(t) => Ok(t.to_utc()),
-                chrono::LocalResult::Ambiguous(a, b) => Err(format!(
-                    "{text:?} happens twice in {tz} (clocks went back): say which with an offset, {} or {}",
-                    a.fixed_offset().to_rfc3339(),
-                    b.fixed_offset().to_rfc3339()
-                )),
-                chrono::LocalResult::None => Err(format!("{text:?} does not exist in {tz} (clocks went forward)")),
-            };
-        }
+    .point()
+    .map_err(UsageError)?;
+    let options = RestoreOptions {
+        force: args.force,
+        port: args.port,
+        start: args.start,
+        start_timeout: args.start_timeout,
+        // Built only when the restore needs it: a dry run or a MySQL restore needs no key file.
+        restore_command: restore_command(ctx, &args.source).ok(),
+        source_url: None,
+    };
+    let (job, bar) = ctx.job(ctx.open().await?, "restore");
+    let planned = plan_restore(&job, &ctx.config, &args.source, &args.to, &point, &options)
+        .await
+        .with_context(|| format!("planning the restore of {}", args.source))?;
+    let summary = planned.summary().clone();
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        print_plan(&summary)?;
     }
-    Err(format!(
-        "{text:?} is not a time: use RFC 3339 (2026-11-20T14:03:00Z) or 2026-11-20 14:03:00 (read in --tz, UTC by default)"
-    ))
+    if args.dry_run {
+        bar.finish_and_clear();
+        return Ok(if summary.is_complete() {
+            Exit::Ok
+        } else {
+            Exit::Integrity
+        });
+    }
+    if summary.is_complete() && options.restore_command.is_none() && summary.engine == "postgres" {
+        // Say why the restore_command could not be made, before anything is written.
+        restore_command(ctx, &args.source)?;
+    }
+    let report = planned
+        .run(&job)
+        .await
+        .with_context(|| format!("restoring {} into {}", args.source, summary.into))?;
+    bar.finish_and_clear();
+    if !args.json {
+        outln!("{}", report.done);
+    }
+    Ok(Exit::Ok)
 }
 
-pub fn parse_tz(text: &str) -> Result<chrono_tz::Tz, String> {
-    text.parse().map_err(|_| {
-        format!("{text:?} is not a time zone: use an IANA name such as UTC or Europe/Berlin")
+/// The plan, in words: what `--dry-run` shows.
+fn print_plan(plan: &PlanSummary) -> anyhow::Result<()> {
+    outln!("source          {} ({})", plan.source, plan.engine);
+    outln!("point           {}", plan.point);
+    outln!("into            {}", plan.into);
+    outln!("method          {}", plan.method);
+    outln!(
+        "backup          {} (consistent at {})",
+        plan.backup,
+        plan.backup_consistent_at.to_rfc3339()
+    );
+    match &plan.log {
+        Some(log) => outln!(
+            "{:<15} {} .. {} ({} segments)",
+            log.log,
+            log.first,
+            log.last,
+            log.objects
+        ),
+        None => outln!("log             none replayed"),
+    }
+    for crossing in &plan.crossings {
+        outln!("crosses         {crossing}");
+    }
+    for gap in &plan.gaps {
+        let label = if gap.blocking {
+            format!("MISSING {}", gap.log)
+        } else {
+            format!("GAP {}", gap.log)
+        };
+        if gap.first == gap.last {
+            outln!("{label:<15} {}: {}", gap.first, gap.why);
+        } else {
+            outln!("{label:<15} {} .. {}: {}", gap.first, gap.last, gap.why);
+        }
+    }
+    if let Some(why) = &plan.problem {
+        outln!("CANNOT RESTORE  {why}");
+    }
+    outln!(
+        "to fetch        {} of backup, {} of log",
+        human_bytes(plan.backup_bytes),
+        human_bytes(plan.log_bytes)
+    );
+    Ok(())
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()?.join(path)
     })
+}
+
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The restore_command a restored PostgreSQL cluster runs: this binary, reaching this repository.
+fn restore_command(ctx: &Context, source: &str) -> anyhow::Result<String> {
+    let settings = ctx.settings()?;
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let mut cmd = vec![sh_quote(&exe.to_string_lossy()), "-q".to_owned()];
+    if let Some(config) = &ctx.config_path {
+        cmd.push(format!(
+            "--config {}",
+            sh_quote(&absolute(config)?.to_string_lossy())
+        ));
+    }
+    let url = if settings.url.contains("://") {
+        settings.url.clone()
+    } else {
+        absolute(Path::new(&settings.url))?
+            .to_string_lossy()
+            .into_owned()
+    };
+    cmd.push(format!("--repo {}", sh_quote(&url)));
+    match &settings.key {
+        KeySpec::File(p) => cmd.push(format!("--key-file {}", sh_quote(&absolute(p)?.to_string_lossy()))),
+        _ => bail!(UsageError(
+            "a PostgreSQL restore needs a key file (--key-file, HEIRLOOM_KEY_FILE or repository.key_file): the restored server's restore_command cannot see HEIRLOOM_PASSPHRASE".into()
+        )),
+    }
+    cmd.push(format!("wal-fetch --source {} %f %p", sh_quote(source)));
+    Ok(cmd.join(" "))
 }
 
 #[cfg(test)]
@@ -91,38 +207,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_parse() {
-        let utc = chrono_tz::UTC;
-        let t = parse_time("2026-11-20T14:03:00Z", utc).unwrap();
-        assert_eq!(t.to_rfc3339(), "2026-11-20T14:03:00+00:00");
-        assert_eq!(parse_time("2026-11-20T16:03:00+02:00", utc).unwrap(), t);
-        assert_eq!(parse_time("2026-11-20 14:03", utc).unwrap(), t);
-        assert_eq!(parse_time("2026-11-20 14:03:00", utc).unwrap(), t);
-        assert!(parse_time("yesterday", utc).is_err());
-    }
-
-    #[test]
-    fn times_without_a_zone_are_read_in_tz() {
-        let berlin = parse_tz("Europe/Berlin").unwrap();
-        // Winter: UTC+1.
-        assert_eq!(
-            parse_time("2026-11-20 15:03", berlin).unwrap().to_rfc3339(),
-            "2026-11-20T14:03:00+00:00"
-        );
-        // An explicit offset wins over --tz.
-        assert_eq!(
-            parse_time("2026-11-20T14:03:00Z", berlin)
-                .unwrap()
-                .to_rfc3339(),
-            "2026-11-20T14:03:00+00:00"
-        );
-        // 02:30 on the last Sunday of March does not exist there; on the last of October it happens twice.
-        assert!(parse_time("2026-03-29 02:30", berlin)
-            .unwrap_err()
-            .contains("does not exist"));
-        assert!(parse_time("2026-10-25 02:30", berlin)
-            .unwrap_err()
-            .contains("twice"));
-        assert!(parse_tz("Mars/Olympus").is_err());
+    fn quoting_survives_quotes() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
     }
 }

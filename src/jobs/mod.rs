@@ -1,81 +1,72 @@
-//! The library's entry points: back up or stream a named source, verify; called alike by the command
-//! line and, next, by the agent. A job takes one [`JobContext`] (the open repository, how much to do
-//! at once, where progress goes) and the config; it chooses the engine and the mode, and the caller
-//! only prints or records what it returns.
+//! The library's entry points: back up, stream or push the log of a named source, restore it,
+//! verify the repository, list what it holds; called alike by the command line and the agent.
+//! A job takes one [`JobContext`] (the open repository, how much to do at once, where progress
+//! goes, the clock, the shutdown signal) and the config; it opens the source's engine, and the
+//! caller only prints or records what it returns.
 
 mod backup;
+mod catalog;
+mod push;
+mod restore;
 mod stream;
 mod verify;
 
-use std::time::Duration;
-
-use crate::engine::mysql::MyError;
-use crate::engine::postgres::PgError;
-use crate::pipeline::Concurrency;
-use crate::progress::Progress;
-use crate::repo::{RepoError, Repository};
-
-pub use backup::{backup_source, BackupRequest};
-pub use stream::{stream_source, StreamOutcome, StreamRequest};
+pub use crate::context::{Clock, JobContext, JobError, Shutdown, ShutdownTrigger};
+pub use crate::engine::{
+    BackupRequest, LogReport, PushRequest, RestoreOptions, RestoreReport, StreamRequest,
+    DEFAULT_ARCHIVE_TIMEOUT,
+};
+pub use backup::backup_source;
+pub use catalog::{list, stats};
+pub use push::push_log;
+pub use restore::{plan_restore, restore};
+pub use stream::stream_source;
 pub use verify::verify;
 
-/// What every job needs.
-#[derive(Clone)]
-pub struct JobContext {
-    pub repo: Repository,
-    pub concurrency: Concurrency,
-    pub progress: Progress,
+use crate::config::Config;
+use crate::engine::{self, Source};
+use crate::repo::source::SourceName;
+
+/// Opens the source `name` the config describes.
+fn configured(config: &Config, name: &SourceName) -> Result<Box<dyn Source>, JobError> {
+    let source = config.sources.get(name).ok_or_else(|| {
+        JobError::Usage(format!("source {name:?} is not in the config's sources"))
+    })?;
+    Ok(engine::open(name, source))
 }
 
-impl JobContext {
-    pub fn new(repo: Repository, concurrency: Concurrency) -> Self {
-        Self {
-            repo,
-            concurrency,
-            progress: Progress::none(),
+/// Opens the source `name`: as the config describes it, else as an `engine` source (when the
+/// caller knows which), else by the backups the repository holds of it.
+async fn described(
+    ctx: &JobContext,
+    config: &Config,
+    name: &SourceName,
+    engine: Option<&str>,
+) -> Result<Box<dyn Source>, JobError> {
+    if let Some(source) = config.sources.get(name) {
+        let opened = engine::open(name, source);
+        if let Some(wanted) = engine.filter(|e| *e != opened.engine()) {
+            return Err(JobError::Usage(format!(
+                "source {name} is a {} source in the config, not a {wanted} one",
+                opened.engine()
+            )));
         }
+        return Ok(opened);
     }
-
-    /// The same context, reporting progress to `progress`.
-    pub fn with_progress(mut self, progress: Progress) -> Self {
-        self.progress = progress;
-        self
+    if let Some(engine) = engine {
+        return engine::open_unconfigured(engine, name)
+            .ok_or_else(|| JobError::Usage(format!("no engine is called {engine}")));
     }
+    let manifests = ctx.repo.manifests(Some(name)).await?;
+    crate::repo::manifest::newest(
+        manifests
+            .iter()
+            .filter(|m| m.kind != crate::repo::manifest::BackupKind::Stream),
+    )
+    .and_then(|m| engine::open_by_kind(name, m.kind))
+    .ok_or_else(|| {
+        JobError::Usage(format!(
+            "source {name} is not in the config, and the repository holds no database backup of it"
+        ))
+    })
 }
-
-/// Why a job failed.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Repo(#[from] RepoError),
-    #[error(transparent)]
-    Postgres(#[from] PgError),
-    #[error(transparent)]
-    Mysql(#[from] MyError),
-    /// The job was asked for something the config or the request does not allow (exit code 2).
-    #[error("{0}")]
-    Usage(String),
-}
-
-impl JobError {
-    /// True when stored data is damaged or missing (exit code 3).
-    pub fn is_integrity(&self) -> bool {
-        match self {
-            JobError::Repo(e) => e.is_integrity(),
-            JobError::Postgres(e) => e.is_integrity(),
-            JobError::Mysql(e) => e.is_integrity(),
-            JobError::Usage(_) => false,
-        }
-    }
-
-    /// True for a misuse rather than a failure (exit code 2).
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            JobError::Usage(_) | JobError::Repo(RepoError::Invalid(_))
-        )
-    }
-}
-
-/// The PostgreSQL archive's default wait for a backup's last WAL segment, as pgBackRest's.
-pub const DEFAULT_ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::ChunkId;
 use super::source::SourceName;
+use crate::position::{GtidPos, Lsn};
 
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -153,8 +154,8 @@ pub struct PostgresPoint {
     pub segment_size: u64,
     pub timeline: u32,
     /// LSNs as PostgreSQL prints them (`0/3000028`).
-    pub start_lsn: String,
-    pub stop_lsn: String,
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
     /// The first WAL segment recovery needs and the one holding the stop LSN.
     pub start_wal: String,
     pub stop_wal: String,
@@ -177,8 +178,8 @@ pub struct MysqlPoint {
     pub binlog_file: String,
     pub binlog_pos: u64,
     /// MariaDB's GTID position of the snapshot (`0-1-42,...`; empty before any transaction).
-    #[serde(default)]
-    pub gtid_pos: String,
+    #[serde(default, with = "crate::position::gtid_text")]
+    pub gtid_pos: GtidPos,
     /// A time no earlier than the snapshot: the dump holds nothing committed after it.
     pub consistent_at: DateTime<Utc>,
     /// The databases dumped.

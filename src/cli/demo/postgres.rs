@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 use chrono::{DateTime, Utc};
-use heirloom_backup::engine::postgres::basebackup::{base_backup, BaseBackupRequest};
-use heirloom_backup::engine::postgres::restore::{plan_restore, restore, RestoreRequest, Target};
+use heirloom_backup::config::{Config, SourceConfig};
+use heirloom_backup::engine::postgres;
 use heirloom_backup::engine::postgres::server::{pg_program, running_as_root};
+use heirloom_backup::jobs::{self, BackupRequest, JobContext, RestoreOptions};
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::repo::RepoError;
+use heirloom_backup::restore::point::{Instant as PointInTime, RestorePoint};
 use tokio_postgres::NoTls;
 
 use super::super::{Context, Exit};
@@ -207,22 +209,20 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         source.port
     );
 
+    // The source as heirloom.yaml would describe it, backed up and restored through the same
+    // library jobs the command line and the agent call.
     let notes: SourceName = "notes".parse().map_err(RepoError::Invalid)?;
-    let request = BaseBackupRequest {
-        source: &notes,
-        conninfo: &source.url(),
-        data_dir: Some(&data),
-        labels: Default::default(),
-        concurrency: ctx.concurrency,
-        archive_timeout: std::time::Duration::from_secs(60),
-    };
-    let summary = base_backup(
-        &repo,
-        &request,
-        heirloom_backup::progress::Progress::none(),
-        Utc::now(),
-    )
-    .await?;
+    let mut config = Config::default();
+    config.sources.insert(
+        notes.clone(),
+        SourceConfig::Postgres(postgres::SourceConfig {
+            url: Some(source.url()),
+            data_dir: Some(data.clone()),
+            mode: None,
+        }),
+    );
+    let job = JobContext::new(repo.clone(), ctx.concurrency);
+    let summary = jobs::backup_source(&job, &config, &notes, &BackupRequest::default()).await?;
     outln!(
         "3. base backup {} while the server runs: {} in {} chunks",
         summary.id,
@@ -288,28 +288,21 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
     let restored_dir = dir.join("restored");
     std::fs::create_dir_all(&restored_dir)?;
     chown_tree(&restored_dir, owner)?;
-    let (plan, manifest) = plan_restore(&repo, "notes", &Target::Time(target)).await?;
     let restore_command = format!(
         "{} -q --repo file://{} --key-file {} wal-fetch --source notes %f %p",
         exe.display(),
         repo_dir.display(),
         key_path.display()
     );
-    let request = RestoreRequest {
-        target_dir: &restored_dir,
-        restore_command,
-        force: false,
-        port: None,
-        concurrency: ctx.concurrency,
+    let options = RestoreOptions {
+        restore_command: Some(restore_command),
+        ..RestoreOptions::default()
     };
-    restore(
-        &repo,
-        &plan,
-        &manifest,
-        &request,
-        heirloom_backup::progress::Progress::none(),
-    )
-    .await?;
+    let to = restored_dir.to_string_lossy();
+    let point = RestorePoint::Time(PointInTime::utc(target));
+    let planned = jobs::plan_restore(&job, &config, &notes, &to, &point, &options).await?;
+    let plan = planned.summary().clone();
+    planned.run(&job).await?;
     let mut copy = Server {
         data: restored_dir.clone(),
         port: free_port()?,
@@ -349,8 +342,10 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
     drop(client);
     copy.stop();
     outln!(
-        "5. restored to {} and started it: {all} notes, {before} of the 5 written before the instant, {after} of the 5 after",
-        target.format("%H:%M:%S%.3f")
+        "5. restored to {} from backup {} and {} WAL segments, and started it: {all} notes, {before} of the 5 written before the instant, {after} of the 5 after",
+        target.format("%H:%M:%S%.3f"),
+        plan.backup,
+        plan.log.as_ref().map_or(0, |l| l.objects)
     );
     ensure!(
         before == 5 && after == 0 && all == 5005,

@@ -5,12 +5,6 @@
 //! (timestamp, type, server id, size, end position, flags); with `binlog_checksum=CRC32` its last 4
 //! bytes are a CRC-32 of the rest.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-
 pub const MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
 pub const HEADER_LEN: usize = 19;
 
@@ -68,103 +62,7 @@ impl EventHeader {
     }
 }
 
-/// A MariaDB GTID: domain, server id, sequence number (`0-1-42`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Gtid {
-    pub domain: u32,
-    pub server_id: u32,
-    pub seq: u64,
-}
-
-impl fmt::Display for Gtid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}-{}", self.domain, self.server_id, self.seq)
-    }
-}
-
-impl FromStr for Gtid {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a GTID (domain-server-sequence, e.g. 0-1-42)");
-        let mut parts = s.trim().splitn(3, '-');
-        let mut next = || parts.next().ok_or_else(bad);
-        let domain = next()?.parse().map_err(|_| bad())?;
-        let server_id = next()?.parse().map_err(|_| bad())?;
-        let seq = next()?.parse().map_err(|_| bad())?;
-        Ok(Self {
-            domain,
-            server_id,
-            seq,
-        })
-    }
-}
-
-impl Serialize for Gtid {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Gtid {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// The last GTID of each replication domain: MariaDB's `gtid_binlog_pos`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct GtidPos(pub BTreeMap<u32, Gtid>);
-
-impl GtidPos {
-    /// Parses `0-1-42,1-2-7` (empty text: no transactions yet).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut pos = Self::default();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let gtid: Gtid = part.parse()?;
-            if pos.0.insert(gtid.domain, gtid).is_some() {
-                return Err(format!("{text:?} names domain {} twice", gtid.domain));
-            }
-        }
-        Ok(pos)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn apply(&mut self, gtid: Gtid) {
-        self.0.insert(gtid.domain, gtid);
-    }
-
-    /// Whether every transaction of `other` is also in `self` (per domain, by sequence number;
-    /// with `gtid_strict_mode` sequence numbers only grow within a domain).
-    pub fn contains(&self, other: &GtidPos) -> bool {
-        other
-            .0
-            .iter()
-            .all(|(d, g)| self.0.get(d).is_some_and(|mine| mine.seq >= g.seq))
-    }
-
-    pub fn contains_gtid(&self, gtid: &Gtid) -> bool {
-        self.0.get(&gtid.domain).is_some_and(|g| g.seq >= gtid.seq)
-    }
-}
-
-impl fmt::Display for GtidPos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for gtid in self.0.values() {
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            write!(f, "{gtid}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::position::{Gtid, GtidPos};
 
 /// One event, borrowed from the bytes it was read from.
 #[derive(Debug, Clone, Copy)]
@@ -533,28 +431,6 @@ pub(crate) mod tests {
         b.extend_from_slice(&domain.to_le_bytes());
         b.push(u8::from(standalone));
         b
-    }
-
-    #[test]
-    fn gtids_parse_and_print() {
-        let g: Gtid = "0-1-42".parse().unwrap();
-        assert_eq!(
-            g,
-            Gtid {
-                domain: 0,
-                server_id: 1,
-                seq: 42
-            }
-        );
-        assert_eq!(g.to_string(), "0-1-42");
-        assert!("0-1".parse::<Gtid>().is_err());
-        let pos = GtidPos::parse("0-1-42, 1-2-7").unwrap();
-        assert_eq!(pos.to_string(), "0-1-42,1-2-7");
-        assert!(GtidPos::parse("").unwrap().is_empty());
-        assert!(GtidPos::parse("0-1-1,0-2-2").is_err());
-        assert!(pos.contains(&GtidPos::parse("0-9-40").unwrap()));
-        assert!(!pos.contains(&GtidPos::parse("0-9-43").unwrap()));
-        assert!(!pos.contains(&GtidPos::parse("2-1-1").unwrap()));
     }
 
     #[test]

@@ -193,9 +193,9 @@ pub async fn dump_backup(
                     url.display()
                 ))
             })?;
-            GtidPos::parse(&text).map_err(MyError::Invalid)?.to_string()
+            GtidPos::parse(&text).map_err(MyError::Invalid)?
         } else {
-            String::new()
+            GtidPos::default()
         };
         let mut manifest = repo.new_manifest(source, BackupKind::MysqlDump, labels, now);
         manifest.mysql = Some(MysqlPoint {

@@ -71,3 +71,22 @@ impl MyError {
         }
     }
 }
+
+impl crate::context::EngineFailure for MyError {
+    fn is_integrity(&self) -> bool {
+        MyError::is_integrity(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl From<MyError> for crate::context::JobError {
+    fn from(e: MyError) -> Self {
+        match e {
+            MyError::Repo(e) => crate::context::JobError::Repo(e),
+            e => crate::context::JobError::Engine(Box::new(e)),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod binlog;
 mod chain;
+mod config;
 pub mod dump;
 mod error;
 mod fill;
@@ -12,6 +13,10 @@ pub mod push;
 pub mod restore;
 pub mod segment;
 pub mod server;
+mod source;
 pub mod stream;
 
+pub use chain::StreamReport;
+pub use config::{Mode, SourceConfig, TargetConfig, NAME, SCHEMES};
 pub use error::MyError;
+pub use source::{open, owns};

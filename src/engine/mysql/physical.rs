@@ -119,7 +119,7 @@ pub async fn physical_backup(
                 url.display()
             ))
         })?;
-        let gtid_pos = GtidPos::parse(&gtid).map_err(MyError::Invalid)?.to_string();
+        let gtid_pos = GtidPos::parse(&gtid).map_err(MyError::Invalid)?;
         let consistent_at = seen_at
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -190,7 +190,7 @@ pub async fn physical_restore(
     if !plan.is_complete() {
         return Err(MyError::Gap {
             source_name: plan.source.clone(),
-            why: plan.gaps.join("; "),
+            why: plan.problem().unwrap_or_default(),
         });
     }
     let empty = is_empty_dir(dir).map_err(|e| MyError::io(dir.display(), e))?;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tracing::info;
 
 use super::binlog::{Boundary, Events, GroupTracker, Gtid, FLAG_IN_USE, MAGIC};
-use super::plan::{MyPlan, MyTarget};
+use super::plan::MyPlan;
 use super::segment::read_segment;
 use super::server::{client_program, MysqlUrl};
 use super::MyError;
@@ -23,6 +23,7 @@ use crate::engine::process::{feed_file, WaitStderr};
 use crate::pipeline::Concurrency;
 use crate::repo::manifest::Manifest;
 use crate::repo::Repository;
+use crate::restore::point::RestorePoint;
 
 /// Where to send the restore.
 pub struct MyRestoreRequest<'a> {
@@ -54,7 +55,7 @@ pub async fn restore(
     if !plan.is_complete() {
         return Err(MyError::Gap {
             source_name: plan.source.clone(),
-            why: plan.gaps.join("; "),
+            why: plan.problem().unwrap_or_default(),
         });
     }
     // Every segment is read and checked before the target is touched.
@@ -189,12 +190,9 @@ pub(super) async fn assemble(
         largest_transaction: 0,
         superseded: 0,
     };
-    let stop_second = match &plan.target {
-        MyTarget::Time(t) => Some(t.timestamp()),
-        _ => None,
-    };
+    let stop_second = plan.point.time().map(|t| t.timestamp());
     let mut out: Option<(std::fs::File, (u32, String, u32))> = None;
-    let mut applied = plan.start_gtid.clone();
+    let mut applied = plan.start_gtid().clone();
     let mut done = false;
     for (index, name) in plan.segments.iter().enumerate() {
         if done {
@@ -256,6 +254,13 @@ pub(super) async fn assemble(
             if done_before {
                 continue;
             }
+            // The point reached already (a GTID the dump or the replay so far holds).
+            if let RestorePoint::Gtid(target) = &plan.point {
+                if applied.contains_gtid(target) {
+                    done = true;
+                    break;
+                }
+            }
             // Not in the history after a later failover in the range.
             if let (Some(g), Some(cap)) = (gtid, &cap) {
                 if !cap.contains_gtid(&g) {
@@ -299,7 +304,7 @@ pub(super) async fn assemble(
                 report.last_gtid = Some(g.to_string());
             }
             report.last_event_time = Utc.timestamp_opt(i64::from(time), 0).single();
-            if let MyTarget::Gtid(target) = &plan.target {
+            if let RestorePoint::Gtid(target) = &plan.point {
                 if gtid == Some(*target) || applied.contains_gtid(target) {
                     done = true;
                     break;

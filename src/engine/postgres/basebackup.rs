@@ -143,8 +143,7 @@ pub async fn base_backup(
             tablespace_map,
         } = taken;
         let (timeline, start_wal) = parse_label(&backup_label)?;
-        let stop: Lsn = stop_lsn.parse().map_err(PgError::Invalid)?;
-        let stop_segment = WalFileName::segment_of(timeline, stop, segment_size as u64);
+        let stop_segment = WalFileName::segment_of(timeline, stop_lsn, segment_size as u64);
         let stop_wal = stop_segment.to_string();
         info!(%stop_lsn, files = stored.files.len(), "backup stopped");
         // Local or streamed, a backup is restorable only with the WAL it ends in.
@@ -254,8 +253,8 @@ async fn previous_backup(
 struct Taken {
     stored: StoredFiles,
     directories: Vec<String>,
-    start_lsn: String,
-    stop_lsn: String,
+    start_lsn: Lsn,
+    stop_lsn: Lsn,
     backup_label: String,
     tablespace_map: Option<String>,
 }
@@ -279,11 +278,13 @@ async fn local_copy(
     } else {
         "SELECT pg_start_backup($1, true, false)::text"
     };
-    let start_lsn: String = client
+    let start_lsn: Lsn = client
         .query_one(start_sql, &[&label])
         .await
         .map_err(&err)?
-        .get(0);
+        .get::<_, String>(0)
+        .parse()
+        .map_err(PgError::Invalid)?;
     info!(%start_lsn, "backup started");
     let dir = data_dir.to_owned();
     let DataDirListing { directories, files } = tokio::task::spawn_blocking(move || walk(&dir))
@@ -315,7 +316,7 @@ async fn local_copy(
         stored,
         directories,
         start_lsn,
-        stop_lsn: row.get(0),
+        stop_lsn: row.get::<_, String>(0).parse().map_err(PgError::Invalid)?,
         backup_label: row.get(1),
         tablespace_map: row.get(2),
     })
@@ -451,7 +452,7 @@ async fn remote_copy(
         .lines()
         .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
         .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_owned)
+        .and_then(|lsn| lsn.parse::<Lsn>().ok())
         .ok_or_else(|| {
             PgError::Invalid(format!(
                 "no start location in backup_label:\n{backup_label}"
@@ -461,7 +462,7 @@ async fn remote_copy(
         .stderr
         .lines()
         .find_map(|l| l.split("write-ahead log end point: ").nth(1))
-        .map(|s| s.trim().to_owned())
+        .and_then(|lsn| lsn.parse::<Lsn>().ok())
         .ok_or_else(|| {
             PgError::Invalid(format!(
                 "pg_basebackup did not report its end point:\n{}",

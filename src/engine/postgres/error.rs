@@ -66,3 +66,22 @@ impl PgError {
         }
     }
 }
+
+impl crate::context::EngineFailure for PgError {
+    fn is_integrity(&self) -> bool {
+        PgError::is_integrity(self)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl From<PgError> for crate::context::JobError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Repo(e) => crate::context::JobError::Repo(e),
+            e => crate::context::JobError::Engine(Box::new(e)),
+        }
+    }
+}

@@ -1,44 +1,9 @@
-//! LSNs and WAL file names, parsed once at the edge.
+//! WAL file names, parsed once at the edge (LSNs are `crate::position::Lsn`).
 
 use std::fmt;
 use std::str::FromStr;
 
-/// A WAL position, printed as PostgreSQL does: `16/B374D848`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Lsn(pub u64);
-
-impl Lsn {
-    /// Checks that `text` is an LSN (`0/3000028`), naming it when it is not.
-    pub fn from_str_checked(text: &str) -> Result<Self, String> {
-        text.trim().parse()
-    }
-}
-
-impl FromStr for Lsn {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (hi, lo) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not an LSN such as 0/3000028"))?;
-        let hi = u32::from_str_radix(hi, 16).map_err(|_| format!("{s:?} is not an LSN"))?;
-        let lo = u32::from_str_radix(lo, 16).map_err(|_| format!("{s:?} is not an LSN"))?;
-        Ok(Lsn((u64::from(hi) << 32) | u64::from(lo)))
-    }
-}
-
-/// As PostgreSQL prints it (`"0/3000028"`), in plans and JSON.
-impl serde::Serialize for Lsn {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
-    }
-}
+pub use crate::position::Lsn;
 
 /// The files PostgreSQL archives, by name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -133,6 +98,29 @@ impl WalFileName {
         })
     }
 
+    /// The segment's number counted from the start of WAL (`log * segments per log + seg`).
+    pub fn segment_number(&self, segment_size: u64) -> Option<u64> {
+        let WalFileName::Segment { log, seg, .. } = *self else {
+            return None;
+        };
+        Some(u64::from(log) * (0x1_0000_0000u64 / segment_size) + u64::from(seg))
+    }
+
+    /// The segment numbered `number` on `timeline`.
+    pub fn segment(timeline: u32, number: u64, segment_size: u64) -> WalFileName {
+        WalFileName::segment_of(timeline, Lsn(number * segment_size), segment_size)
+    }
+
+    /// The timeline of a segment or history file.
+    pub fn timeline(&self) -> Option<u32> {
+        match *self {
+            WalFileName::Segment { timeline, .. } | WalFileName::History { timeline } => {
+                Some(timeline)
+            }
+            _ => None,
+        }
+    }
+
     /// The segment holding `lsn` on `timeline`.
     pub fn segment_of(timeline: u32, lsn: Lsn, segment_size: u64) -> WalFileName {
         let number = lsn.0 / segment_size;
@@ -148,14 +136,6 @@ impl WalFileName {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lsns_round_trip() {
-        let l: Lsn = "16/B374D848".parse().unwrap();
-        assert_eq!(l.0, 0x16_B374_D848);
-        assert_eq!(l.to_string(), "16/B374D848");
-        assert!("16-B3".parse::<Lsn>().is_err());
-    }
 
     #[test]
     fn wal_names_parse_and_advance() {
@@ -186,5 +166,16 @@ mod tests {
             .is_ok());
         assert!("../etc/passwd".parse::<WalFileName>().is_err());
         assert!("00000001000000000000000G".parse::<WalFileName>().is_err());
+    }
+
+    #[test]
+    fn segment_numbers_count_across_log_files() {
+        let size = 16 << 20;
+        let n: WalFileName = "0000000200000001000000FF".parse().unwrap();
+        assert_eq!(n.segment_number(size), Some(0x1FF));
+        assert_eq!(n.timeline(), Some(2));
+        let next = WalFileName::segment(2, 0x200, size);
+        assert_eq!(next.to_string(), "000000020000000200000000");
+        assert_eq!(n.next_segment(size), Some(next));
     }
 }

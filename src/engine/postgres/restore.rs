@@ -1,279 +1,21 @@
-//! Point-in-time restore into a data directory: the plan (which base backup, which WAL), then the
-//! files laid down, verified, and the recovery settings that make PostgreSQL replay to the target.
+//! Point-in-time restore into a data directory: a plan's backup laid down, verified, and the
+//! recovery settings that make PostgreSQL replay to the plan's point (`plan.rs` decides it).
 
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::progress::Progress;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tracing::info;
 
-use super::names::{Lsn, WalFileName};
-use super::wal::archived_with_sizes;
+use super::plan::RestorePlan;
 use super::PgError;
 use crate::pipeline::restore::{restore_files, FileSink};
 use crate::pipeline::Concurrency;
-use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest};
+use crate::progress::Progress;
+use crate::repo::manifest::{FileEntry, Manifest};
 use crate::repo::Repository;
-
-/// Where recovery should stop.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
-pub enum Target {
-    /// Replay every archived WAL file.
-    Latest,
-    /// Stop just after the last transaction committed at or before this instant.
-    Time(DateTime<Utc>),
-    /// Restore this backup, replaying only what makes it consistent.
-    Backup(BackupId),
-    /// Stop just after this WAL location (`0/3000028`).
-    Lsn(Lsn),
-    /// Stop at the restore point made with `pg_create_restore_point(name)`.
-    Name(String),
-}
-
-/// What a restore will do: `--dry-run` prints this.
-#[derive(Debug, Clone, Serialize)]
-pub struct RestorePlan {
-    pub source: String,
-    pub target: Target,
-    pub backup: BackupId,
-    pub backup_consistent_at: DateTime<Utc>,
-    pub timeline: u32,
-    /// The first WAL file recovery needs, and the one that makes the backup consistent.
-    pub wal_start: String,
-    pub wal_consistent: String,
-    /// The last WAL file of an unbroken run from `wal_start` on the backup's timeline.
-    pub wal_last: Option<String>,
-    /// WAL files the backup cannot do without that are not in the archive.
-    pub missing: Vec<String>,
-    /// Archived WAL exists past this missing file, but recovery cannot reach it.
-    pub gap_at: Option<String>,
-    /// Why recovery cannot be shown to reach the target, when it cannot: such a plan is refused,
-    /// and `--dry-run` exits 3, so a script never takes an unreachable instant for a restorable one.
-    pub unreachable: Option<String>,
-    pub backup_bytes: u64,
-    pub wal_bytes: u64,
-}
-
-impl RestorePlan {
-    /// The backup can be made consistent and the WAL reaches the target.
-    pub fn is_complete(&self) -> bool {
-        self.missing.is_empty() && self.unreachable.is_none()
-    }
-
-    /// Why the plan cannot be carried out, if it cannot.
-    pub fn problem(&self) -> Option<String> {
-        if !self.missing.is_empty() {
-            return Some(format!(
-                "backup {} cannot be made consistent: WAL missing from the archive: {}",
-                self.backup,
-                self.missing.join(", ")
-            ));
-        }
-        self.unreachable.clone()
-    }
-}
-
-/// Chooses the backup and checks the WAL, from the manifests and the archive listing alone.
-pub fn plan(
-    source: &str,
-    manifests: &[Manifest],
-    archived: &[(WalFileName, u64)],
-    target: &Target,
-) -> Result<RestorePlan, PgError> {
-    let backups: Vec<&Manifest> = manifests
-        .iter()
-        .filter(|m| {
-            m.source == source && m.kind == BackupKind::PostgresPhysical && m.postgres.is_some()
-        })
-        .collect();
-    let point = |m: &Manifest| m.postgres.as_ref().map(|p| p.consistent_at);
-    let chosen = match target {
-        Target::Latest => backups.iter().max_by_key(|m| point(m)),
-        Target::Time(t) => backups
-            .iter()
-            .filter(|m| point(m).is_some_and(|c| c <= *t))
-            .max_by_key(|m| point(m)),
-        Target::Backup(id) => backups.iter().find(|m| &m.id == id),
-        Target::Lsn(target) => {
-            let target = *target;
-            backups
-                .iter()
-                .filter(|m| {
-                    m.postgres
-                        .as_ref()
-                        .and_then(|p| p.stop_lsn.parse::<Lsn>().ok())
-                        .is_some_and(|stop| stop <= target)
-                })
-                .max_by_key(|m| point(m))
-        }
-        // Where a restore point lies is known only to the WAL: the newest backup, replayed to it.
-        Target::Name(_) => backups.iter().max_by_key(|m| point(m)),
-    }
-    .copied();
-    let Some(backup) = chosen else {
-        let earliest = backups.iter().filter_map(|m| point(m)).min();
-        return Err(PgError::Invalid(match (target, earliest) {
-            (_, None) => format!("source {source} has no PostgreSQL base backup"),
-            (Target::Time(t), Some(e)) => format!(
-                "no backup of {source} is consistent at or before {}: the earliest is consistent at {}",
-                t.to_rfc3339(),
-                e.to_rfc3339()
-            ),
-            (Target::Backup(id), Some(_)) => format!("backup {id} is not a PostgreSQL backup of {source}"),
-            (Target::Latest | Target::Name(_), Some(_)) => {
-                format!("source {source} has no usable backup")
-            }
-            (Target::Lsn(lsn), Some(_)) => format!(
-                "no backup of {source} is consistent at or before LSN {lsn}: the earliest ends after it"
-            ),
-        }));
-    };
-    let pg = backup
-        .postgres
-        .as_ref()
-        .ok_or_else(|| PgError::Invalid("no PostgreSQL point".into()))?;
-    let start: WalFileName = pg.start_wal.parse().map_err(PgError::Invalid)?;
-    let consistent: WalFileName = pg.stop_wal.parse().map_err(PgError::Invalid)?;
-    let sizes: std::collections::HashMap<&WalFileName, u64> =
-        archived.iter().map(|(n, s)| (n, *s)).collect();
-
-    // The unbroken run of segments from the start, on the backup's timeline.
-    let mut missing = Vec::new();
-    let mut wal_last = None;
-    let mut wal_bytes = 0;
-    let mut next = Some(start.clone());
-    let mut gap_at = None;
-    while let Some(name) = next {
-        match sizes.get(&name) {
-            Some(size) => {
-                wal_bytes += size;
-                wal_last = Some(name.to_string());
-            }
-            None => {
-                if name <= consistent {
-                    missing.push(name.to_string());
-                } else {
-                    let later = archived.iter().any(|(n, _)| {
-                        matches!(n, WalFileName::Segment { timeline, .. } if *timeline == pg.timeline) && *n > name
-                    });
-                    if later {
-                        gap_at = Some(name.to_string());
-                    }
-                    break;
-                }
-            }
-        }
-        next = name.next_segment(pg.segment_size);
-        if name > consistent && matches!(target, Target::Backup(_)) {
-            break;
-        }
-    }
-    let unreachable = unreachable(
-        target,
-        gap_at.as_ref(),
-        wal_last.as_deref(),
-        pg.timeline,
-        pg.segment_size,
-        &backups,
-    )?;
-    Ok(RestorePlan {
-        source: source.to_owned(),
-        target: target.clone(),
-        backup: backup.id.clone(),
-        backup_consistent_at: pg.consistent_at,
-        timeline: pg.timeline,
-        wal_start: pg.start_wal.clone(),
-        wal_consistent: pg.stop_wal.clone(),
-        wal_last,
-        missing,
-        gap_at,
-        unreachable,
-        backup_bytes: backup.size(),
-        wal_bytes,
-    })
-}
-
-/// Why the WAL after the backup cannot be shown to carry recovery to `target`, if it cannot.
-///
-/// With no hole after the backup, recovery runs to the end of the archive, and PostgreSQL itself
-/// stops with an error if a time or restore point lies beyond it. A hole (`gap`: a missing segment
-/// with WAL archived after it) ends recovery early: for `--latest` that would silently drop what
-/// follows; for an LSN the segment it lies in says which side of the hole it is; for a time, a
-/// later backup of the timeline that ended after that time and before the hole proves the time
-/// lies before it (WAL positions only grow with time on one timeline); otherwise nothing in the
-/// archive tells, and the plan is refused rather than guessed.
-fn unreachable(
-    target: &Target,
-    gap: Option<&String>,
-    wal_last: Option<&str>,
-    timeline: u32,
-    segment_size: u64,
-    backups: &[&Manifest],
-) -> Result<Option<String>, PgError> {
-    let gap_name = gap
-        .map(|g| g.parse::<WalFileName>())
-        .transpose()
-        .map_err(PgError::Invalid)?;
-    let advice =
-        "restore an earlier instant, or --lsn up to the end of the last segment before the hole";
-    Ok(match (target, &gap_name) {
-        (Target::Backup(_), _) => None,
-        (Target::Lsn(lsn), _) => {
-            let lsn = *lsn;
-            let needed = WalFileName::segment_of(timeline, lsn, segment_size);
-            match (&gap_name, wal_last) {
-                (Some(g), _) if needed >= *g => Some(format!(
-                    "LSN {lsn} lies in WAL {needed}, past {g}, which is missing from the archive: recovery cannot reach it"
-                )),
-                (None, Some(last)) if needed.to_string().as_str() > last => Some(format!(
-                    "LSN {lsn} lies in WAL {needed}, and the archive of timeline {timeline} ends at {last}"
-                )),
-                _ => None,
-            }
-        }
-        (_, None) => None,
-        (Target::Latest, Some(g)) => Some(format!(
-            "WAL {g} is missing from the archive, and WAL was archived after it: recovery would stop at the hole and lose everything after it; {advice}"
-        )),
-        (Target::Name(name), Some(g)) => Some(format!(
-            "WAL {g} is missing from the archive, and whether restore point {name:?} lies before it cannot be told: recovery would stop at the hole; {advice}"
-        )),
-        (Target::Time(t), Some(g)) => {
-            let before_hole = backups.iter().any(|m| {
-                m.postgres.as_ref().is_some_and(|p| {
-                    p.timeline == timeline
-                        && p.consistent_at > *t
-                        && p.stop_wal.parse::<WalFileName>().is_ok_and(|stop| stop < *g)
-                })
-            });
-            (!before_hole).then(|| format!(
-                "WAL {g} is missing from the archive, with WAL archived after it, and nothing shows that {} lies before the hole: recovery could stop short of it; {advice}",
-                t.to_rfc3339()
-            ))
-        }
-    })
-}
-
-/// Plans a restore of `source` from what the repository holds.
-pub async fn plan_restore(
-    repo: &Repository,
-    source: &str,
-    target: &Target,
-) -> Result<(RestorePlan, Manifest), PgError> {
-    let manifests = repo.manifests(Some(source)).await?;
-    let archived = archived_with_sizes(repo, source).await?;
-    let plan = plan(source, &manifests, &archived, target)?;
-    let manifest = manifests
-        .into_iter()
-        .find(|m| m.id == plan.backup)
-        .ok_or_else(|| PgError::Invalid(format!("backup {} vanished", plan.backup)))?;
-    Ok((plan, manifest))
-}
+use crate::restore::point::RestorePoint;
 
 /// How the restored cluster will fetch WAL: the full `restore_command`, with `%f` and `%p`.
 pub struct RestoreRequest<'a> {
@@ -373,24 +115,24 @@ pub async fn restore(
     if let Some(port) = request.port {
         settings += &format!("port = {port}\n");
     }
-    match &plan.target {
-        Target::Latest => {}
-        Target::Time(t) => {
+    match &plan.point {
+        RestorePoint::Latest | RestorePoint::Gtid(_) => {}
+        RestorePoint::Time(t) => {
             settings += &format!(
                 "recovery_target_time = '{}'\n",
-                t.format("%Y-%m-%d %H:%M:%S%.6f+00")
+                t.at.format("%Y-%m-%d %H:%M:%S%.6f+00")
             );
             settings += "recovery_target_action = 'promote'\n";
         }
-        Target::Backup(_) => {
+        RestorePoint::Backup(_) => {
             settings += "recovery_target = 'immediate'\n";
             settings += "recovery_target_action = 'promote'\n";
         }
-        Target::Lsn(lsn) => {
+        RestorePoint::Lsn(lsn) => {
             settings += &format!("recovery_target_lsn = '{lsn}'\n");
             settings += "recovery_target_action = 'promote'\n";
         }
-        Target::Name(name) => {
+        RestorePoint::Name(name) => {
             settings += &format!("recovery_target_name = '{}'\n", name.replace('\'', "''"));
             settings += "recovery_target_action = 'promote'\n";
         }
@@ -586,7 +328,3 @@ pub fn tablespaces_home(dir: &Path) -> PathBuf {
     name.push(".tablespaces");
     PathBuf::from(name)
 }
-
-#[cfg(test)]
-#[path = "restore_tests.rs"]
-mod tests;

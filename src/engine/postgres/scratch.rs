@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::logical::copy_database;
-use super::restore::{restore, RestorePlan, RestoreRequest};
+use super::plan::RestorePlan;
+use super::restore::{restore, RestoreRequest};
 use super::server::{running_as_root, start_and_wait, stop};
 use super::PgError;
 use crate::pipeline::Concurrency;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
 use super::names::WalFileName;
+use super::plan::{parse_history, WalArchive};
 use super::snapshot::{partial_chain, partial_chains, read_partial};
 use super::wal_object::{read_digest, read_wal, seal_wal_object};
 use super::PgError;
@@ -332,6 +333,24 @@ pub async fn archived_with_sizes(
     }
     names.sort();
     Ok(names)
+}
+
+/// What a restore plan needs of the archive: every file with its size, and every timeline history
+/// read (they are small, and one per promotion).
+pub async fn read_archive(repo: &Repository, source: &str) -> Result<WalArchive, PgError> {
+    let files = archived_with_sizes(repo, source).await?;
+    let mut histories = std::collections::BTreeMap::new();
+    for (name, _) in &files {
+        if let WalFileName::History { timeline } = name {
+            let key = wal_key(source, name);
+            let bytes = read_wal(repo, &key).await?;
+            let text = String::from_utf8_lossy(&bytes);
+            let switches =
+                parse_history(&text).map_err(|why| PgError::Repo(RepoError::corrupt(&key, why)))?;
+            histories.insert(*timeline, switches);
+        }
+    }
+    Ok(WalArchive { files, histories })
 }
 
 /// The segments PostgreSQL has marked ready to archive after `path` (from

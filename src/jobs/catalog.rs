@@ -1,0 +1,19 @@
+//! `list`, `stats`: what the repository holds.
+
+use super::{JobContext, JobError};
+use crate::repo::manifest::Manifest;
+use crate::repo::source::SourceName;
+use crate::repo::stats::{stats as repo_stats, RepoStats};
+
+/// Every backup of `source` (or of all sources), oldest first.
+pub async fn list(
+    ctx: &JobContext,
+    source: Option<&SourceName>,
+) -> Result<Vec<Manifest>, JobError> {
+    Ok(ctx.repo.manifests(source.map(|s| s.as_str())).await?)
+}
+
+/// Sizes, object counts, deduplication and compression.
+pub async fn stats(ctx: &JobContext) -> Result<RepoStats, JobError> {
+    Ok(repo_stats(&ctx.repo).await?)
+}
