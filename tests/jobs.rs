@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use heirloom_backup::config::Config;
-use heirloom_backup::jobs::{self, BackupRequest, JobContext, JobError};
+use heirloom_backup::jobs::{self, BackupRequest, Clock, JobContext, JobError, Shutdown};
 use heirloom_backup::pipeline::verify::Subset;
 use heirloom_backup::pipeline::Concurrency;
 use heirloom_backup::progress::{Progress, ProgressSink};
+use heirloom_backup::restore::point::RestorePoint;
 use support::mixed_data;
 use support::repo::{backup, small_params, LocalRepo};
 
@@ -75,4 +76,109 @@ async fn a_backup_job_of_a_source_the_config_lacks_is_a_usage_error_and_reports_
     assert!(err.is_usage() && !err.is_integrity());
     assert!(err.to_string().contains("nowhere"), "{err}");
     assert_eq!(done.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_backup_job_takes_its_time_from_the_context_clock_and_list_and_stats_see_it() {
+    let local = LocalRepo::init(&small_params()).await;
+    let at = chrono::DateTime::parse_from_rfc3339("2029-02-28T12:00:00Z")
+        .unwrap()
+        .to_utc();
+    let done = Arc::new(AtomicU64::new(0));
+    let ctx = JobContext::new(local.open().await, Concurrency::default())
+        .with_clock(Clock::fixed(at))
+        .with_progress(Progress::new(Count(done.clone())));
+    let data = mixed_data(1 << 20, 7);
+    let options = jobs::BackupOptions {
+        source: "notes".parse().unwrap(),
+        labels: Default::default(),
+        concurrency: Concurrency::default(),
+        allow_empty: false,
+    };
+    let summary = jobs::backup_stream(&ctx, std::io::Cursor::new(data.clone()), &options)
+        .await
+        .unwrap();
+    assert_eq!(summary.size, data.len() as u64);
+    assert_eq!(done.load(Ordering::Relaxed), data.len() as u64);
+    let listed = jobs::list(&ctx, Some(&"notes".parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].started, at, "the backup is taken as of the clock");
+    assert!(
+        listed[0].id.as_str().starts_with("20290228T120000"),
+        "{}",
+        listed[0].id
+    );
+    assert!(jobs::list(&ctx, Some(&"other".parse().unwrap()))
+        .await
+        .unwrap()
+        .is_empty());
+    let stats = jobs::stats(&ctx).await.unwrap();
+    assert_eq!((stats.backups, stats.sources), (1, 1));
+    assert_eq!(stats.logical_bytes, data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_job_refuses_what_its_engine_cannot_do_before_touching_anything() {
+    let local = LocalRepo::init(&small_params()).await;
+    let ctx = JobContext::new(local.open().await, Concurrency::default());
+    let config = Config::parse(
+        "sources:\n  db: { kind: mysql, url: 'mysql://u@127.0.0.1:1' }\n  pg: { kind: postgres, url: 'postgres://u@127.0.0.1:1/app' }\n",
+        "heirloom.yaml",
+    )
+    .unwrap();
+    let options = jobs::RestoreOptions::default();
+    let plan = |source: &'static str, to: &'static str, point: RestorePoint| {
+        let (ctx, config, options) = (&ctx, &config, &options);
+        async move {
+            jobs::plan_restore(ctx, config, &source.parse().unwrap(), to, &point, options)
+                .await
+                .err()
+                .map(|e| (e.is_usage(), e.to_string()))
+        }
+    };
+    // A PostgreSQL point for a MySQL source, and the other way round.
+    let lsn = RestorePoint::Lsn("0/3000028".parse().unwrap());
+    let (usage, why) = plan("db", "mysql://u@h/x", lsn).await.unwrap();
+    assert!(usage && why.contains("--lsn is not for mysql"), "{why}");
+    let gtid = RestorePoint::Gtid("0-1-1".parse().unwrap());
+    let (usage, why) = plan("pg", "/tmp/nowhere", gtid).await.unwrap();
+    assert!(usage && why.contains("--gtid is not for postgres"), "{why}");
+    // A target of another engine.
+    let (usage, why) = plan("pg", "mysql://u@h/x", RestorePoint::Latest)
+        .await
+        .unwrap();
+    assert!(usage && why.contains("mysql target"), "{why}");
+    // A source neither the config nor the repository knows.
+    let (usage, why) = plan("ghost", "/tmp/nowhere", RestorePoint::Latest)
+        .await
+        .unwrap();
+    assert!(usage && why.contains("ghost"), "{why}");
+    // A source the config knows, with nothing to restore from: named, not a usage error.
+    let (usage, why) = plan("pg", "/tmp/nowhere", RestorePoint::Latest)
+        .await
+        .unwrap();
+    assert!(!usage && why.contains("no PostgreSQL base backup"), "{why}");
+    assert!(!std::path::Path::new("/tmp/nowhere").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_job_ends_when_its_shutdown_is_signalled_and_fails_fast_on_a_bad_source() {
+    let local = LocalRepo::init(&small_params()).await;
+    let (trigger, shutdown) = Shutdown::new();
+    let ctx = JobContext::new(local.open().await, Concurrency::default()).with_shutdown(shutdown);
+    let port = support::free_port();
+    let config = Config::parse(
+        &format!("sources:\n  db: {{ kind: mysql, url: 'mysql://u@127.0.0.1:{port}' }}\n"),
+        "x",
+    )
+    .unwrap();
+    trigger.signal();
+    let started = std::time::Instant::now();
+    let err = jobs::stream_source(&ctx, &config, &"db".parse().unwrap(), &Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }

@@ -855,3 +855,82 @@ async fn two_writers_of_one_source_meet_at_the_claim_and_the_second_stops() {
     assert_eq!(names.len(), 1);
     assert_eq!(names[0].end, 100);
 }
+
+/// The agent's path: back up, stream until a shutdown, and restore into another server, all
+/// through the library's jobs, with no command line in between.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_stream_and_restore_run_as_library_jobs() {
+    use heirloom_backup::config::Config;
+    use heirloom_backup::jobs::{self, JobContext, Shutdown, StreamRequest};
+    use heirloom_backup::pipeline::Concurrency;
+    use heirloom_backup::restore::point::RestorePoint;
+
+    let world = MyWorld::new();
+    let source = MariaDb::start(world.path(), "source", 1, true);
+    source.load_notes_app();
+    world.use_source("notes", &source.url());
+    let config = Config::load(&world.config()).unwrap();
+    let notes = "notes".parse().unwrap();
+    let ctx = JobContext::new(open_repo(&world).await, Concurrency::default());
+
+    let backup = jobs::backup_source(&ctx, &config, &notes, &Default::default())
+        .await
+        .unwrap();
+    marker(&source, "after-dump");
+
+    // Streams until the shutdown comes; what arrived before it is stored.
+    let (trigger, shutdown) = Shutdown::new();
+    let streaming = ctx.clone().with_shutdown(shutdown);
+    let request = StreamRequest {
+        flush_interval: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let (config2, notes2) = (config.clone(), notes.clone());
+    let streamer =
+        tokio::spawn(
+            async move { jobs::stream_source(&streaming, &config2, &notes2, &request).await },
+        );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    marker(&source, "streamed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    trigger.signal();
+    let report = tokio::time::timeout(Duration::from_secs(30), streamer)
+        .await
+        .expect("the stream ends on shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.log, "binlog");
+    assert!(
+        report.segments > 0 && report.transactions >= Some(2),
+        "{report:?}"
+    );
+
+    let copy = MariaDb::start(world.path(), "copy", 2, true);
+    let options = jobs::RestoreOptions::default();
+    let planned = jobs::plan_restore(
+        &ctx,
+        &config,
+        &notes,
+        &copy.url(),
+        &RestorePoint::Latest,
+        &options,
+    )
+    .await
+    .unwrap();
+    let summary = planned.summary().clone();
+    assert_eq!(summary.engine, "mysql");
+    assert_eq!(summary.backup, backup.id);
+    assert!(
+        summary.is_complete() && summary.gaps.is_empty(),
+        "{summary:?}"
+    );
+    assert!(
+        summary.log.as_ref().is_some_and(|l| l.objects > 0),
+        "{summary:?}"
+    );
+    assert!(summary.log_bytes > 0 && summary.backup_bytes == backup.size);
+    let done = planned.run(&ctx).await.unwrap();
+    assert!(done.transactions >= Some(2), "{done:?}");
+    assert_eq!(markers(&copy), ["after-dump", "streamed"]);
+    assert_eq!(copy.notes_checksums(), source.notes_checksums());
+}

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 
 use anyhow::Context as _;
-use chrono::Utc;
 use clap::Args;
 use heirloom_backup::engine::process::ChildOutput;
-use heirloom_backup::jobs::{backup_source as backup_job, list as list_job, BackupRequest};
-use heirloom_backup::pipeline::backup::{backup_stream, BackupOptions, BackupSummary};
+use heirloom_backup::jobs::{
+    backup_source as backup_job, backup_stream, list as list_job, BackupOptions, BackupRequest,
+};
+use heirloom_backup::pipeline::backup::BackupSummary;
 use heirloom_backup::pipeline::restore::restore_file;
 use heirloom_backup::repo::manifest::BackupId;
 use heirloom_backup::repo::source::SourceName;
@@ -166,26 +167,18 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
             )
             .into());
         }
-        let repo = ctx.open().await?;
-        let progress = ctx.progress("backup", None);
-        let summary = backup_stream(
-            &repo,
-            std::io::stdin(),
-            &options,
-            progress.handle(),
-            Utc::now(),
-        )
-        .await
-        .with_context(|| format!("backing up stdin as source {}", options.source))?;
+        let (job, progress) = ctx.job(ctx.open().await?, "backup");
+        let summary = backup_stream(&job, std::io::stdin(), &options)
+            .await
+            .with_context(|| format!("backing up stdin as source {}", options.source))?;
         progress.finish_and_clear();
         summary
     } else {
         // The repository first: a producer is not started for a backup that cannot be stored.
-        let repo = ctx.open().await?;
+        let (job, progress) = ctx.job(ctx.open().await?, "backup");
         let producer = spawn_producer(&args.command)?;
         let what = producer.what().to_owned();
-        let progress = ctx.progress("backup", None);
-        let summary = backup_stream(&repo, producer, &options, progress.handle(), Utc::now())
+        let summary = backup_stream(&job, producer, &options)
             .await
             .with_context(|| {
                 format!(

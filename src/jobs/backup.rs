@@ -3,7 +3,7 @@
 use super::{configured, JobContext, JobError};
 use crate::config::Config;
 use crate::engine::BackupRequest;
-use crate::pipeline::backup::BackupSummary;
+use crate::pipeline::backup::{backup_stream as stream_backup, BackupOptions, BackupSummary};
 use crate::repo::source::SourceName;
 
 /// Backs up the source `name` of `config`: PostgreSQL physical (local files or `pg_basebackup`)
@@ -16,4 +16,14 @@ pub async fn backup_source(
     request: &BackupRequest,
 ) -> Result<BackupSummary, JobError> {
     configured(config, name)?.backup(ctx, request).await
+}
+
+/// Backs up a byte stream (a dump piped in, a producer's output) as source `options.source`, taken
+/// as of `ctx.now()`.
+pub async fn backup_stream<R: std::io::Read + Send + 'static>(
+    ctx: &JobContext,
+    reader: R,
+    options: &BackupOptions,
+) -> Result<BackupSummary, JobError> {
+    Ok(stream_backup(&ctx.repo, reader, options, ctx.progress.clone(), ctx.now()).await?)
 }

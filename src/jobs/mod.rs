@@ -16,7 +16,8 @@ pub use crate::engine::{
     BackupRequest, LogReport, PushRequest, RestoreOptions, RestoreReport, StreamRequest,
     DEFAULT_ARCHIVE_TIMEOUT,
 };
-pub use backup::backup_source;
+pub use crate::pipeline::backup::{BackupOptions, BackupSummary};
+pub use backup::{backup_source, backup_stream};
 pub use catalog::{list, stats};
 pub use push::push_log;
 pub use restore::{plan_restore, restore};

@@ -18,7 +18,8 @@ pub async fn plan_restore(
     options: &RestoreOptions,
 ) -> Result<Box<dyn PlannedRestore>, JobError> {
     let target = resolve_target(config, to).map_err(JobError::Usage)?;
-    let opened = described(ctx, config, source, target.engine).await?;
+    // The source's engine comes from the config or its backups; it then judges the target.
+    let opened = described(ctx, config, source, None).await?;
     opened.plan_restore(ctx, point, &target, options).await
 }
 

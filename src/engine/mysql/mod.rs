@@ -11,6 +11,7 @@ pub mod physical;
 pub mod plan;
 pub mod push;
 pub mod restore;
+pub mod resume;
 pub mod segment;
 pub mod server;
 mod source;

@@ -15,11 +15,11 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Row};
 use tracing::{debug, info, warn};
 
-use super::binlog::{event_type, Boundary, Event, EventHeader, GroupTracker, Gtid, GtidPos};
+use super::binlog::{event_type, Boundary, Event, EventHeader, GroupTracker};
 pub use super::chain::StreamReport;
 use super::chain::{Chain, Origin, Pending};
 use super::fill::fill_withheld;
-use super::segment::SegmentMeta;
+use super::resume::{choose_start, history_meets, Meet, StartAt};
 use super::server::{probe, require_binlog, MysqlUrl};
 use super::MyError;
 use crate::repo::lease::{Lease, LeaseKind};
@@ -58,62 +58,6 @@ impl StreamOptions {
 /// A server id derived from the source name, in a range real servers rarely use.
 pub fn default_replica_id(source: &str) -> u32 {
     0x7000_0000 | (crc32fast::hash(source.as_bytes()) & 0x0fff_ffff)
-}
-
-/// Where a session asks the server to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartAt {
-    /// The oldest binlog file the server has (a new chain).
-    Oldest(String),
-    File {
-        file: String,
-        pos: u64,
-    },
-    Gtid(GtidPos),
-}
-
-/// Chooses where to continue the chain whose last segment is `last`, on a server with id
-/// `server_id` and binary logs `logs` (name, size).
-pub fn choose_start(
-    last: Option<&SegmentMeta>,
-    server_id: u32,
-    is_mariadb: bool,
-    logs: &[(String, u64)],
-) -> Result<StartAt, MyError> {
-    let has = |file: &str| logs.iter().find(|(n, _)| n == file).map(|(_, s)| *s);
-    let Some(last) = last else {
-        let (oldest, _) = logs
-            .first()
-            .ok_or_else(|| MyError::Invalid("the server lists no binary logs".into()))?;
-        return Ok(StartAt::Oldest(oldest.clone()));
-    };
-    if last.server_id == server_id {
-        if let Some(next) = &last.rotated_to {
-            if has(next).is_some() {
-                return Ok(StartAt::File {
-                    file: next.clone(),
-                    pos: 4,
-                });
-            }
-        } else if has(&last.file).is_some_and(|size| size >= last.end) {
-            return Ok(StartAt::File {
-                file: last.file.clone(),
-                pos: last.end,
-            });
-        }
-    }
-    if is_mariadb && !last.gtid_pos.is_empty() {
-        return Ok(StartAt::Gtid(last.gtid_pos.clone()));
-    }
-    Err(MyError::Gap {
-        source_name: last.source.clone(),
-        why: format!(
-            "the stored binlog ends at {}:{} of server {}, which this server (id {server_id}) \
-             cannot continue: the file is gone and there is no GTID position to resume from; \
-             take a new base backup",
-            last.file, last.end, last.server_id
-        ),
-    })
 }
 
 /// Streams the binlog of the server `url` names into the chain of `source` until `shutdown`
@@ -157,51 +101,6 @@ pub async fn stream(
     };
     lease.release().await;
     result.map(|()| chain.report)
-}
-
-/// How a server's binlog history relates to the chain's position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Meet {
-    /// The server has every transaction the chain has.
-    Holds,
-    /// The server lacks the chain's last transactions and wrote none of its own since: a replica
-    /// still catching up (or a primary that lost them, with nothing new yet).
-    Behind,
-    /// The server lacks the chain's last transactions and went on with its own: the histories
-    /// meet at this position.
-    Forks(GtidPos),
-    /// No common transaction can be found.
-    Unknown,
-}
-
-/// Compares the chain's position with a server's `gtid_binlog_state` (the last GTID of every
-/// domain and server pair). With GTID strict mode a server holds transaction `d-s-n` exactly
-/// when its state has `d-s-m` with `m >= n`.
-pub fn history_meets(chain: &GtidPos, server_state: &[Gtid]) -> Meet {
-    let mut fork = GtidPos::default();
-    let mut lacking = false;
-    let mut own_since = false;
-    for (domain, stored) in &chain.0 {
-        let from_same = server_state
-            .iter()
-            .find(|g| g.domain == *domain && g.server_id == stored.server_id);
-        match from_same {
-            Some(have) if have.seq >= stored.seq => fork.apply(*stored),
-            Some(have) => {
-                lacking = true;
-                fork.apply(*have);
-                own_since |= server_state
-                    .iter()
-                    .any(|g| g.domain == *domain && g.seq > have.seq);
-            }
-            None => return Meet::Unknown,
-        }
-    }
-    match (lacking, own_since) {
-        (false, _) => Meet::Holds,
-        (true, false) => Meet::Behind,
-        (true, true) => Meet::Forks(fork),
-    }
 }
 
 fn retryable(e: &MyError) -> bool {
@@ -644,42 +543,5 @@ fn is_purged(e: &MyError) -> bool {
             ..
         } => s.code == 1236,
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(text: &str) -> Vec<Gtid> {
-        text.split(',').map(|g| g.parse().unwrap()).collect()
-    }
-
-    #[test]
-    fn histories_meet_where_the_promoted_server_stopped_receiving() {
-        let chain = GtidPos::parse("0-1-12").unwrap();
-        assert_eq!(history_meets(&chain, &state("0-1-12")), Meet::Holds);
-        assert_eq!(history_meets(&chain, &state("0-1-15")), Meet::Holds);
-        assert_eq!(history_meets(&chain, &state("0-1-10")), Meet::Behind);
-        assert_eq!(
-            history_meets(&chain, &state("0-1-10,0-2-11")),
-            Meet::Forks(GtidPos::parse("0-1-10").unwrap())
-        );
-        // The chain already follows server 2: its own transactions count.
-        let chain = GtidPos::parse("0-2-20").unwrap();
-        assert_eq!(history_meets(&chain, &state("0-1-10,0-2-25")), Meet::Holds);
-        assert_eq!(history_meets(&chain, &state("0-1-10")), Meet::Unknown);
-    }
-
-    #[test]
-    fn a_chain_continues_on_its_file_or_by_gtid() {
-        let logs = vec![
-            ("binlog.000002".to_owned(), 500),
-            ("binlog.000003".to_owned(), 90),
-        ];
-        assert_eq!(
-            choose_start(None, 1, true, &logs).unwrap(),
-            StartAt::Oldest("binlog.000002".into())
-        );
     }
 }
