@@ -904,6 +904,10 @@ async fn backup_stream_and_restore_run_as_library_jobs() {
         report.segments > 0 && report.transactions >= Some(2),
         "{report:?}"
     );
+    let coverage = jobs::coverage(&ctx, &config, &notes).await.unwrap();
+    assert_eq!(coverage.runs.len(), 1, "{coverage:?}");
+    assert_eq!(coverage.runs[0].objects, report.segments, "{coverage:?}");
+    assert!(coverage.runs[0].last_event.is_some() && coverage.runs[0].crossings.is_empty());
 
     let copy = MariaDb::start(world.path(), "copy", 2, true);
     let options = jobs::RestoreOptions::default();

@@ -554,6 +554,41 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
     archive_everything(&client).await;
     primary.stop();
 
+    // The plan from the timeline-1 backup crosses the promotion, and says so.
+    let plan = world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            "/nonexistent",
+            "--time",
+            &before_backup.to_rfc3339(),
+            "--dry-run",
+            "--json",
+        ])
+        .success();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
+    assert_eq!(plan["detail"]["timeline"], 1, "{plan}");
+    assert_eq!(plan["detail"]["target_timeline"], 2, "{plan}");
+    assert!(
+        plan["crossings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("timeline 1 -> 2 at "),
+        "{plan}"
+    );
+    // The archive, as the library sees it: one unbroken run across the promotion.
+    let (job, config) = world.job().await;
+    let coverage = heirloom_backup::jobs::coverage(&job, &config, &"pg".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(coverage.runs.len(), 1, "{coverage:?}");
+    assert!(
+        coverage.runs[0].last.starts_with("00000002"),
+        "{coverage:?}"
+    );
+    assert_eq!(coverage.runs[0].crossings.len(), 1, "{coverage:?}");
+
     // Before the timeline-2 backup: from the timeline-1 backup, following the history to timeline 2.
     // After it: from the timeline-2 backup.
     for (name, at, expected) in [

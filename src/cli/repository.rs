@@ -119,7 +119,7 @@ pub async fn key(ctx: &Context, cmd: &KeyCommand) -> anyhow::Result<Exit> {
                 Some(path) => KeySource::create_key_file(path)?,
                 None => match std::env::var("HEIRLOOM_NEW_PASSPHRASE") {
                     Ok(p) if !p.is_empty() => KeySource::passphrase(p),
-                    _ => bail!(heirloom_backup::repo::RepoError::Invalid(
+                    _ => bail!(super::UsageError(
                         "key add needs --new-key-file FILE or the new passphrase in HEIRLOOM_NEW_PASSPHRASE".into()
                     )),
                 },

@@ -77,7 +77,8 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         port: args.port,
         start: args.start,
         start_timeout: args.start_timeout,
-        // Built only when the restore needs it: a dry run or a MySQL restore needs no key file.
+        // Not every restore needs one (a dry run, a logical or MySQL restore), and it cannot be made
+        // without a key file: the engine says so when a restore that needs one finds none.
         restore_command: restore_command(ctx, &args.source).ok(),
         source_url: None,
     };
@@ -98,10 +99,6 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         } else {
             Exit::Integrity
         });
-    }
-    if summary.is_complete() && options.restore_command.is_none() && summary.engine == "postgres" {
-        // Say why the restore_command could not be made, before anything is written.
-        restore_command(ctx, &args.source)?;
     }
     let report = planned
         .run(&job)

@@ -52,6 +52,9 @@ pub trait Source: Send + Sync {
     /// Stores log files the server has closed.
     async fn push(&self, ctx: &JobContext, request: &PushRequest) -> Result<LogReport, JobError>;
 
+    /// What the repository holds of the source's log, as unbroken runs.
+    async fn coverage(&self, ctx: &JobContext) -> Result<LogCoverage, JobError>;
+
     /// Reads what a restore of this source to `point` into `target` needs, and decides it: which
     /// backup, which log, every gap. Nothing is written.
     async fn plan_restore(
@@ -145,6 +148,31 @@ pub struct LogReport {
     pub already_stored: bool,
     /// The engine's own report.
     pub detail: serde_json::Value,
+}
+
+/// A source's stored log as unbroken runs, oldest first: between two runs the log has a hole, and
+/// no instant in it can be restored by replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogCoverage {
+    /// `WAL` or `binlog`.
+    pub log: &'static str,
+    pub runs: Vec<LogRun>,
+}
+
+/// One unbroken run of log objects.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRun {
+    /// The first and last object, as their names say (a WAL segment; a binlog file and position).
+    pub first: String,
+    pub last: String,
+    pub objects: u64,
+    pub bytes: u64,
+    /// The times of its first and last events, where the objects' names record them (binlog
+    /// segments do; WAL segment names do not).
+    pub first_event: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_event: Option<chrono::DateTime<chrono::Utc>>,
+    /// Timeline switches or failovers inside the run, where the history goes on unbroken.
+    pub crossings: Vec<String>,
 }
 
 /// How to carry a restore out, beyond where and to what point.

@@ -1,6 +1,8 @@
-//! `list`, `stats`: what the repository holds.
+//! `list`, `stats`, log coverage: what the repository holds.
 
-use super::{JobContext, JobError};
+use super::{described, JobContext, JobError};
+use crate::config::Config;
+use crate::engine::LogCoverage;
 use crate::repo::manifest::Manifest;
 use crate::repo::source::SourceName;
 use crate::repo::stats::{stats as repo_stats, RepoStats};
@@ -16,4 +18,16 @@ pub async fn list(
 /// Sizes, object counts, deduplication and compression.
 pub async fn stats(ctx: &JobContext) -> Result<RepoStats, JobError> {
     Ok(repo_stats(&ctx.repo).await?)
+}
+
+/// The log the repository holds of source `name`, as unbroken runs.
+pub async fn coverage(
+    ctx: &JobContext,
+    config: &Config,
+    name: &SourceName,
+) -> Result<LogCoverage, JobError> {
+    described(ctx, config, name, None)
+        .await?
+        .coverage(ctx)
+        .await
 }

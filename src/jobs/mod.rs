@@ -13,12 +13,12 @@ mod verify;
 
 pub use crate::context::{Clock, JobContext, JobError, Shutdown, ShutdownTrigger};
 pub use crate::engine::{
-    BackupRequest, LogReport, PushRequest, RestoreOptions, RestoreReport, StreamRequest,
-    DEFAULT_ARCHIVE_TIMEOUT,
+    BackupRequest, LogCoverage, LogReport, LogRun, PushRequest, RestoreOptions, RestoreReport,
+    StreamRequest, DEFAULT_ARCHIVE_TIMEOUT,
 };
 pub use crate::pipeline::backup::{BackupOptions, BackupSummary};
 pub use backup::{backup_source, backup_stream};
-pub use catalog::{list, stats};
+pub use catalog::{coverage, list, stats};
 pub use push::push_log;
 pub use restore::{plan_restore, restore};
 pub use stream::stream_source;

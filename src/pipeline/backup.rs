@@ -304,7 +304,7 @@ pub async fn store_files(
         futures::pin_mut!(sealed);
         while let Some(joined) = sealed.next().await {
             let (number, item) = joined.map_err(|e: tokio::task::JoinError| {
-                RepoError::Invalid(format!("sealing task failed: {e}"))
+                RepoError::Internal(format!("sealing task failed: {e}"))
             })?;
             if chunk_ids.len() <= number {
                 chunk_ids.resize_with(number + 1, Vec::new);
@@ -336,7 +336,7 @@ pub async fn store_files(
     }
     let read = reader_task
         .await
-        .map_err(|e| RepoError::Invalid(format!("reader task failed: {e}")))?
+        .map_err(|e| RepoError::Internal(format!("reader task failed: {e}")))?
         .map_err(RepoError::Input)?;
     chunk_ids.resize_with(read.len(), Vec::new);
     let files = read
@@ -494,7 +494,7 @@ impl<'a> Packer<'a> {
         let keys = self.repo.keys().clone();
         let pack = tokio::task::spawn_blocking(move || writer.finish(&keys))
             .await
-            .map_err(|e| RepoError::Invalid(format!("pack task failed: {e}")))?;
+            .map_err(|e| RepoError::Internal(format!("pack task failed: {e}")))?;
         while self.uploads.len() >= self.max_uploads {
             self.collect_one().await?;
         }
@@ -506,7 +506,7 @@ impl<'a> Packer<'a> {
     async fn collect_one(&mut self) -> Result<(), RepoError> {
         if let Some(joined) = self.uploads.join_next().await {
             let pack =
-                joined.map_err(|e| RepoError::Invalid(format!("upload task failed: {e}")))??;
+                joined.map_err(|e| RepoError::Internal(format!("upload task failed: {e}")))??;
             self.packs_uploaded += 1;
             self.unindexed.push(pack);
             if self.unindexed.len() >= INDEX_EVERY_PACKS {

@@ -179,7 +179,7 @@ pub(crate) async fn read_bases(
                 .collect::<Result<Vec<_>, RepoError>>()
         })
         .await
-        .map_err(|e| RepoError::Invalid(format!("decrypt task failed: {e}")))?
+        .map_err(|e| RepoError::Internal(format!("decrypt task failed: {e}")))?
     });
     let opened = futures::future::try_join_all(reads).await?;
     Ok(opened.into_iter().flatten().collect())
@@ -208,7 +208,7 @@ async fn fetch(store: Store, keys: Arc<Keys>, read: PackRead) -> Result<Vec<Byte
             .collect()
     })
     .await
-    .map_err(|e| RepoError::Invalid(format!("decrypt task failed: {e}")))?
+    .map_err(|e| RepoError::Internal(format!("decrypt task failed: {e}")))?
 }
 
 /// Where restored files go: each file of a backup in turn.
@@ -301,7 +301,7 @@ pub async fn restore_files<S: FileSink>(
     drop(tx);
     let written = writer_task
         .await
-        .map_err(|e| RepoError::Invalid(format!("writer task failed: {e}")))?;
+        .map_err(|e| RepoError::Internal(format!("writer task failed: {e}")))?;
     match failure {
         Some(e) => Err(e),
         None => written,

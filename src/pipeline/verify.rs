@@ -320,7 +320,7 @@ async fn read_one_pack(
         check
     })
     .await
-    .map_err(|e| RepoError::Invalid(format!("verify task failed: {e}")))
+    .map_err(|e| RepoError::Internal(format!("verify task failed: {e}")))
 }
 
 /// Opens the delta chunks among `entries` with their bases, a few megabytes of bases at a time;
@@ -391,7 +391,7 @@ async fn check_deltas(
             bad
         })
         .await
-        .map_err(|e| RepoError::Invalid(format!("verify task failed: {e}")))?;
+        .map_err(|e| RepoError::Internal(format!("verify task failed: {e}")))?;
         bad.extend(found);
     }
     Ok(bad)

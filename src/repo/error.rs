@@ -58,8 +58,18 @@ pub enum RepoError {
     #[error("writing the output: {0}")]
     Output(#[source] std::io::Error),
 
+    /// A request the repository cannot take (exit code 2).
     #[error("{0}")]
     Invalid(String),
+
+    /// An object that exists with other content: objects are never overwritten.
+    #[error("{0} already exists with other content; objects are never overwritten")]
+    Conflict(String),
+
+    /// A failure of this program rather than of the request or the data (a worker task that
+    /// panicked, a value that would not serialize).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl RepoError {

@@ -83,11 +83,11 @@ impl Repository {
         let config = RepoConfig::new(hex::encode(id), params, now);
         let secret = MasterSecret::generate();
         let envelope = KeyEnvelope::wrap(&secret, source, &config.id, now)
-            .map_err(|e| RepoError::Invalid(format!("wrapping the master key: {e}")))?;
+            .map_err(|e| RepoError::Internal(format!("wrapping the master key: {e}")))?;
         let key_id = envelope.id.clone();
         put_json(&store, &key_object(&key_id), &envelope).await?;
         let config_bytes =
-            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Internal(e.to_string()))?;
         if store
             .put_if_absent(CONFIG_KEY, Bytes::from(config_bytes))
             .await?
@@ -188,7 +188,7 @@ impl Repository {
         now: DateTime<Utc>,
     ) -> Result<String, RepoError> {
         let envelope = KeyEnvelope::wrap(self.keys.secret(), source, &self.config.id, now)
-            .map_err(|e| RepoError::Invalid(format!("wrapping the master key: {e}")))?;
+            .map_err(|e| RepoError::Internal(format!("wrapping the master key: {e}")))?;
         put_json(&self.store, &key_object(&envelope.id), &envelope).await?;
         Ok(envelope.id)
     }
@@ -263,7 +263,7 @@ impl Repository {
     }
 
     pub async fn save_manifest(&self, manifest: &Manifest) -> Result<(), RepoError> {
-        let json = serde_json::to_vec(manifest).map_err(|e| RepoError::Invalid(e.to_string()))?;
+        let json = serde_json::to_vec(manifest).map_err(|e| RepoError::Internal(e.to_string()))?;
         let compressed = zstd::bulk::compress(&json, 3).map_err(RepoError::Output)?;
         let sealed = self.keys.seal_meta(MetaKind::Manifest, &compressed);
         put_new(&self.store, &manifest.id.key(), Bytes::from(sealed)).await
@@ -410,7 +410,7 @@ async fn put_json<T: serde::Serialize>(
     key: &str,
     value: &T,
 ) -> Result<(), RepoError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RepoError::Internal(e.to_string()))?;
     put_new(store, key, Bytes::from(bytes)).await
 }
 
@@ -420,9 +420,7 @@ pub(crate) async fn put_new(store: &Store, key: &str, bytes: Bytes) -> Result<()
     match store.put_if_absent(key, bytes.clone()).await? {
         PutOutcome::Created => Ok(()),
         PutOutcome::AlreadyExists if store.get(key).await? == bytes => Ok(()),
-        PutOutcome::AlreadyExists => Err(RepoError::Invalid(format!(
-            "{key} already exists with other content; objects are never overwritten"
-        ))),
+        PutOutcome::AlreadyExists => Err(RepoError::Conflict(key.to_owned())),
     }
 }
 

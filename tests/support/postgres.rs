@@ -123,6 +123,31 @@ impl PgWorld {
         ));
     }
 
+    /// A library job context on this world's repository and config, as the agent has them.
+    #[allow(dead_code)] // not every test binary that shares this module uses it
+    pub async fn job(
+        &self,
+    ) -> (
+        heirloom_backup::jobs::JobContext,
+        heirloom_backup::config::Config,
+    ) {
+        use heirloom_backup::repo::keys::{KeySource, Permissions};
+        let store = heirloom_backup::store::open_store(
+            &format!("file://{}", self.repo().display()),
+            &Default::default(),
+        )
+        .unwrap();
+        let key = KeySource::key_file(&self.key(), Permissions::Any).unwrap();
+        let repo = heirloom_backup::repo::Repository::open(store, &key)
+            .await
+            .unwrap();
+        let config = heirloom_backup::config::Config::load(&self.config()).unwrap();
+        (
+            heirloom_backup::jobs::JobContext::new(repo, Default::default()),
+            config,
+        )
+    }
+
     /// Runs the CLI with this world's config.
     pub fn cli(&self, args: &[&str]) -> CliRun {
         let out = Command::new(self.bin())

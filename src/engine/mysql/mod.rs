@@ -4,6 +4,7 @@
 pub mod binlog;
 mod chain;
 mod config;
+pub mod coverage;
 pub mod dump;
 mod error;
 mod fill;

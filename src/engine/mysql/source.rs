@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 
 use super::config::{Mode, SourceConfig, NAME, SCHEMES};
+use super::coverage::{binlog_coverage, breaks};
 use super::dump::dump_backup;
 use super::physical::{physical_backup, physical_restore};
 use super::plan::{plan, BinlogCoverage, MyPlan, Planned};
@@ -20,8 +21,8 @@ use super::stream::{stream, StreamOptions};
 use super::{chain::StreamReport, MyError};
 use crate::context::{JobContext, JobError};
 use crate::engine::{
-    unsupported_point, BackupRequest, LogReport, PlannedRestore, PushRequest, RestoreOptions,
-    RestoreReport, Source, StreamRequest,
+    unsupported_point, BackupRequest, LogCoverage, LogReport, PlannedRestore, PushRequest,
+    RestoreOptions, RestoreReport, Source, StreamRequest,
 };
 use crate::pipeline::backup::BackupSummary;
 use crate::repo::manifest::BackupKind;
@@ -185,6 +186,22 @@ impl Source for MySource {
         let segment_bytes = request.segment_bytes.unwrap_or(8 << 20).max(1);
         let report = binlog_push(&ctx.repo, &self.name, &dir, segment_bytes).await?;
         Ok(log_report(report))
+    }
+
+    async fn coverage(&self, ctx: &JobContext) -> Result<LogCoverage, JobError> {
+        let repo = &ctx.repo;
+        let names = list_segments(repo, &self.name).await?;
+        let metas: Vec<_> = futures::stream::iter(breaks(&names))
+            .map(|name| async move { read_meta(repo, &self.name, &name).await })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let by_gtid = metas
+            .into_iter()
+            .filter(|m| m.resumed_by == "gtid")
+            .map(|m| m.seq)
+            .collect();
+        Ok(binlog_coverage(&names, &by_gtid))
     }
 
     async fn plan_restore(

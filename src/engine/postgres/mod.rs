@@ -6,6 +6,7 @@ pub mod basebackup;
 pub mod check;
 mod config;
 pub mod conninfo;
+pub mod coverage;
 mod datadir;
 mod error;
 pub mod logical;

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use super::basebackup::{base_backup, BaseBackupRequest};
 use super::config::{Mode, SourceConfig, NAME, SCHEMES};
+use super::coverage::wal_coverage;
 use super::logical::{choose_logical, logical_backup, logical_restore};
 use super::plan::{plan, RestorePlan};
 use super::restore::{restore, RestoreRequest};
@@ -18,8 +19,8 @@ use super::wal::{read_archive, wal_push_ahead, PushOutcome};
 use super::PgError;
 use crate::context::{JobContext, JobError};
 use crate::engine::{
-    unsupported_point, BackupRequest, LogReport, PlannedRestore, PushRequest, RestoreOptions,
-    RestoreReport, Source, StreamRequest,
+    unsupported_point, BackupRequest, LogCoverage, LogReport, PlannedRestore, PushRequest,
+    RestoreOptions, RestoreReport, Source, StreamRequest,
 };
 use crate::pipeline::backup::BackupSummary;
 use crate::redact::redact;
@@ -48,6 +49,9 @@ pub fn open(name: &SourceName, config: &SourceConfig) -> Box<dyn Source> {
 const MIN_FLUSH: Duration = Duration::from_millis(200);
 
 const POINTS: &str = "--time, --lsn, --name, --latest or --backup";
+
+/// PostgreSQL's WAL segment size unless `initdb --wal-segsize` said otherwise.
+const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
 
 struct PgSource {
     name: SourceName,
@@ -157,6 +161,21 @@ impl Source for PgSource {
             already_stored: already,
             detail: serde_json::Value::Null,
         })
+    }
+
+    async fn coverage(&self, ctx: &JobContext) -> Result<LogCoverage, JobError> {
+        let archive = read_archive(&ctx.repo, &self.name).await?;
+        // The cluster's segment size, as its backups recorded it (16 MiB unless initdb was told).
+        let segment_size = crate::repo::manifest::newest(
+            ctx.repo
+                .manifests(Some(&self.name))
+                .await?
+                .iter()
+                .filter(|m| m.postgres.is_some()),
+        )
+        .and_then(|m| m.postgres.as_ref().map(|p| p.segment_size))
+        .unwrap_or(DEFAULT_SEGMENT_SIZE);
+        Ok(wal_coverage(&archive, segment_size))
     }
 
     async fn plan_restore(
@@ -344,7 +363,7 @@ fn physical_summary(
 fn restore_command(options: &RestoreOptions) -> Result<String, JobError> {
     options.restore_command.clone().ok_or_else(|| {
         JobError::Usage(
-            "a PostgreSQL restore that recovers needs a restore_command to fetch WAL with".into(),
+            "a PostgreSQL restore that recovers needs a way for the restored server to fetch WAL: a key file (--key-file, HEIRLOOM_KEY_FILE or repository.key_file), since the server's restore_command cannot see HEIRLOOM_PASSPHRASE".into(),
         )
     })
 }
