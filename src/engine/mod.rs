@@ -218,6 +218,56 @@ pub struct RestoreReport {
     pub started: bool,
 }
 
+/// A restore target as the engines take one: a running server's URL, or a directory to restore
+/// into; exactly one of them.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerOrDirectory {
+    pub url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ServerOrDirectory {
+    /// Exactly one of `url` and `data_dir`, the URL of one of the engine's `schemes`.
+    pub fn check(&self, engine: &str, schemes: &[&str]) -> Result<(), FieldError> {
+        match (&self.url, &self.data_dir) {
+            (Some(url), None) => check_url(url, engine, schemes).map_err(|why| ("url".into(), why)),
+            (None, Some(_)) => Ok(()),
+            (None, None) => Err((
+                String::new(),
+                "needs url (a running server) or data_dir (a directory to restore into)".into(),
+            )),
+            (Some(_), Some(_)) => Err((
+                String::new(),
+                "give url (a running server) or data_dir (a directory to restore into), not both"
+                    .into(),
+            )),
+        }
+    }
+
+    pub fn destination(&self) -> Destination {
+        match (&self.url, &self.data_dir) {
+            (Some(url), _) => Destination::Server(url.clone()),
+            (None, Some(dir)) => Destination::Directory(dir.clone()),
+            (None, None) => Destination::Directory(PathBuf::new()),
+        }
+    }
+}
+
+/// Reports `work` to the context's progress as one task of `total` bytes named `what`, ended
+/// whether it succeeds or fails.
+pub async fn reporting<T>(
+    ctx: &JobContext,
+    what: &str,
+    total: u64,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    ctx.progress.begin(what, Some(total));
+    let out = work.await;
+    ctx.progress.finish();
+    out
+}
+
 /// A field of the config and what is wrong with it: `("url", "...")` under `sources.NAME`.
 pub type FieldError = (String, String);
 

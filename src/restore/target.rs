@@ -65,6 +65,20 @@ pub fn resolve_target(config: &Config, to: &str) -> Result<RestoreTarget, String
     })
 }
 
+impl RestoreTarget {
+    /// Refuses a target the config or its URL gives to another engine than `engine`, the engine
+    /// of source `source`.
+    pub fn check_engine(&self, engine: &str, source: &str) -> Result<(), String> {
+        match self.engine {
+            Some(other) if other != engine => Err(format!(
+                "target {} is a {other} target, and source {source} is a {engine} source",
+                self.given
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn from_config(name: &str, target: &TargetConfig) -> RestoreTarget {
     RestoreTarget {
         given: name.to_owned(),

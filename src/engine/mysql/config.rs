@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::engine::{check_url, FieldError};
+use crate::engine::{check_url, FieldError, ServerOrDirectory};
 use crate::restore::target::Destination;
 
 pub const NAME: &str = "mysql";
@@ -55,34 +55,15 @@ impl SourceConfig {
 /// or `{ kind: mysql, data_dir: /restore/mysql }` (a physical backup prepared, for a server to
 /// start on).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetConfig {
-    pub url: Option<String>,
-    pub data_dir: Option<PathBuf>,
-}
+#[serde(transparent)]
+pub struct TargetConfig(pub ServerOrDirectory);
 
 impl TargetConfig {
     pub fn check(&self) -> Result<(), FieldError> {
-        match (&self.url, &self.data_dir) {
-            (Some(url), None) => check_url(url, NAME, SCHEMES).map_err(|why| ("url".into(), why)),
-            (None, Some(_)) => Ok(()),
-            (None, None) => Err((
-                String::new(),
-                "needs url (a running server) or data_dir (a directory to restore into)".into(),
-            )),
-            (Some(_), Some(_)) => Err((
-                String::new(),
-                "give url (a running server) or data_dir (a directory to restore into), not both"
-                    .into(),
-            )),
-        }
+        self.0.check(NAME, SCHEMES)
     }
 
     pub fn destination(&self) -> Destination {
-        match (&self.url, &self.data_dir) {
-            (Some(url), _) => Destination::Server(url.clone()),
-            (None, Some(dir)) => Destination::Directory(dir.clone()),
-            (None, None) => Destination::Directory(PathBuf::new()),
-        }
+        self.0.destination()
     }
 }

@@ -21,8 +21,8 @@ use super::stream::{stream, StreamOptions};
 use super::{chain::StreamReport, MyError};
 use crate::context::{JobContext, JobError};
 use crate::engine::{
-    unsupported_point, BackupRequest, LogCoverage, LogReport, PlannedRestore, PushRequest,
-    RestoreOptions, RestoreReport, Source, StreamRequest,
+    reporting, unsupported_point, BackupRequest, LogCoverage, LogReport, PlannedRestore,
+    PushRequest, RestoreOptions, RestoreReport, Source, StreamRequest,
 };
 use crate::pipeline::backup::BackupSummary;
 use crate::repo::manifest::BackupKind;
@@ -219,15 +219,9 @@ impl Source for MySource {
                 "--start and --port are for PostgreSQL restores; start MariaDB on a restored directory yourself".into(),
             ));
         }
-        match target.engine {
-            Some(engine) if engine != NAME => {
-                return Err(JobError::Usage(format!(
-                    "target {} is a {engine} target, and source {} is a MySQL/MariaDB source",
-                    target.given, self.name
-                )))
-            }
-            _ => {}
-        }
+        target
+            .check_engine(NAME, &self.name)
+            .map_err(JobError::Usage)?;
         let (into, kind, method) = match &target.destination {
             Destination::Server(url) => {
                 if !SCHEMES.iter().any(|s| url.starts_with(&format!("{s}://"))) {
@@ -346,20 +340,18 @@ impl PlannedRestore for MyRestore {
     }
 
     async fn run(self: Box<Self>, ctx: &JobContext) -> Result<RestoreReport, JobError> {
-        ctx.progress.begin("restore", Some(self.plan.dump_bytes));
+        let total = self.plan.dump_bytes;
         let (done, report) = match &self.into {
             Into::Directory(dir) => {
-                let report = physical_restore(
+                let work = physical_restore(
                     &ctx.repo,
                     &self.plan,
                     dir,
                     self.force,
                     ctx.concurrency,
                     ctx.progress.clone(),
-                )
-                .await;
-                ctx.progress.finish();
-                let report = report?;
+                );
+                let report = reporting(ctx, "restore", total, work).await?;
                 (
                     format!(
                         "restored {} into {}: backup {} prepared and {} transactions of binlog replayed; start a server on it",
@@ -377,9 +369,8 @@ impl PlannedRestore for MyRestore {
                     force: self.force,
                     concurrency: ctx.concurrency,
                 };
-                let report = restore(&ctx.repo, &self.plan, &request, ctx.progress.clone()).await;
-                ctx.progress.finish();
-                let report = report?;
+                let work = restore(&ctx.repo, &self.plan, &request, ctx.progress.clone());
+                let report = reporting(ctx, "restore", total, work).await?;
                 (
                     format!(
                         "restored {} into {}: dump {} and {} transactions of binlog{}",

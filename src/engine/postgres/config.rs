@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::engine::{check_url, FieldError};
+use crate::engine::{check_url, FieldError, ServerOrDirectory};
 use crate::restore::target::Destination;
 
 pub const NAME: &str = "postgres";
@@ -56,34 +56,15 @@ impl SourceConfig {
 /// `{ kind: postgres, url: postgres://... }` (a running server: a logical restore, or an instant
 /// through a scratch cluster).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetConfig {
-    pub url: Option<String>,
-    pub data_dir: Option<PathBuf>,
-}
+#[serde(transparent)]
+pub struct TargetConfig(pub ServerOrDirectory);
 
 impl TargetConfig {
     pub fn check(&self) -> Result<(), FieldError> {
-        match (&self.url, &self.data_dir) {
-            (Some(url), None) => check_url(url, NAME, SCHEMES).map_err(|why| ("url".into(), why)),
-            (None, Some(_)) => Ok(()),
-            (None, None) => Err((
-                String::new(),
-                "needs url (a running server) or data_dir (a directory to restore into)".into(),
-            )),
-            (Some(_), Some(_)) => Err((
-                String::new(),
-                "give url (a running server) or data_dir (a directory to restore into), not both"
-                    .into(),
-            )),
-        }
+        self.0.check(NAME, SCHEMES)
     }
 
     pub fn destination(&self) -> Destination {
-        match (&self.data_dir, &self.url) {
-            (Some(dir), _) => Destination::Directory(dir.clone()),
-            (None, Some(url)) => Destination::Server(url.clone()),
-            (None, None) => Destination::Directory(PathBuf::new()),
-        }
+        self.0.destination()
     }
 }

@@ -19,8 +19,8 @@ use super::wal::{read_archive, wal_push_ahead, PushOutcome};
 use super::PgError;
 use crate::context::{JobContext, JobError};
 use crate::engine::{
-    unsupported_point, BackupRequest, LogCoverage, LogReport, PlannedRestore, PushRequest,
-    RestoreOptions, RestoreReport, Source, StreamRequest,
+    reporting, unsupported_point, BackupRequest, LogCoverage, LogReport, PlannedRestore,
+    PushRequest, RestoreOptions, RestoreReport, Source, StreamRequest,
 };
 use crate::pipeline::backup::BackupSummary;
 use crate::redact::redact;
@@ -188,15 +188,9 @@ impl Source for PgSource {
         if let RestorePoint::Gtid(_) = point {
             return Err(unsupported_point(NAME, point, POINTS));
         }
-        match target.engine {
-            Some(engine) if engine != NAME => {
-                return Err(JobError::Usage(format!(
-                    "target {} is a {engine} target, and source {} is a PostgreSQL source",
-                    target.given, self.name
-                )))
-            }
-            _ => {}
-        }
+        target
+            .check_engine(NAME, &self.name)
+            .map_err(JobError::Usage)?;
         let repo = &ctx.repo;
         match &target.destination {
             Destination::Directory(dir) => {
@@ -398,17 +392,14 @@ impl PlannedRestore for Physical {
             port: self.options.port,
             concurrency: ctx.concurrency,
         };
-        ctx.progress.begin("restore", Some(self.plan.backup_bytes));
-        let restored = restore(
+        let work = restore(
             &ctx.repo,
             &self.plan,
             &self.manifest,
             &request,
             ctx.progress.clone(),
-        )
-        .await;
-        ctx.progress.finish();
-        restored?;
+        );
+        reporting(ctx, "restore", self.plan.backup_bytes, work).await?;
         if !self.options.start {
             return Ok(RestoreReport {
                 done: format!(
@@ -464,17 +455,14 @@ impl PlannedRestore for Scratch {
             start_timeout: self.options.start_timeout,
             concurrency: ctx.concurrency,
         };
-        ctx.progress.begin("restore", Some(self.plan.backup_bytes));
-        let copied = restore_into_server(
+        let work = restore_into_server(
             &ctx.repo,
             &self.plan,
             &self.manifest,
             &request,
             ctx.progress.clone(),
-        )
-        .await;
-        ctx.progress.finish();
-        let database = copied?;
+        );
+        let database = reporting(ctx, "restore", self.plan.backup_bytes, work).await?;
         Ok(RestoreReport {
             done: format!(
                 "restored {database} of {} as of {} into {}",
@@ -501,17 +489,14 @@ impl PlannedRestore for Logical {
     }
 
     async fn run(self: Box<Self>, ctx: &JobContext) -> Result<RestoreReport, JobError> {
-        ctx.progress.begin("restore", Some(self.manifest.size()));
-        let restored = logical_restore(
+        let work = logical_restore(
             &ctx.repo,
             &self.manifest,
             &self.url,
             ctx.concurrency,
             ctx.progress.clone(),
-        )
-        .await;
-        ctx.progress.finish();
-        restored?;
+        );
+        reporting(ctx, "restore", self.manifest.size(), work).await?;
         Ok(RestoreReport {
             done: format!("restored {} into {}", self.manifest.id, redact(&self.url)),
             transactions: None,
