@@ -14,4 +14,5 @@ pub mod progress;
 pub mod redact;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod store;
