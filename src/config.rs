@@ -19,6 +19,7 @@ use serde::Deserialize;
 pub use crate::engine::{SourceConfig, TargetConfig};
 use crate::repo::keys::{KeyFileError, KeySource, Permissions};
 use crate::repo::source::SourceName;
+use crate::retention::policy::{Policy, PolicyError, DEFAULT_POLICY};
 use crate::store::StoreOptions;
 
 /// A config problem, naming the file and the field.
@@ -49,6 +50,18 @@ pub struct Config {
     pub repository: RepositoryConfig,
     pub sources: BTreeMap<SourceName, SourceConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
+    /// `retention.default`: the policy of every source that names none.
+    pub default_policy: Option<Policy>,
+    /// `sources.NAME.policy`: a source's own policy.
+    pub source_policies: BTreeMap<SourceName, Policy>,
+}
+
+/// `retention:` in the config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionConfig {
+    /// A shipped policy's name, or a policy file (relative to the config file's folder).
+    default: Option<String>,
 }
 
 /// The file as YAML gives it: sources and targets stay untyped until their `kind` says which
@@ -62,6 +75,8 @@ struct RawConfig {
     sources: BTreeMap<SourceName, serde_json::Value>,
     #[serde(default)]
     targets: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -104,11 +119,29 @@ impl Config {
             file: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse_in(&text, &path.display().to_string(), path.parent())
     }
 
-    /// Parses config text; `file` names it in messages.
+    /// Parses config text; `file` names it in messages. Policy files are looked for from the
+    /// current folder.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        Self::parse_in(text, file, None)
+    }
+
+    /// The policy of `source`: its own, else the config's default, else the shipped default.
+    pub fn policy_for(&self, source: &SourceName) -> Result<Policy, PolicyError> {
+        match self
+            .source_policies
+            .get(source)
+            .or(self.default_policy.as_ref())
+        {
+            Some(p) => Ok(p.clone()),
+            None => Policy::named_or_file(DEFAULT_POLICY),
+        }
+    }
+
+    /// Parses config text whose policy files are named relative to `dir`.
+    fn parse_in(text: &str, file: &str, dir: Option<&Path>) -> Result<Self, ConfigError> {
         let invalid = |field: String, why: String| ConfigError::Invalid {
             file: file.to_owned(),
             field,
@@ -147,7 +180,34 @@ impl Config {
             repository: raw.repository,
             ..Config::default()
         };
-        for (name, value) in raw.sources {
+        let policy = |name: &str, field: String| {
+            let path = match dir {
+                Some(dir) if Path::new(name).is_relative() => {
+                    let in_dir = dir.join(name);
+                    if in_dir.exists() {
+                        in_dir.display().to_string()
+                    } else {
+                        name.to_owned()
+                    }
+                }
+                _ => name.to_owned(),
+            };
+            Policy::named_or_file(&path).map_err(|e| invalid(field, e.to_string()))
+        };
+        if let Some(name) = &raw.retention.default {
+            config.default_policy = Some(policy(name, "retention.default".into())?);
+        }
+        for (name, mut value) in raw.sources {
+            // `policy` is retention's, not the engine's: taken out before the engine reads the rest.
+            if let Some(p) = value.as_object_mut().and_then(|m| m.remove("policy")) {
+                let field = format!("sources.{name}.policy");
+                let Some(p) = p.as_str() else {
+                    return Err(invalid(field, "a policy's name or file".into()));
+                };
+                config
+                    .source_policies
+                    .insert(name.clone(), policy(p, field)?);
+            }
             let source = SourceConfig::from_value(value)
                 .map_err(|(field, why)| invalid(under(format!("sources.{name}"), field), why))?;
             config.sources.insert(name, source);
@@ -406,6 +466,61 @@ targets:
         assert!(e.contains("targets.t") && e.contains("colour"), "{e}");
         let dump = "sources:\n  db: { kind: mysql, url: 'mysql://u@h', mode: dump }\n";
         assert!(Config::parse(dump, "x").is_ok());
+    }
+
+    #[test]
+    fn policies_are_named_per_source_with_a_default_and_checked_at_load() {
+        let c = Config::parse(
+            "retention: { default: pitr-7-days }\nsources:\n  pg: { kind: postgres, url: 'postgres://h', policy: seven-year-finance }\n  db: { kind: mysql, url: 'mysql://h' }\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            c.policy_for(&"pg".parse().unwrap()).unwrap().name,
+            "seven-year-finance"
+        );
+        assert_eq!(
+            c.policy_for(&"db".parse().unwrap()).unwrap().name,
+            "pitr-7-days"
+        );
+        assert_eq!(
+            Config::default()
+                .policy_for(&"any".parse().unwrap())
+                .unwrap()
+                .name,
+            "three-year"
+        );
+        let e = err("sources:\n  pg: { kind: postgres, url: 'postgres://h', policy: forever }\n");
+        assert!(
+            e.contains("sources.pg.policy") && e.contains("forever"),
+            "{e}"
+        );
+        let e = err("retention: { default: 7 }\n");
+        assert!(e.contains("retention.default"), "{e}");
+        let e = err("retention: { keep: forever }\n");
+        assert!(e.contains("retention") && e.contains("keep"), "{e}");
+        // A policy file beside the config.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mine.yaml"),
+            "name: mine\nkeep: { daily: 2 }\n",
+        )
+        .unwrap();
+        let path = dir.path().join("heirloom.yaml");
+        std::fs::write(&path, "retention: { default: mine.yaml }\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.policy_for(&"x".parse().unwrap()).unwrap().keep.daily, 2);
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "name: bad\nkeep: { daily: -2 }\n",
+        )
+        .unwrap();
+        std::fs::write(&path, "retention: { default: bad.yaml }\n").unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("retention.default") && e.contains("keep.daily"),
+            "{e}"
+        );
     }
 
     #[test]

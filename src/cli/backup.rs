@@ -244,6 +244,15 @@ fn print_summary(summary: &BackupSummary, json: bool) -> anyhow::Result<()> {
 pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
     let job = heirloom_backup::jobs::JobContext::new(ctx.open().await?, ctx.concurrency);
     let manifests = list_job(&job, args.source.as_ref()).await?;
+    let now = job.now();
+    let holds = heirloom_backup::jobs::holds(&job).await?;
+    let held = |m: &heirloom_backup::repo::manifest::Manifest| -> Vec<_> {
+        holds
+            .iter()
+            .filter(|h| h.hold.backup == m.id && h.active_at(now))
+            .map(|h| &h.hold)
+            .collect()
+    };
     if args.json {
         let rows: Vec<_> = manifests
             .iter()
@@ -251,7 +260,7 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
                 serde_json::json!({
                     "id": m.id, "source": m.source, "kind": m.kind, "labels": m.labels,
                     "host": m.host, "started": m.started, "finished": m.finished,
-                    "size": m.size(), "chunks": m.chunk_count(),
+                    "size": m.size(), "chunks": m.chunk_count(), "holds": held(m),
                 })
             })
             .collect();
@@ -267,11 +276,16 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
         "STARTED"
     );
     for m in &manifests {
-        let labels: Vec<String> = m
+        let mut labels: Vec<String> = m
             .labels
             .iter()
             .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
             .collect();
+        labels.extend(
+            held(m)
+                .iter()
+                .map(|h| format!("[held: {}]", printable(&h.reason))),
+        );
         outln!(
             "{:<26} {:<16} {:<8} {:>10}  {:<20} {}",
             m.id,
@@ -382,9 +396,8 @@ pub async fn cat(ctx: &Context, args: &CatArgs) -> anyhow::Result<Exit> {
 /// Removes one backup's manifest. Its chunks stay in the repository until garbage collection finds
 /// nothing else refers to them.
 pub async fn forget(ctx: &Context, args: &ForgetArgs) -> anyhow::Result<Exit> {
-    let repo = ctx.open().await?;
-    let manifest = repo
-        .forget(&args.backup)
+    let job = heirloom_backup::jobs::JobContext::new(ctx.open().await?, ctx.concurrency);
+    let manifest = heirloom_backup::jobs::forget(&job, &args.backup)
         .await
         .with_context(|| format!("forgetting backup {}", args.backup))?;
     if args.json {

@@ -16,6 +16,7 @@ macro_rules! outln {
 mod backup;
 mod binlog;
 mod demo;
+mod holds;
 mod maintenance;
 mod repository;
 mod restore;
@@ -103,8 +104,12 @@ enum Command {
     Show(backup::ShowArgs),
     /// Write a backup's bytes to stdout, verified
     Cat(backup::CatArgs),
-    /// Remove one backup (its data stays until garbage collection)
+    /// Remove one backup (its data stays until garbage collection); refused while it is held
     Forget(backup::ForgetArgs),
+    /// Keep a backup whatever the retention policy says, until a time or until released
+    Hold(holds::HoldArgs),
+    /// End the holds on a backup
+    Release(holds::ReleaseArgs),
     /// Archive a WAL file (PostgreSQL's archive_command: `heirloom-backup wal-push %p`)
     WalPush(wal::WalPushArgs),
     /// Fetch an archived WAL file (restore_command: `heirloom-backup wal-fetch %f %p`)
@@ -248,6 +253,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Show(args) => backup::show(&ctx, args).await,
         Command::Cat(args) => backup::cat(&ctx, args).await,
         Command::Forget(args) => backup::forget(&ctx, args).await,
+        Command::Hold(args) => holds::hold(&ctx, args).await,
+        Command::Release(args) => holds::release(&ctx, args).await,
         Command::WalPush(args) => wal::push(&ctx, args).await,
         Command::WalFetch(args) => wal::fetch(&ctx, args).await,
         Command::Stream(args) => stream::run(&ctx, args).await,

@@ -6,6 +6,7 @@
 
 mod backup;
 mod catalog;
+mod holds;
 mod push;
 mod restore;
 mod stream;
@@ -19,6 +20,7 @@ pub use crate::engine::{
 pub use crate::pipeline::backup::{BackupOptions, BackupSummary};
 pub use backup::{backup_source, backup_stream};
 pub use catalog::{coverage, list, stats};
+pub use holds::{forget, hold, holds, release};
 pub use push::push_log;
 pub use restore::{plan_restore, restore};
 pub use stream::stream_source;

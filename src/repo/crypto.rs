@@ -39,6 +39,8 @@ pub enum MetaKind {
     SourceIdentity,
     /// A segment of a MySQL/MariaDB binary log; sealed with its name bound in.
     Binlog,
+    /// A hold on a backup, or its release; sealed with its key bound in.
+    Hold,
 }
 
 impl MetaKind {
@@ -50,6 +52,7 @@ impl MetaKind {
             MetaKind::Wal => b"wal",
             MetaKind::SourceIdentity => b"source-identity",
             MetaKind::Binlog => b"binlog",
+            MetaKind::Hold => b"hold",
         };
         [META_AAD, name].concat()
     }

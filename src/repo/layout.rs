@@ -39,11 +39,15 @@ pub enum ObjectKind {
     BinlogFill,
     /// `locks/<32 hex>`: a lease.
     Lease,
+    /// `holds/<backup id>/<16 hex>`: a hold on a backup.
+    Hold,
+    /// `releases/<16 hex>`: the end of the hold of that id.
+    Release,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `docs/FORMAT.md` lists them.
-    pub const ALL: [ObjectKind; 12] = [
+    pub const ALL: [ObjectKind; 14] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -56,6 +60,8 @@ impl ObjectKind {
         ObjectKind::BinlogClaim,
         ObjectKind::BinlogFill,
         ObjectKind::Lease,
+        ObjectKind::Hold,
+        ObjectKind::Release,
     ];
 
     /// What a listing of every object of this kind starts with.
@@ -73,6 +79,8 @@ impl ObjectKind {
             ObjectKind::BinlogClaim => "binlog-seq/",
             ObjectKind::BinlogFill => "binlog-fill/",
             ObjectKind::Lease => "locks/",
+            ObjectKind::Hold => "holds/",
+            ObjectKind::Release => "releases/",
         }
     }
 
@@ -127,6 +135,13 @@ pub enum ObjectKey {
     Lease {
         id: String,
     },
+    Hold {
+        backup: BackupId,
+        id: String,
+    },
+    Release {
+        id: String,
+    },
 }
 
 impl ObjectKey {
@@ -144,6 +159,8 @@ impl ObjectKey {
             ObjectKey::BinlogClaim { .. } => ObjectKind::BinlogClaim,
             ObjectKey::BinlogFill { .. } => ObjectKind::BinlogFill,
             ObjectKey::Lease { .. } => ObjectKind::Lease,
+            ObjectKey::Hold { .. } => ObjectKind::Hold,
+            ObjectKey::Release { .. } => ObjectKind::Release,
         }
     }
 
@@ -224,6 +241,19 @@ impl ObjectKey {
             "locks" => (rest.len() == 32 && is_lower_hex(rest)).then(|| ObjectKey::Lease {
                 id: rest.to_owned(),
             })?,
+            "holds" => {
+                let (backup, id) = rest.split_once('/')?;
+                if id.len() != 16 || !is_lower_hex(id) {
+                    return None;
+                }
+                ObjectKey::Hold {
+                    backup: backup.parse().ok()?,
+                    id: id.to_owned(),
+                }
+            }
+            "releases" => (rest.len() == 16 && is_lower_hex(rest)).then(|| ObjectKey::Release {
+                id: rest.to_owned(),
+            })?,
             _ => return None,
         };
         // Only the one spelling of a key counts: what parses must print back the same.
@@ -273,6 +303,8 @@ impl fmt::Display for ObjectKey {
                 write!(f, "{}{source}/{name}", p(ObjectKind::BinlogFill))
             }
             ObjectKey::Lease { id } => write!(f, "{}{id}", p(ObjectKind::Lease)),
+            ObjectKey::Hold { backup, id } => write!(f, "{}{backup}/{id}", p(ObjectKind::Hold)),
+            ObjectKey::Release { id } => write!(f, "{}{id}", p(ObjectKind::Release)),
         }
     }
 }
@@ -366,6 +398,12 @@ mod tests {
             (source(), "[0-9]{1,5}-[0-9]{1,10}-[a-z.0-9-]{1,20}")
                 .prop_map(|(source, name)| ObjectKey::BinlogFill { source, name }),
             hex(32).prop_map(|id| ObjectKey::Lease { id }),
+            (0i64..4_000_000_000_000, hex(16)).prop_map(|(ms, id)| {
+                let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+                let backup = BackupId::new(t, super::super::manifest::IdPrecision::Milliseconds);
+                ObjectKey::Hold { backup, id }
+            }),
+            hex(16).prop_map(|id| ObjectKey::Release { id }),
         ]
     }
 
@@ -398,6 +436,9 @@ mod tests {
             "sources/pg/mysql",
             "binlog-seq/db/12",
             "locks/0123",
+            "holds/20261120T140300.123Z-1a2b3c4d",
+            "holds/yesterday/0123456789abcdef",
+            "releases/XYZ",
             ".tmp/x",
         ] {
             assert_eq!(ObjectKey::parse(stray), None, "{stray:?}");

@@ -1,0 +1,88 @@
+//! Retention on a real file:// repository through the command line: holds, and forget refusing a
+//! held backup. (The selection itself is tested on made-up backups in src/retention/.)
+
+mod support;
+
+use support::cli::{stderr, TestRepo};
+
+#[test]
+fn a_held_backup_cannot_be_forgotten_until_released_and_list_shows_its_hold() {
+    let repo = TestRepo::new();
+    for data in [&b"one"[..], b"two"] {
+        assert!(repo.backup_stdin("app", data).status.success());
+    }
+    let ids = repo.ids();
+    let said = repo.ok_text(&["hold", &ids[0], "--reason", "legal case 42"]);
+    assert!(
+        said.contains(&ids[0]) && said.contains("until released"),
+        "{said}"
+    );
+    let listed = repo.ok_text(&["list"]);
+    let row = listed.lines().find(|l| l.starts_with(&ids[0])).unwrap();
+    assert!(row.contains("[held: legal case 42]"), "{listed}");
+    let json: serde_json::Value = serde_json::from_str(&repo.ok_text(&["list", "--json"])).unwrap();
+    assert_eq!(json[0]["holds"][0]["reason"], "legal case 42", "{json}");
+    assert!(json[1]["holds"].as_array().unwrap().is_empty(), "{json}");
+
+    // Held: forget refuses it, naming the hold, and changes nothing.
+    let out = repo.run(&["forget", &ids[0]]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("legal case 42"), "{}", stderr(&out));
+    assert_eq!(repo.ids().len(), 2);
+
+    // Released: forget works, and the hold stays on record.
+    let said = repo.ok_text(&["release", &ids[0]]);
+    assert!(said.contains("released hold"), "{said}");
+    assert!(!repo.ok_text(&["list"]).contains("[held"));
+    repo.ok_text(&["forget", &ids[0]]);
+    assert_eq!(repo.ids(), vec![ids[1].clone()]);
+    assert_eq!(repo.files_under("holds").len(), 1);
+    assert_eq!(repo.files_under("releases").len(), 1);
+}
+
+#[test]
+fn bad_holds_are_refused_with_what_is_wrong() {
+    let repo = TestRepo::new();
+    assert!(repo.backup_stdin("app", b"data").status.success());
+    let id = repo.ids()[0].clone();
+    // A backup that does not exist.
+    let out = repo.run(&["hold", "20200101T000000.000Z-00000000", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    // An end in the past, an unreadable end, no reason.
+    let out = repo.run(&[
+        "hold",
+        &id,
+        "--reason",
+        "x",
+        "--until",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not in the future"),
+        "{}",
+        stderr(&out)
+    );
+    let out = repo.run(&["hold", &id, "--reason", "x", "--until", "someday"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = repo.run(&["hold", &id, "--reason", " "]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Nothing to release.
+    let out = repo.run(&["release", &id]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no hold"), "{}", stderr(&out));
+    assert!(!repo.path().join("holds").exists());
+    // A hold with an end: shown until then, as the list says.
+    let said = repo.ok_text(&[
+        "hold",
+        &id,
+        "--reason",
+        "audit",
+        "--until",
+        "2099-01-01 00:00",
+        "--tz",
+        "Europe/Berlin",
+    ]);
+    assert!(said.contains("2098-12-31T23:00:00+00:00"), "{said}");
+}
