@@ -588,6 +588,20 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
         "{coverage:?}"
     );
     assert_eq!(coverage.runs[0].crossings.len(), 1, "{coverage:?}");
+    assert!(coverage.runs[0].open && coverage.runs[0].first_event.is_some());
+    // Retention sees the same: the source is younger than the window, so any instant from its
+    // first backup on is restorable, by replay across the promotion.
+    let plans =
+        heirloom_backup::jobs::plan_retention(&job, &config, None, None, chrono::Utc::now())
+            .await
+            .unwrap();
+    let window = plans[0].selection.window.clone().unwrap();
+    assert!(window.continuous);
+    assert_eq!(
+        window.first_restorable, coverage.runs[0].first_event,
+        "{window:?}"
+    );
+    assert!(plans[0].selection.deleted().next().is_none());
 
     // Before the timeline-2 backup: from the timeline-1 backup, following the history to timeline 2.
     // After it: from the timeline-2 backup.

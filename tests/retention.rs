@@ -86,3 +86,90 @@ fn bad_holds_are_refused_with_what_is_wrong() {
     ]);
     assert!(said.contains("2098-12-31T23:00:00+00:00"), "{said}");
 }
+
+fn plan_of(repo: &TestRepo, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["prune", "--dry-run", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&repo.ok_text(&all)).unwrap()
+}
+
+#[test]
+fn prune_dry_run_shows_what_each_policy_keeps_now_and_later() {
+    let repo = TestRepo::new();
+    for data in [&b"one"[..], b"two", b"three"] {
+        assert!(repo.backup_stdin("app", data).status.success());
+    }
+    let ids = repo.ids();
+    // Now, under the default policy: all three are younger than a day and inside the window.
+    let plan = plan_of(&repo, &[]);
+    assert_eq!(plan[0]["source"], "app");
+    assert_eq!(plan[0]["policy"], "three-year");
+    let verdicts = plan[0]["selection"]["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 3);
+    for v in verdicts {
+        let why: Vec<&str> = v["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["why"].as_str().unwrap())
+            .collect();
+        assert!(
+            why.contains(&"min-age") && why.contains(&"in-window"),
+            "{v}"
+        );
+    }
+    // Sixty days on, a seven-day policy keeps only the newest.
+    let later = (chrono::Utc::now() + chrono::Duration::days(60)).to_rfc3339();
+    let plan = plan_of(&repo, &["--policy", "pitr-7-days", "--at", &later]);
+    let verdicts = plan[0]["selection"]["verdicts"].as_array().unwrap();
+    let kept: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| !v["reasons"].as_array().unwrap().is_empty())
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, [ids[2].as_str()]);
+    assert_eq!(
+        plan[0]["selection"]["window"]["first_restorable"],
+        serde_json::Value::Null
+    );
+    // A hold keeps its backup in that future too; the text says why.
+    repo.ok_text(&["hold", &ids[0], "--reason", "audit 2027"]);
+    let text = repo.ok_text(&[
+        "prune",
+        "--dry-run",
+        "--policy",
+        "pitr-7-days",
+        "--at",
+        &later,
+    ]);
+    let row = text.lines().find(|l| l.contains(&ids[0])).unwrap();
+    assert!(
+        row.trim_start().starts_with("keep") && row.contains("held (audit 2027)"),
+        "{text}"
+    );
+    assert!(text.contains("2 kept, 1 to delete"), "{text}");
+    // Nothing was deleted.
+    assert_eq!(repo.ids(), ids);
+}
+
+#[test]
+fn prune_refuses_what_it_cannot_do_and_names_what_is_wrong() {
+    let repo = TestRepo::new();
+    assert!(repo.backup_stdin("app", b"data").status.success());
+    let out = repo.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--dry-run"), "{}", stderr(&out));
+    let out = repo.run(&["prune", "ghost", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ghost"), "{}", stderr(&out));
+    let out = repo.run(&["prune", "--dry-run", "--policy", "nonsense"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("three-year"), "{}", stderr(&out));
+    let file = repo.path().join("bad-policy.yaml");
+    std::fs::write(&file, "name: bad\nkeep: { daily: 3, fortnightly: 1 }\n").unwrap();
+    let out = repo.run(&["prune", "--dry-run", "--policy", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("fortnightly"), "{}", stderr(&out));
+    let out = repo.run(&["prune", "--dry-run", "--at", "next tuesday"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

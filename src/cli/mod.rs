@@ -18,6 +18,7 @@ mod binlog;
 mod demo;
 mod holds;
 mod maintenance;
+mod prune;
 mod repository;
 mod restore;
 mod stream;
@@ -110,6 +111,8 @@ enum Command {
     Hold(holds::HoldArgs),
     /// End the holds on a backup
     Release(holds::ReleaseArgs),
+    /// What each source's retention policy keeps and would delete (--dry-run)
+    Prune(prune::PruneArgs),
     /// Archive a WAL file (PostgreSQL's archive_command: `heirloom-backup wal-push %p`)
     WalPush(wal::WalPushArgs),
     /// Fetch an archived WAL file (restore_command: `heirloom-backup wal-fetch %f %p`)
@@ -255,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Forget(args) => backup::forget(&ctx, args).await,
         Command::Hold(args) => holds::hold(&ctx, args).await,
         Command::Release(args) => holds::release(&ctx, args).await,
+        Command::Prune(args) => prune::prune(&ctx, args).await,
         Command::WalPush(args) => wal::push(&ctx, args).await,
         Command::WalFetch(args) => wal::fetch(&ctx, args).await,
         Command::Stream(args) => stream::run(&ctx, args).await,

@@ -167,12 +167,14 @@ pub struct LogRun {
     pub last: String,
     pub objects: u64,
     pub bytes: u64,
-    /// The times of its first and last events, where the objects' names record them (binlog
-    /// segments do; WAL segment names do not).
+    /// The times of its first and last events, where they are known: binlog segments record
+    /// them; for WAL, the consistency points of the first and last backups that start in the run.
     pub first_event: Option<chrono::DateTime<chrono::Utc>>,
     pub last_event: Option<chrono::DateTime<chrono::Utc>>,
     /// Timeline switches or failovers inside the run, where the history goes on unbroken.
     pub crossings: Vec<String>,
+    /// The run the log is still growing at: the newest object stored is its last.
+    pub open: bool,
 }
 
 /// How to carry a restore out, beyond where and to what point.

@@ -55,9 +55,13 @@ pub fn binlog_coverage(names: &[SegmentName], resumed_by_gtid: &BTreeSet<u64>) -
                 first_event: time(name.first_time),
                 last_event: time(name.last_time),
                 crossings: Vec::new(),
+                open: false,
             }),
         }
         prev = Some(name);
+    }
+    if let Some(last) = runs.last_mut() {
+        last.open = true;
     }
     LogCoverage {
         log: "binlog",
@@ -110,5 +114,6 @@ mod tests {
             "the last event of the run"
         );
         assert_eq!(coverage.runs[1].first, "server 2 mariadb-bin.000001:300");
+        assert!(!coverage.runs[0].open && coverage.runs[1].open);
     }
 }

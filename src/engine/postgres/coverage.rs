@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use super::names::WalFileName;
 use super::plan::WalArchive;
 use crate::engine::{LogCoverage, LogRun};
@@ -20,7 +22,14 @@ struct Run {
 
 /// The archive's segments as runs of consecutive segments. A timeline begun in the segment where
 /// another run ends (or in the one after) continues that run, and the switch is named in it.
-pub fn wal_coverage(archive: &WalArchive, segment_size: u64) -> LogCoverage {
+/// `backups` (the timeline, start segment number and consistency point of each base backup) date
+/// the runs: a run's first and last event are the consistency points of the first and last
+/// backups that start in it.
+pub fn wal_coverage(
+    archive: &WalArchive,
+    segment_size: u64,
+    backups: &[(u32, u64, DateTime<Utc>)],
+) -> LogCoverage {
     let mut by_timeline: BTreeMap<u32, Vec<(u64, u64)>> = BTreeMap::new();
     for (name, size) in &archive.files {
         if let (WalFileName::Segment { timeline, .. }, Some(no)) =
@@ -82,18 +91,37 @@ pub fn wal_coverage(archive: &WalArchive, segment_size: u64) -> LogCoverage {
         }
     }
     runs.sort_by_key(|r| (r.began, r.first));
+    // The log grows at the run holding the newest segment of the newest timeline.
+    let open = runs
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, r)| (r.timeline, r.last))
+        .map(|(i, _)| i);
     LogCoverage {
         log: "WAL",
         runs: runs
             .into_iter()
-            .map(|r| LogRun {
-                first: WalFileName::segment(r.began, r.first, segment_size).to_string(),
-                last: WalFileName::segment(r.timeline, r.last, segment_size).to_string(),
-                objects: r.objects,
-                bytes: r.bytes,
-                first_event: None,
-                last_event: None,
-                crossings: r.crossings,
+            .enumerate()
+            .map(|(i, r)| {
+                // A backup starts in a run when its start segment lies in it, on a timeline the
+                // run has been on.
+                let dated: Vec<DateTime<Utc>> = backups
+                    .iter()
+                    .filter(|(tl, no, _)| {
+                        *no >= r.first && *no <= r.last && (*tl >= r.began && *tl <= r.timeline)
+                    })
+                    .map(|(_, _, at)| *at)
+                    .collect();
+                LogRun {
+                    first: WalFileName::segment(r.began, r.first, segment_size).to_string(),
+                    last: WalFileName::segment(r.timeline, r.last, segment_size).to_string(),
+                    objects: r.objects,
+                    bytes: r.bytes,
+                    first_event: dated.iter().min().copied(),
+                    last_event: dated.iter().max().copied(),
+                    crossings: r.crossings,
+                    open: Some(i) == open,
+                }
             })
             .collect(),
     }
@@ -131,8 +159,14 @@ mod tests {
                 at: Lsn(6 * MIB16 + 0x200),
             }],
         );
-        let coverage = wal_coverage(&WalArchive { files, histories }, MIB16);
+        let t = |h: u32| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, h, 0, 0).unwrap();
+        // Backups starting in segment 2 (timeline 1) and 7 (timeline 2), and one in the hole.
+        let backups = [(1, 2, t(1)), (2, 7, t(5)), (1, 4, t(3))];
+        let coverage = wal_coverage(&WalArchive { files, histories }, MIB16, &backups);
         assert_eq!(coverage.runs.len(), 2, "{coverage:?}");
+        assert_eq!(coverage.runs[0].first_event, Some(t(1)));
+        assert_eq!(coverage.runs[1].first_event, Some(t(5)));
+        assert!(!coverage.runs[0].open && coverage.runs[1].open);
         let (a, b) = (&coverage.runs[0], &coverage.runs[1]);
         assert_eq!(
             (a.first.as_str(), a.last.as_str(), a.objects),
@@ -155,6 +189,7 @@ mod tests {
                 histories: BTreeMap::new(),
             },
             MIB16,
+            &[],
         );
         assert_eq!(coverage.runs.len(), 1);
         assert!(coverage.runs[0].crossings.is_empty());

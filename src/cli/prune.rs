@@ -1,0 +1,135 @@
+//! `prune --dry-run`: what each source's retention policy keeps, with every reason, and what it
+//! would delete.
+
+use anyhow::Context as _;
+use clap::Args;
+use heirloom_backup::jobs::{plan_retention, JobContext, SourcePlan};
+use heirloom_backup::repo::source::SourceName;
+use heirloom_backup::restore::point::{parse_time, parse_tz};
+use heirloom_backup::retention::policy::Policy;
+use heirloom_backup::retention::select::{Reason, Rule};
+
+use super::{print_json, Context, Exit, UsageError};
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this source [default: every source the repository holds backups of]
+    source: Option<SourceName>,
+    /// A policy for every source instead of the config's: a shipped name (three-year,
+    /// pitr-7-days, seven-year-finance) or a policy file
+    #[arg(long, value_name = "NAME|FILE")]
+    policy: Option<String>,
+    /// Evaluate the policy as of this instant instead of now ("what goes next month?")
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// The time zone of an --at without one
+    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_tz)]
+    tz: chrono_tz::Tz,
+    /// Show the plan and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
+    if !args.dry_run {
+        return Err(UsageError(
+            "prune deletes nothing yet: the record of deletions and the garbage collection that \
+             must come with them are not built; `prune --dry-run` shows what the policy keeps and \
+             what it would delete"
+                .into(),
+        )
+        .into());
+    }
+    let policy = args
+        .policy
+        .as_deref()
+        .map(Policy::named_or_file)
+        .transpose()
+        .map_err(|e| UsageError(e.to_string()))?;
+    let at = match &args.at {
+        Some(t) => parse_time(t, args.tz).map_err(UsageError)?,
+        None => chrono::Utc::now(),
+    };
+    let job = JobContext::new(ctx.open().await?, ctx.concurrency);
+    let plans = plan_retention(&job, &ctx.config, args.source.as_ref(), policy.as_ref(), at)
+        .await
+        .context("planning what the retention policies keep")?;
+    if args.json {
+        print_json(&plans)?;
+    } else {
+        for plan in &plans {
+            print_plan(plan)?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn reason_text(r: &Reason) -> String {
+    match r {
+        Reason::Rule {
+            rule: Rule::Last, ..
+        } => "last".into(),
+        Reason::Rule { rule, period } => {
+            let rule = serde_json::to_value(rule)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            format!("{rule} {period}")
+        }
+        Reason::Window => "point-in-time window base".into(),
+        Reason::InWindow => "inside the window".into(),
+        Reason::MinAge => "younger than min_age".into(),
+        Reason::Held { reason, until } => match until {
+            Some(u) => format!("held ({reason}) until {}", u.to_rfc3339()),
+            None => format!("held ({reason})"),
+        },
+        Reason::AfterNow => "taken after the instant evaluated".into(),
+    }
+}
+
+fn print_plan(plan: &SourcePlan) -> anyhow::Result<()> {
+    let s = &plan.selection;
+    outln!(
+        "source {}: policy {} ({}), as of {}",
+        plan.source,
+        plan.policy,
+        plan.zone,
+        s.now.to_rfc3339()
+    );
+    if let Some(w) = &s.window {
+        match (w.first_restorable, &w.base) {
+            (Some(first), Some(base)) if w.continuous => outln!(
+                "  window  any instant from {} (asked: {}), replayed from backup {base}",
+                first.to_rfc3339(),
+                w.requested_from.to_rfc3339()
+            ),
+            (Some(first), _) => outln!(
+                "  window  the backups from {} on (asked: {}; the source has no log to replay)",
+                first.to_rfc3339(),
+                w.requested_from.to_rfc3339()
+            ),
+            _ => outln!(
+                "  window  NOTHING of it is restorable (asked: from {}): no backup reaches the log's end",
+                w.requested_from.to_rfc3339()
+            ),
+        }
+    }
+    for v in &s.verdicts {
+        let reasons: Vec<String> = v.reasons.iter().map(reason_text).collect();
+        outln!(
+            "  {:<6}  {}  {}  {}",
+            if v.kept() { "keep" } else { "delete" },
+            v.id,
+            v.at.format("%Y-%m-%d %H:%M:%S"),
+            reasons.join(", ")
+        );
+    }
+    outln!(
+        "  {} kept, {} to delete",
+        s.kept().count(),
+        s.deleted().count()
+    );
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! What each source's retention policy keeps, as of an instant: the plan `prune` shows.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{described, JobContext, JobError};
+use crate::config::Config;
+use crate::repo::manifest::{BackupKind, Manifest};
+use crate::repo::source::SourceName;
+use crate::retention::policy::Policy;
+use crate::retention::select::{select, Candidate, Hold, LogSpan, Selection};
+
+/// One source's policy and what it keeps.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourcePlan {
+    pub source: SourceName,
+    pub policy: String,
+    pub zone: String,
+    pub selection: Selection,
+}
+
+/// The instant a backup restores to, as retention counts it: its consistency point, or a stream
+/// backup's start.
+pub fn backup_time(m: &Manifest) -> DateTime<Utc> {
+    m.postgres
+        .as_ref()
+        .map(|p| p.consistent_at)
+        .or(m.mysql.as_ref().map(|p| p.consistent_at))
+        .unwrap_or(m.started)
+}
+
+/// Applies each source's policy (or `policy`, for every source) as of `at`: `source`, or every
+/// source the repository holds backups of.
+pub async fn plan_retention(
+    ctx: &JobContext,
+    config: &Config,
+    source: Option<&SourceName>,
+    policy: Option<&Policy>,
+    at: DateTime<Utc>,
+) -> Result<Vec<SourcePlan>, JobError> {
+    let manifests = ctx.repo.manifests(source.map(|s| s.as_str())).await?;
+    if let Some(s) = source {
+        if manifests.is_empty() && !config.sources.contains_key(s) {
+            return Err(JobError::Usage(format!(
+                "source {s} is neither in the config nor in the repository"
+            )));
+        }
+    }
+    let mut sources: Vec<SourceName> = manifests.iter().map(|m| m.source.clone()).collect();
+    sources.extend(source.cloned());
+    sources.sort();
+    sources.dedup();
+    let holds = ctx.repo.holds().await?;
+    let mut plans = Vec::new();
+    for name in sources {
+        let mine: Vec<&Manifest> = manifests.iter().filter(|m| m.source == name).collect();
+        let candidates: Vec<Candidate> = mine
+            .iter()
+            .map(|m| Candidate {
+                id: m.id.clone(),
+                at: backup_time(m),
+            })
+            .collect();
+        let held: Vec<Hold> = holds
+            .iter()
+            .filter(|h| h.hold.source == name && h.hold.created <= at)
+            .map(|h| Hold {
+                backup: h.hold.backup.clone(),
+                reason: h.hold.reason.clone(),
+                // A release ends the hold from its time on.
+                until: match (h.hold.until, h.release.as_ref().map(|r| r.released)) {
+                    (Some(u), Some(r)) => Some(u.min(r)),
+                    (u, r) => u.or(r),
+                },
+            })
+            .collect();
+        let log = log_spans(ctx, config, &name, &mine, at).await?;
+        let policy = match policy {
+            Some(p) => p.clone(),
+            None => config
+                .policy_for(&name)
+                .map_err(|e| JobError::Usage(e.to_string()))?,
+        };
+        let selection = select(&candidates, &log, &held, &policy, at);
+        plans.push(SourcePlan {
+            source: name,
+            policy: policy.name.clone(),
+            zone: policy.zone.name().to_owned(),
+            selection,
+        });
+    }
+    Ok(plans)
+}
+
+/// The source's log in time: each unbroken run from the first backup that starts in it, to the
+/// last one (or to `at`, for the run the log still grows at). A source of stream backups has none.
+async fn log_spans(
+    ctx: &JobContext,
+    config: &Config,
+    name: &SourceName,
+    manifests: &[&Manifest],
+    at: DateTime<Utc>,
+) -> Result<Vec<LogSpan>, JobError> {
+    let database =
+        config.sources.contains_key(name) || manifests.iter().any(|m| m.kind != BackupKind::Stream);
+    if !database {
+        return Ok(Vec::new());
+    }
+    let coverage = described(ctx, config, name, None)
+        .await?
+        .coverage(ctx)
+        .await?;
+    Ok(coverage
+        .runs
+        .iter()
+        .filter_map(|run| {
+            let from = run.first_event?;
+            let to = if run.open {
+                at.max(run.last_event.unwrap_or(from))
+            } else {
+                run.last_event.unwrap_or(from)
+            };
+            Some(LogSpan { from, to })
+        })
+        .collect())
+}
