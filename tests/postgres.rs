@@ -625,6 +625,27 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
         );
         copy.stop();
     }
+    // The timeline-1 backup itself, as it was: its own timeline, before marker 1, though the
+    // archive's newest timeline is 2.
+    let listed: serde_json::Value =
+        serde_json::from_str(&world.cli(&["list", "--json"]).success().stdout()).unwrap();
+    let first = listed[0]["id"].as_str().unwrap().to_owned();
+    let dir = restore_dir(&world, "backup-itself");
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--backup",
+            &first,
+        ])
+        .success();
+    let mut copy = PgCluster::adopt(world.path(), dir);
+    copy.start();
+    copy.wait_promoted().await;
+    assert!(markers(&copy).await.is_empty(), "{}", copy.log());
+    copy.stop();
 }
 
 #[tokio::test(flavor = "multi_thread")]

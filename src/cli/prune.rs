@@ -58,6 +58,8 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
         .context("planning what the retention policies keep")?;
     if args.json {
         print_json(&plans)?;
+    } else if plans.is_empty() {
+        outln!("no backups: nothing to keep or delete");
     } else {
         for plan in &plans {
             print_plan(plan)?;

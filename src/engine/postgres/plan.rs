@@ -2,7 +2,9 @@
 //! listing and its timeline histories. Nothing here reads the store, so every decision is tested
 //! on made-up archives (`plan_tests.rs`).
 //!
-//! Recovery follows `recovery_target_timeline = 'latest'`, as PostgreSQL finds it: from the
+//! Recovery to a backup itself (`--backup`) stays on the backup's timeline
+//! (`recovery_target_timeline = 'current'`). Every other point follows
+//! `recovery_target_timeline = 'latest'`, as PostgreSQL finds it: from the
 //! backup's timeline, the next ones whose `.history` files are archived, one after another. The
 //! WAL recovery reads is then, segment by segment, the newest timeline of that path begun at or
 //! before the segment (a timeline begins in the segment holding its switch point).

@@ -111,7 +111,13 @@ pub async fn restore(
     );
     // A restored copy must never archive into its source's WAL stream.
     settings += "archive_mode = 'off'\n";
-    settings += "recovery_target_timeline = 'latest'\n";
+    // A backup restored as it was stays on its own timeline; every other point follows the
+    // archive's promotions, as the plan checked.
+    settings += if matches!(plan.point, RestorePoint::Backup(_)) {
+        "recovery_target_timeline = 'current'\n"
+    } else {
+        "recovery_target_timeline = 'latest'\n"
+    };
     if let Some(port) = request.port {
         settings += &format!("port = {port}\n");
     }
