@@ -156,20 +156,62 @@ fn prune_dry_run_shows_what_each_policy_keeps_now_and_later() {
 fn prune_refuses_what_it_cannot_do_and_names_what_is_wrong() {
     let repo = TestRepo::new();
     assert!(repo.backup_stdin("app", b"data").status.success());
-    let out = repo.run(&["prune"]);
+    let out = repo.run(&["prune", "--at", "2030-01-01T00:00:00Z"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--dry-run"), "{}", stderr(&out));
+    assert_eq!(repo.ids().len(), 1);
     let out = repo.run(&["prune", "ghost", "--dry-run"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("ghost"), "{}", stderr(&out));
     let out = repo.run(&["prune", "--dry-run", "--policy", "nonsense"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("three-year"), "{}", stderr(&out));
-    let file = repo.path().join("bad-policy.yaml");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("bad-policy.yaml");
     std::fs::write(&file, "name: bad\nkeep: { daily: 3, fortnightly: 1 }\n").unwrap();
     let out = repo.run(&["prune", "--dry-run", "--policy", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("fortnightly"), "{}", stderr(&out));
     let out = repo.run(&["prune", "--dry-run", "--at", "next tuesday"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn prune_deletes_what_no_rule_keeps_records_it_and_spares_the_held() {
+    let repo = TestRepo::new();
+    for data in [&b"one"[..], b"two", b"three", b"four"] {
+        assert!(repo.backup_stdin("app", data).status.success());
+    }
+    let ids = repo.ids();
+    repo.ok_text(&["hold", &ids[1], "--reason", "case 7"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let policy = elsewhere.path().join("last-one.yaml");
+    std::fs::write(&policy, "name: last-one\nkeep: { last: 1 }\n").unwrap();
+    let policy = policy.to_str().unwrap();
+    // Under the default policy (everything is younger than a day) nothing goes.
+    let said = repo.ok_text(&["prune"]);
+    assert!(said.contains("nothing to delete"), "{said}");
+    assert!(!repo.path().join("prunes").exists());
+    // Keeping the newest only: the held one stays too.
+    let said = repo.ok_text(&["prune", "--policy", policy]);
+    assert!(
+        said.contains("deleted 2 backup(s), recorded in prunes/"),
+        "{said}"
+    );
+    assert_eq!(repo.ids(), vec![ids[1].clone(), ids[3].clone()]);
+    assert_eq!(repo.ok_text(&["cat", &ids[1]]), "two");
+    assert_eq!(repo.ok_text(&["cat", "latest"]), "four");
+    assert_eq!(repo.files_under("prunes").len(), 1);
+    // The record is sealed: its text names no backup.
+    let record = std::fs::read(&repo.files_under("prunes")[0]).unwrap();
+    assert!(!String::from_utf8_lossy(&record).contains(&ids[0]));
+    // Run again: nothing more, and no new record.
+    let said = repo.ok_text(&["prune", "--policy", policy, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&said).unwrap();
+    assert!(report["record"].is_null() && report["deleted"].as_array().unwrap().is_empty());
+    assert_eq!(repo.files_under("prunes").len(), 1);
+    // verify knows the record for what it is.
+    let out = repo.run(&["verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not an object"), "{}", stderr(&out));
 }

@@ -111,7 +111,7 @@ enum Command {
     Hold(holds::HoldArgs),
     /// End the holds on a backup
     Release(holds::ReleaseArgs),
-    /// What each source's retention policy keeps and would delete (--dry-run)
+    /// Apply the retention policies: show what each keeps and why, delete the backups none keeps
     Prune(prune::PruneArgs),
     /// Archive a WAL file (PostgreSQL's archive_command: `heirloom-backup wal-push %p`)
     WalPush(wal::WalPushArgs),

@@ -1,9 +1,9 @@
-//! `prune --dry-run`: what each source's retention policy keeps, with every reason, and what it
-//! would delete.
+//! `prune`: what each source's retention policy keeps, with every reason, and the backups it does
+//! not keep deleted (`--dry-run`: shown only).
 
 use anyhow::Context as _;
 use clap::Args;
-use heirloom_backup::jobs::{plan_retention, JobContext, SourcePlan};
+use heirloom_backup::jobs::{self, plan_retention, JobContext, SourcePlan};
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::restore::point::{parse_time, parse_tz};
 use heirloom_backup::retention::policy::Policy;
@@ -33,12 +33,9 @@ pub struct PruneArgs {
 }
 
 pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
-    if !args.dry_run {
+    if args.at.is_some() && !args.dry_run {
         return Err(UsageError(
-            "prune deletes nothing yet: the record of deletions and the garbage collection that \
-             must come with them are not built; `prune --dry-run` shows what the policy keeps and \
-             what it would delete"
-                .into(),
+            "--at evaluates the policy at another instant for a look only: add --dry-run".into(),
         )
         .into());
     }
@@ -48,11 +45,31 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
         .map(Policy::named_or_file)
         .transpose()
         .map_err(|e| UsageError(e.to_string()))?;
+    let job = JobContext::new(ctx.open().await?, ctx.concurrency);
+    if !args.dry_run {
+        let report = jobs::prune(&job, &ctx.config, args.source.as_ref(), policy.as_ref())
+            .await
+            .context("pruning")?;
+        if args.json {
+            print_json(&report)?;
+            return Ok(Exit::Ok);
+        }
+        for plan in &report.plans {
+            print_plan(plan)?;
+        }
+        match &report.record {
+            Some(record) => outln!(
+                "deleted {} backup(s), recorded in {record}; their data and logs stay until garbage collection (not built yet)",
+                report.deleted.len()
+            ),
+            None => outln!("nothing to delete"),
+        }
+        return Ok(Exit::Ok);
+    }
     let at = match &args.at {
         Some(t) => parse_time(t, args.tz).map_err(UsageError)?,
         None => chrono::Utc::now(),
     };
-    let job = JobContext::new(ctx.open().await?, ctx.concurrency);
     let plans = plan_retention(&job, &ctx.config, args.source.as_ref(), policy.as_ref(), at)
         .await
         .context("planning what the retention policies keep")?;

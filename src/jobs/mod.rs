@@ -24,7 +24,7 @@ pub use catalog::{coverage, list, stats};
 pub use holds::{forget, hold, holds, release};
 pub use push::push_log;
 pub use restore::{plan_restore, restore};
-pub use retention::{backup_time, plan_retention, SourcePlan};
+pub use retention::{backup_time, plan_retention, prune, PruneReport, SourcePlan};
 pub use stream::stream_source;
 pub use verify::verify;
 

@@ -124,3 +124,74 @@ async fn log_spans(
         })
         .collect())
 }
+
+/// What a prune did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub plans: Vec<SourcePlan>,
+    /// The record written before anything was deleted; `None` when nothing was to go.
+    pub record: Option<String>,
+    pub deleted: Vec<crate::repo::prune_record::Deleted>,
+}
+
+/// Applies each source's policy as of `ctx.now()` and deletes the manifests of the backups no
+/// rule keeps, after writing the record of what goes. One prune at a time per repository (a sole
+/// lease); backups may run meanwhile, since only manifests are deleted: the data and the logs of
+/// deleted backups stay (garbage collection comes later).
+pub async fn prune(
+    ctx: &JobContext,
+    config: &Config,
+    source: Option<&SourceName>,
+    policy: Option<&Policy>,
+) -> Result<PruneReport, JobError> {
+    use crate::repo::lease::Lease;
+    use crate::repo::prune_record::Deleted;
+    let now = ctx.now();
+    let lease = Lease::acquire_sole(ctx.repo.store(), "prune", now)
+        .await
+        .map_err(crate::repo::RepoError::from)?;
+    let result = async {
+        let plans = plan_retention(ctx, config, source, policy, now).await?;
+        // A hold put on since the plan was made still counts.
+        let holds = ctx.repo.holds().await?;
+        let mut deleted = Vec::new();
+        for plan in &plans {
+            for v in plan.selection.deleted() {
+                if holds
+                    .iter()
+                    .any(|h| h.hold.backup == v.id && h.active_at(now))
+                {
+                    continue;
+                }
+                deleted.push(Deleted {
+                    backup: v.id.clone(),
+                    source: plan.source.clone(),
+                    backup_time: v.at,
+                    policy: plan.policy.clone(),
+                });
+            }
+        }
+        if deleted.is_empty() {
+            return Ok(PruneReport {
+                plans,
+                record: None,
+                deleted,
+            });
+        }
+        let record = ctx.repo.record_prune(now, deleted.clone()).await?;
+        for d in &deleted {
+            match ctx.repo.forget(&d.backup).await {
+                Ok(_) | Err(crate::repo::RepoError::BackupNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(PruneReport {
+            plans,
+            record: Some(record),
+            deleted,
+        })
+    }
+    .await;
+    lease.release().await;
+    result
+}

@@ -41,6 +41,8 @@ pub enum MetaKind {
     Binlog,
     /// A hold on a backup, or its release; sealed with its key bound in.
     Hold,
+    /// The record of what a prune deleted; sealed with its key bound in.
+    PruneRecord,
 }
 
 impl MetaKind {
@@ -53,6 +55,7 @@ impl MetaKind {
             MetaKind::SourceIdentity => b"source-identity",
             MetaKind::Binlog => b"binlog",
             MetaKind::Hold => b"hold",
+            MetaKind::PruneRecord => b"prune-record",
         };
         [META_AAD, name].concat()
     }

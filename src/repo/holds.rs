@@ -167,16 +167,35 @@ impl Repository {
     }
 
     async fn put_sealed<T: Serialize>(&self, key: &str, value: &T) -> Result<(), RepoError> {
-        let json = serde_json::to_vec(value).map_err(|e| RepoError::Internal(e.to_string()))?;
-        let sealed = self.keys().seal_named(MetaKind::Hold, key, &json);
-        put_new(self.store(), key, Bytes::from(sealed)).await
+        self.put_sealed_json(MetaKind::Hold, key, value).await
     }
 
     async fn get_sealed<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T, RepoError> {
+        self.get_sealed_json(MetaKind::Hold, key).await
+    }
+
+    /// Writes `value` once as JSON sealed with its key bound in.
+    pub(crate) async fn put_sealed_json<T: Serialize>(
+        &self,
+        kind: MetaKind,
+        key: &str,
+        value: &T,
+    ) -> Result<(), RepoError> {
+        let json = serde_json::to_vec(value).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let sealed = self.keys().seal_named(kind, key, &json);
+        put_new(self.store(), key, Bytes::from(sealed)).await
+    }
+
+    /// Reads JSON sealed with its key bound in, refusing a `version` above [`HOLD_VERSION`].
+    pub(crate) async fn get_sealed_json<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: MetaKind,
+        key: &str,
+    ) -> Result<T, RepoError> {
         let bytes = self.store().get(key).await?;
         let json = self
             .keys()
-            .open_named(MetaKind::Hold, key, &bytes)
+            .open_named(kind, key, &bytes)
             .map_err(|e| RepoError::corrupt(key, e.to_string()))?;
         let version: serde_json::Value =
             serde_json::from_slice(&json).map_err(|e| RepoError::corrupt(key, e.to_string()))?;

@@ -43,11 +43,13 @@ pub enum ObjectKind {
     Hold,
     /// `releases/<16 hex>`: the end of the hold of that id.
     Release,
+    /// `prunes/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`: what one prune deleted, and why.
+    PruneRecord,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `docs/FORMAT.md` lists them.
-    pub const ALL: [ObjectKind; 14] = [
+    pub const ALL: [ObjectKind; 15] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -62,6 +64,7 @@ impl ObjectKind {
         ObjectKind::Lease,
         ObjectKind::Hold,
         ObjectKind::Release,
+        ObjectKind::PruneRecord,
     ];
 
     /// What a listing of every object of this kind starts with.
@@ -81,6 +84,7 @@ impl ObjectKind {
             ObjectKind::Lease => "locks/",
             ObjectKind::Hold => "holds/",
             ObjectKind::Release => "releases/",
+            ObjectKind::PruneRecord => "prunes/",
         }
     }
 
@@ -142,6 +146,10 @@ pub enum ObjectKey {
     Release {
         id: String,
     },
+    /// `name` is `<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`.
+    PruneRecord {
+        name: String,
+    },
 }
 
 impl ObjectKey {
@@ -161,6 +169,7 @@ impl ObjectKey {
             ObjectKey::Lease { .. } => ObjectKind::Lease,
             ObjectKey::Hold { .. } => ObjectKind::Hold,
             ObjectKey::Release { .. } => ObjectKind::Release,
+            ObjectKey::PruneRecord { .. } => ObjectKind::PruneRecord,
         }
     }
 
@@ -254,6 +263,9 @@ impl ObjectKey {
             "releases" => (rest.len() == 16 && is_lower_hex(rest)).then(|| ObjectKey::Release {
                 id: rest.to_owned(),
             })?,
+            "prunes" => is_record_name(rest).then(|| ObjectKey::PruneRecord {
+                name: rest.to_owned(),
+            })?,
             _ => return None,
         };
         // Only the one spelling of a key counts: what parses must print back the same.
@@ -305,6 +317,7 @@ impl fmt::Display for ObjectKey {
             ObjectKey::Lease { id } => write!(f, "{}{id}", p(ObjectKind::Lease)),
             ObjectKey::Hold { backup, id } => write!(f, "{}{backup}/{id}", p(ObjectKind::Hold)),
             ObjectKey::Release { id } => write!(f, "{}{id}", p(ObjectKind::Release)),
+            ObjectKey::PruneRecord { name } => write!(f, "{}{name}", p(ObjectKind::PruneRecord)),
         }
     }
 }
@@ -340,6 +353,29 @@ pub fn index_key(sealed: &[u8]) -> String {
 
 /// The key of `heirloom.json`.
 pub const CONFIG_KEY: &str = CONFIG;
+
+/// `<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`: a record's time to the millisecond and a random tail.
+fn is_record_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    b.len() == 37
+        && digits(0..8)
+        && b[8] == b'T'
+        && digits(9..15)
+        && b[15] == b'.'
+        && digits(16..19)
+        && b[19] == b'Z'
+        && b[20] == b'-'
+        && is_lower_hex(&s[21..])
+}
+
+/// The key of a new prune record written at `at`.
+pub fn prune_record_key(at: chrono::DateTime<chrono::Utc>, tail: u64) -> String {
+    ObjectKey::PruneRecord {
+        name: format!("{}-{tail:016x}", at.format("%Y%m%dT%H%M%S%.3fZ")),
+    }
+    .key()
+}
 
 fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -404,6 +440,12 @@ mod tests {
                 ObjectKey::Hold { backup, id }
             }),
             hex(16).prop_map(|id| ObjectKey::Release { id }),
+            (0i64..4_000_000_000_000, any::<u64>()).prop_map(|(ms, tail)| {
+                let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+                ObjectKey::PruneRecord {
+                    name: format!("{}-{tail:016x}", t.format("%Y%m%dT%H%M%S%.3fZ")),
+                }
+            }),
         ]
     }
 
@@ -439,6 +481,7 @@ mod tests {
             "holds/20261120T140300.123Z-1a2b3c4d",
             "holds/yesterday/0123456789abcdef",
             "releases/XYZ",
+            "prunes/20261120T140300Z-0123456789abcdef",
             ".tmp/x",
         ] {
             assert_eq!(ObjectKey::parse(stray), None, "{stray:?}");

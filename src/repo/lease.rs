@@ -101,9 +101,33 @@ impl Lease {
         operation: &str,
         now: DateTime<Utc>,
     ) -> Result<Lease, LeaseError> {
+        Self::take(store, kind, operation, now, false).await
+    }
+
+    /// Takes a shared lease that also excludes every other holder of a lease for the same
+    /// `operation` (two prunes of one repository): when two try at once, the one whose lease was
+    /// written first (then by key) wins, and the other fails. Backups, which hold shared leases,
+    /// are not kept out.
+    pub async fn acquire_sole(
+        store: &Store,
+        operation: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, LeaseError> {
+        Self::take(store, LeaseKind::Shared, operation, now, true).await
+    }
+
+    async fn take(
+        store: &Store,
+        kind: LeaseKind,
+        operation: &str,
+        now: DateTime<Utc>,
+        sole: bool,
+    ) -> Result<Lease, LeaseError> {
         let key = new_key();
-        write(store, &key, &record(kind, operation, now)).await?;
-        if let Err(e) = check_conflicts(store, &key, kind, now).await {
+        let mine = record(kind, operation, now);
+        write(store, &key, &mine).await?;
+        let sole = sole.then_some((&mine, key.as_str()));
+        if let Err(e) = check_conflicts(store, &key, kind, now, sole).await {
             let _ = store.delete(&key).await;
             return Err(e);
         }
@@ -113,6 +137,7 @@ impl Lease {
             current.clone(),
             kind,
             operation.to_owned(),
+            mine.created,
         ));
         Ok(Lease {
             store: store.clone(),
@@ -135,6 +160,7 @@ async fn check_conflicts(
     mine: &str,
     kind: LeaseKind,
     now: DateTime<Utc>,
+    sole: Option<(&LeaseRecord, &str)>,
 ) -> Result<(), LeaseError> {
     for obj in store.list(ObjectKind::Lease.prefix()).await? {
         if obj.key == mine {
@@ -169,7 +195,10 @@ async fn check_conflicts(
             }
             continue;
         }
-        if kind == LeaseKind::Exclusive || rec.kind == LeaseKind::Exclusive {
+        let rival = sole.is_some_and(|(me, my_key)| {
+            rec.operation == me.operation && (rec.created, obj.key.as_str()) < (me.created, my_key)
+        });
+        if kind == LeaseKind::Exclusive || rec.kind == LeaseKind::Exclusive || rival {
             return Err(LeaseError::Conflict {
                 kind: rec.kind,
                 operation: rec.operation,
@@ -182,11 +211,21 @@ async fn check_conflicts(
     Ok(())
 }
 
-async fn renew(store: Store, current: Arc<Mutex<String>>, kind: LeaseKind, operation: String) {
+/// Writes a new lease every third of its lifetime, keeping the first one's `created` (what orders
+/// the holders of sole leases), and deletes the one before.
+async fn renew(
+    store: Store,
+    current: Arc<Mutex<String>>,
+    kind: LeaseKind,
+    operation: String,
+    created: DateTime<Utc>,
+) {
     loop {
         tokio::time::sleep(LEASE_TTL / 3).await;
         let key = new_key();
-        match write(&store, &key, &record(kind, &operation, Utc::now())).await {
+        let mut next = record(kind, &operation, Utc::now());
+        next.created = created;
+        match write(&store, &key, &next).await {
             Ok(()) => {
                 let old = std::mem::replace(&mut *current.lock().await, key);
                 let _ = store.delete(&old).await;
@@ -200,6 +239,43 @@ async fn renew(store: Store, current: Arc<Mutex<String>>, kind: LeaseKind, opera
 mod tests {
     use super::*;
     use crate::store::open_store;
+
+    #[tokio::test]
+    async fn a_sole_lease_excludes_its_own_operation_only_and_the_first_of_two_wins() {
+        let store = open_store("memory://", &Default::default()).unwrap();
+        let now = Utc::now();
+        let backup = Lease::acquire(&store, LeaseKind::Shared, "backup", now)
+            .await
+            .unwrap();
+        // A backup does not keep a prune out, nor the prune a backup.
+        let prune = Lease::acquire_sole(&store, "prune", now).await.unwrap();
+        let another_backup = Lease::acquire(&store, LeaseKind::Shared, "backup", now)
+            .await
+            .unwrap();
+        // A second prune is refused, naming the first.
+        let err = Lease::acquire_sole(&store, "prune", now + chrono::Duration::seconds(1))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("prune"), "{err}");
+        prune.release().await;
+        // Two at once: whichever wrote first wins, the other is refused.
+        let (a, b) = tokio::join!(
+            Lease::acquire_sole(&store, "prune", now),
+            Lease::acquire_sole(&store, "prune", now)
+        );
+        assert_eq!(
+            u8::from(a.is_ok()) + u8::from(b.is_ok()),
+            1,
+            "exactly one of two prunes at once proceeds"
+        );
+        for won in [a, b].into_iter().flatten() {
+            won.release().await;
+        }
+        backup.release().await;
+        another_backup.release().await;
+        assert!(store.list("locks/").await.unwrap().is_empty());
+    }
 
     #[tokio::test]
     async fn exclusive_leases_exclude_and_expired_ones_do_not() {

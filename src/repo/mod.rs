@@ -16,6 +16,7 @@ pub mod layout;
 pub mod lease;
 pub mod manifest;
 pub mod pack;
+pub mod prune_record;
 pub mod source;
 pub mod stats;
 

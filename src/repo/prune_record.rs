@@ -1,0 +1,118 @@
+//! The record of what a prune deleted: one object per prune, written once before anything is
+//! deleted, so the repository itself says what went, when and why.
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::crypto::MetaKind;
+use super::layout::{prune_record_key, ObjectKey, ObjectKind};
+use super::manifest::BackupId;
+use super::source::SourceName;
+use super::{RepoError, Repository};
+
+/// One backup a prune deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deleted {
+    pub backup: BackupId,
+    pub source: SourceName,
+    /// The instant the backup restored to.
+    pub backup_time: DateTime<Utc>,
+    /// The policy no rule of which kept it.
+    pub policy: String,
+}
+
+/// What one prune deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRecord {
+    pub version: u32,
+    /// The instant the policies were applied at.
+    pub at: DateTime<Utc>,
+    pub host: String,
+    pub deleted: Vec<Deleted>,
+}
+
+impl Repository {
+    /// Writes the record of a prune about to delete `deleted`; returns its key.
+    pub async fn record_prune(
+        &self,
+        at: DateTime<Utc>,
+        deleted: Vec<Deleted>,
+    ) -> Result<String, RepoError> {
+        let key = prune_record_key(at, rand::rngs::OsRng.next_u64());
+        let record = PruneRecord {
+            version: 1,
+            at,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            deleted,
+        };
+        self.put_sealed_json(MetaKind::PruneRecord, &key, &record)
+            .await?;
+        Ok(key)
+    }
+
+    /// Every prune's record, oldest first.
+    pub async fn prune_records(&self) -> Result<Vec<PruneRecord>, RepoError> {
+        let mut keys: Vec<String> = self
+            .store()
+            .list(ObjectKind::PruneRecord.prefix())
+            .await?
+            .into_iter()
+            .filter(|o| {
+                matches!(
+                    ObjectKey::parse(&o.key),
+                    Some(ObjectKey::PruneRecord { .. })
+                )
+            })
+            .map(|o| o.key)
+            .collect();
+        keys.sort();
+        let mut records = Vec::with_capacity(keys.len());
+        for key in keys {
+            records.push(self.get_sealed_json(MetaKind::PruneRecord, &key).await?);
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::format::InitParams;
+    use crate::repo::keys::KeySource;
+
+    #[tokio::test]
+    async fn records_are_written_once_and_read_back_in_order() {
+        let store = crate::store::open_store("memory://", &Default::default()).unwrap();
+        let repo = Repository::init(
+            store,
+            &KeySource::passphrase("records"),
+            &InitParams::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let gone = |n: u32| Deleted {
+            backup: format!("20260101T000000.000Z-{n:08x}").parse().unwrap(),
+            source: "app".parse().unwrap(),
+            backup_time: at("2026-01-01T00:00:00Z"),
+            policy: "three-year".into(),
+        };
+        let second = repo
+            .record_prune(at("2026-03-01T00:00:00Z"), vec![gone(2)])
+            .await
+            .unwrap();
+        let first = repo
+            .record_prune(at("2026-02-01T00:00:00Z"), vec![gone(1)])
+            .await
+            .unwrap();
+        assert!(first < second);
+        let records = repo.prune_records().await.unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].deleted, [gone(1)]);
+        assert_eq!(records[1].at, at("2026-03-01T00:00:00Z"));
+    }
+}
