@@ -77,9 +77,9 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         port: args.port,
         start: args.start,
         start_timeout: args.start_timeout,
-        // Not every restore needs one (a dry run, a logical or MySQL restore), and it cannot be made
-        // without a key file: the engine says so when a restore that needs one finds none.
-        restore_command: restore_command(ctx, &args.source).ok(),
+        // Not every restore needs one (a dry run, a logical or MySQL restore): why it could not be
+        // made is said only by a restore that does.
+        restore_command: restore_command(ctx, &args.source).map_err(|e| format!("{e:#}")),
         source_url: None,
     };
     let (job, bar) = ctx.job(ctx.open().await?, "restore");

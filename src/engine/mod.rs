@@ -189,8 +189,9 @@ pub struct RestoreOptions {
     /// How long recovery may take, when the restore waits for it.
     pub start_timeout: Duration,
     /// PostgreSQL: how the restored server fetches WAL (`restore_command`, with `%f` and `%p`):
-    /// this program's `wal-fetch`, reaching this repository. Needed for a restore that recovers.
-    pub restore_command: Option<String>,
+    /// this program's `wal-fetch`, reaching this repository; or why the caller could not make one
+    /// (a restore that recovers then fails with it, before writing anything).
+    pub restore_command: Result<String, String>,
     /// The source's own connection URL, when the config does not give it (a scratch server's
     /// database and user come from it).
     pub source_url: Option<String>,
@@ -203,7 +204,10 @@ impl Default for RestoreOptions {
             port: None,
             start: false,
             start_timeout: Duration::from_secs(600),
-            restore_command: None,
+            restore_command: Err(
+                "no restore_command was given: a restore that recovers needs one to fetch WAL"
+                    .into(),
+            ),
             source_url: None,
         }
     }

@@ -295,7 +295,7 @@ pub async fn demo(ctx: &Context, keep: Option<&Path>) -> anyhow::Result<Exit> {
         key_path.display()
     );
     let options = RestoreOptions {
-        restore_command: Some(restore_command),
+        restore_command: Ok(restore_command),
         ..RestoreOptions::default()
     };
     let to = restored_dir.to_string_lossy();

@@ -363,11 +363,7 @@ fn physical_summary(
 }
 
 fn restore_command(options: &RestoreOptions) -> Result<String, JobError> {
-    options.restore_command.clone().ok_or_else(|| {
-        JobError::Usage(
-            "a PostgreSQL restore that recovers needs a way for the restored server to fetch WAL: a key file (--key-file, HEIRLOOM_KEY_FILE or repository.key_file), since the server's restore_command cannot see HEIRLOOM_PASSPHRASE".into(),
-        )
-    })
+    options.restore_command.clone().map_err(JobError::Usage)
 }
 
 fn refuse_incomplete(summary: &PlanSummary) -> Result<(), JobError> {
