@@ -215,3 +215,70 @@ fn prune_deletes_what_no_rule_keeps_records_it_and_spares_the_held() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("not an object"), "{}", stderr(&out));
 }
+
+/// A bucket under S3 Object Lock (moto, a default COMPLIANCE retention of a day): the repository
+/// is created, backed up to, read, verified, held and pruned on it, and what it wrote is locked.
+#[test]
+fn every_command_works_on_a_bucket_under_object_lock() {
+    let moto = support::start_moto_locked();
+    let repo = TestRepo::new();
+    let config = repo.config(&format!(
+        "repository:\n  url: s3://locked/repo\n  key_file: {}\n  options:\n    endpoint: http://127.0.0.1:{}\n    region: us-east-1\n    allow_http: true\n    access_key_id: test\n    secret_access_key: test\n",
+        repo.key().display(),
+        moto.port
+    ));
+    let run = |args: &[&str]| {
+        let out = repo
+            .bare()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["init"]);
+    let data = support::mixed_data(3 << 20, 5);
+    let out = repo
+        .bare()
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "--stdin", "--source", "app", "--json"])
+        .write_stdin(data.clone())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "backup: {}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = summary["id"].as_str().unwrap().to_owned();
+    let out = repo
+        .bare()
+        .arg("--config")
+        .arg(&config)
+        .args(["cat", "latest"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cat: {}", stderr(&out));
+    assert!(out.stdout == data, "the bytes read back differ");
+    run(&["verify", "--read-data"]);
+    run(&["hold", &id, "--reason", "locked bucket"]);
+    assert!(run(&["list"]).contains("[held: locked bucket]"));
+    run(&["release", &id]);
+    run(&["prune", "--dry-run"]);
+    run(&["prune"]);
+    run(&[
+        "key",
+        "add",
+        "--new-key-file",
+        repo.path().join("key2").to_str().unwrap(),
+    ]);
+    // What was written carries the bucket's lock.
+    assert_eq!(
+        support::moto_lock_mode(moto.port, &format!("repo/backups/{id}")),
+        "COMPLIANCE"
+    );
+    assert_eq!(
+        support::moto_lock_mode(moto.port, "repo/heirloom.json"),
+        "COMPLIANCE"
+    );
+}

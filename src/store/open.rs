@@ -6,10 +6,11 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, Checksum};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
+use object_store::ClientOptions;
 use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 use url::Url;
 
@@ -160,7 +161,25 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
         }
         "memory" => memory_store(&location),
         "s3" => {
-            let mut b = AmazonS3Builder::from_env().with_url(url);
+            // A bucket under S3 Object Lock refuses a PUT that carries no checksum: every put
+            // carries its SHA-256 (`x-amz-checksum-sha256`) and names the algorithm, as the AWS
+            // SDKs do. The client options come first: the environment and the options below add
+            // to them.
+            let mut headers = object_store::HeaderMap::new();
+            headers.insert(
+                "x-amz-sdk-checksum-algorithm",
+                object_store::HeaderValue::from_static("SHA256"),
+            );
+            let mut b = AmazonS3Builder::new()
+                .with_client_options(ClientOptions::new().with_default_headers(headers));
+            for (key, value) in std::env::vars() {
+                if key.starts_with("AWS_") {
+                    if let Ok(config) = key.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                        b = b.with_config(config, value);
+                    }
+                }
+            }
+            let mut b = b.with_url(url).with_checksum_algorithm(Checksum::SHA256);
             for (k, v) in rest {
                 let key = AmazonS3ConfigKey::from_str(&k).map_err(|_| unknown_option(&k, "s3"))?;
                 b = b.with_config(key, v);

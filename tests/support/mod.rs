@@ -131,6 +131,47 @@ pub fn start_moto() -> Server {
     }
 }
 
+/// moto's S3 server with a bucket `locked` created with Object Lock enabled and a default
+/// COMPLIANCE retention of one day, applied to every object written.
+#[allow(dead_code)] // not every test binary that shares this module uses it
+pub fn start_moto_locked() -> Server {
+    let server = start_moto();
+    python(
+        "import sys, boto3\n\
+         s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+         aws_access_key_id='test', aws_secret_access_key='test')\n\
+         s3.create_bucket(Bucket='locked', ObjectLockEnabledForBucket=True)\n\
+         s3.put_object_lock_configuration(Bucket='locked', ObjectLockConfiguration={\
+         'ObjectLockEnabled': 'Enabled', 'Rule': {'DefaultRetention': {'Mode': 'COMPLIANCE', 'Days': 1}}})",
+        &[&format!("http://127.0.0.1:{}", server.port)],
+    );
+    server
+}
+
+/// Whether `key` in moto's bucket `locked` carries an Object Lock retention (HeadObject says).
+#[allow(dead_code)]
+pub fn moto_lock_mode(port: u16, key: &str) -> String {
+    let py = tool("HEIRLOOM_TEST_PYTHON", "the test venv's python");
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(
+            "import sys, boto3\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')\n\
+             print(s3.head_object(Bucket='locked', Key=sys.argv[2]).get('ObjectLockMode', ''))",
+        )
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(key)
+        .output()
+        .expect("running python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
