@@ -272,6 +272,27 @@ fn every_command_works_on_a_bucket_under_object_lock() {
         "--new-key-file",
         repo.path().join("key2").to_str().unwrap(),
     ]);
+    // The WAL archive's objects too: a timeline history pushed and fetched back.
+    let wal = tempfile::tempdir().unwrap();
+    let history = wal.path().join("00000002.history");
+    std::fs::write(&history, "1\t0/3000000\tno recovery target specified\n").unwrap();
+    run(&["wal-push", "--source", "pg", history.to_str().unwrap()]);
+    let fetched = wal.path().join("fetched");
+    run(&[
+        "wal-fetch",
+        "--source",
+        "pg",
+        "00000002.history",
+        fetched.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&fetched).unwrap(),
+        std::fs::read(&history).unwrap()
+    );
+    assert_eq!(
+        support::moto_lock_mode(moto.port, "repo/wal/pg/00000002.history"),
+        "COMPLIANCE"
+    );
     // What was written carries the bucket's lock.
     assert_eq!(
         support::moto_lock_mode(moto.port, &format!("repo/backups/{id}")),
