@@ -105,9 +105,9 @@ impl Lease {
     }
 
     /// Takes a shared lease that also excludes every other holder of a lease for the same
-    /// `operation` (two prunes of one repository): when two try at once, the one whose lease was
-    /// written first (then by key) wins, and the other fails. Backups, which hold shared leases,
-    /// are not kept out.
+    /// `operation` (two prunes of one repository): at most one of them proceeds, the others fail
+    /// naming it (two that start at the same moment may both give way). Backups, which hold
+    /// shared leases, are not kept out.
     pub async fn acquire_sole(
         store: &Store,
         operation: &str,
@@ -126,7 +126,7 @@ impl Lease {
         let key = new_key();
         let mine = record(kind, operation, now);
         write(store, &key, &mine).await?;
-        let sole = sole.then_some((&mine, key.as_str()));
+        let sole = sole.then_some(&mine);
         if let Err(e) = check_conflicts(store, &key, kind, now, sole).await {
             let _ = store.delete(&key).await;
             return Err(e);
@@ -160,7 +160,7 @@ async fn check_conflicts(
     mine: &str,
     kind: LeaseKind,
     now: DateTime<Utc>,
-    sole: Option<(&LeaseRecord, &str)>,
+    sole: Option<&LeaseRecord>,
 ) -> Result<(), LeaseError> {
     for obj in store.list(ObjectKind::Lease.prefix()).await? {
         if obj.key == mine {
@@ -195,9 +195,10 @@ async fn check_conflicts(
             }
             continue;
         }
-        let rival = sole.is_some_and(|(me, my_key)| {
-            rec.operation == me.operation && (rec.created, obj.key.as_str()) < (me.created, my_key)
-        });
+        // Any other holder of the same operation's lease, whatever its age: each writes before it
+        // lists, so of two that overlap at least one sees the other and gives way, and at most
+        // one proceeds (when both see each other, both give way, and the next run proceeds).
+        let rival = sole.is_some_and(|me| rec.operation == me.operation);
         if kind == LeaseKind::Exclusive || rec.kind == LeaseKind::Exclusive || rival {
             return Err(LeaseError::Conflict {
                 kind: rec.kind,
@@ -241,7 +242,7 @@ mod tests {
     use crate::store::open_store;
 
     #[tokio::test]
-    async fn a_sole_lease_excludes_its_own_operation_only_and_the_first_of_two_wins() {
+    async fn a_sole_lease_excludes_its_own_operation_only_and_never_lets_two_through() {
         let store = open_store("memory://", &Default::default()).unwrap();
         let now = Utc::now();
         let backup = Lease::acquire(&store, LeaseKind::Shared, "backup", now)
@@ -259,19 +260,26 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("prune"), "{err}");
         prune.release().await;
-        // Two at once: whichever wrote first wins, the other is refused.
-        let (a, b) = tokio::join!(
-            Lease::acquire_sole(&store, "prune", now),
-            Lease::acquire_sole(&store, "prune", now)
-        );
-        assert_eq!(
-            u8::from(a.is_ok()) + u8::from(b.is_ok()),
-            1,
-            "exactly one of two prunes at once proceeds"
-        );
-        for won in [a, b].into_iter().flatten() {
-            won.release().await;
+        // Two at once, many times over: never both.
+        for _ in 0..50 {
+            let (a, b) = tokio::join!(
+                Lease::acquire_sole(&store, "prune", now),
+                Lease::acquire_sole(&store, "prune", now)
+            );
+            assert!(
+                !(a.is_ok() && b.is_ok()),
+                "two prunes at once both proceeded"
+            );
+            for won in [a, b].into_iter().flatten() {
+                won.release().await;
+            }
         }
+        // On its own again, a prune proceeds.
+        Lease::acquire_sole(&store, "prune", now)
+            .await
+            .unwrap()
+            .release()
+            .await;
         backup.release().await;
         another_backup.release().await;
         assert!(store.list("locks/").await.unwrap().is_empty());
