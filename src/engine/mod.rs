@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::context::{JobContext, JobError};
 use crate::pipeline::backup::BackupSummary;
-use crate::repo::manifest::BackupKind;
+use crate::repo::manifest::{BackupKind, Manifest};
 use crate::repo::source::SourceName;
 use crate::restore::point::RestorePoint;
 use crate::restore::summary::PlanSummary;
@@ -52,8 +52,13 @@ pub trait Source: Send + Sync {
     /// Stores log files the server has closed.
     async fn push(&self, ctx: &JobContext, request: &PushRequest) -> Result<LogReport, JobError>;
 
-    /// What the repository holds of the source's log, as unbroken runs.
-    async fn coverage(&self, ctx: &JobContext) -> Result<LogCoverage, JobError>;
+    /// What the repository holds of the source's log, as unbroken runs; `manifests` are the
+    /// source's backups, already read by the caller (they date the runs where the log does not).
+    async fn coverage(
+        &self,
+        ctx: &JobContext,
+        manifests: &[&Manifest],
+    ) -> Result<LogCoverage, JobError>;
 
     /// Reads what a restore of this source to `point` into `target` needs, and decides it: which
     /// backup, which log, every gap. Nothing is written.

@@ -26,8 +26,8 @@ pub async fn coverage(
     config: &Config,
     name: &SourceName,
 ) -> Result<LogCoverage, JobError> {
-    described(ctx, config, name, None)
-        .await?
-        .coverage(ctx)
-        .await
+    let source = described(ctx, config, name, None).await?;
+    let manifests = ctx.repo.manifests(Some(name)).await?;
+    let manifests: Vec<&crate::repo::manifest::Manifest> = manifests.iter().collect();
+    source.coverage(ctx, &manifests).await
 }

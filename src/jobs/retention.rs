@@ -108,7 +108,7 @@ async fn log_spans(
     }
     let coverage = described(ctx, config, name, None)
         .await?
-        .coverage(ctx)
+        .coverage(ctx, manifests)
         .await?;
     Ok(coverage
         .runs

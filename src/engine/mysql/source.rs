@@ -25,7 +25,7 @@ use crate::engine::{
     PushRequest, RestoreOptions, RestoreReport, Source, StreamRequest,
 };
 use crate::pipeline::backup::BackupSummary;
-use crate::repo::manifest::BackupKind;
+use crate::repo::manifest::{BackupKind, Manifest};
 use crate::repo::source::SourceName;
 use crate::repo::Repository;
 use crate::restore::point::RestorePoint;
@@ -188,7 +188,11 @@ impl Source for MySource {
         Ok(log_report(report))
     }
 
-    async fn coverage(&self, ctx: &JobContext) -> Result<LogCoverage, JobError> {
+    async fn coverage(
+        &self,
+        ctx: &JobContext,
+        _manifests: &[&Manifest],
+    ) -> Result<LogCoverage, JobError> {
         let repo = &ctx.repo;
         let names = list_segments(repo, &self.name).await?;
         let metas: Vec<_> = futures::stream::iter(breaks(&names))

@@ -163,14 +163,18 @@ impl Source for PgSource {
         })
     }
 
-    async fn coverage(&self, ctx: &JobContext) -> Result<LogCoverage, JobError> {
+    async fn coverage(
+        &self,
+        ctx: &JobContext,
+        manifests: &[&Manifest],
+    ) -> Result<LogCoverage, JobError> {
         let archive = read_archive(&ctx.repo, &self.name).await?;
-        let manifests = ctx.repo.manifests(Some(&self.name)).await?;
         // The cluster's segment size, as its backups recorded it (16 MiB unless initdb was told).
-        let segment_size =
-            crate::repo::manifest::newest(manifests.iter().filter(|m| m.postgres.is_some()))
-                .and_then(|m| m.postgres.as_ref().map(|p| p.segment_size))
-                .unwrap_or(DEFAULT_SEGMENT_SIZE);
+        let segment_size = crate::repo::manifest::newest(
+            manifests.iter().copied().filter(|m| m.postgres.is_some()),
+        )
+        .and_then(|m| m.postgres.as_ref().map(|p| p.segment_size))
+        .unwrap_or(DEFAULT_SEGMENT_SIZE);
         let backups: Vec<_> = manifests
             .iter()
             .filter_map(|m| {
