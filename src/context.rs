@@ -72,11 +72,6 @@ impl Clock {
         Self(Arc::new(move || at))
     }
 
-    /// A clock that asks `now`.
-    pub fn from_fn(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
-        Self(Arc::new(now))
-    }
-
     pub fn now(&self) -> DateTime<Utc> {
         (self.0)()
     }
@@ -187,9 +182,6 @@ pub trait EngineFailure: std::error::Error + Send + Sync + 'static {
     fn is_usage(&self) -> bool {
         false
     }
-    /// The error, for a caller that knows the engine (`wal-fetch` tells PostgreSQL apart from
-    /// "not archived" and "damaged").
-    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 impl JobError {
@@ -208,14 +200,6 @@ impl JobError {
             JobError::Usage(_) | JobError::Repo(RepoError::Invalid(_)) => true,
             JobError::Engine(e) => e.is_usage(),
             JobError::Repo(_) => false,
-        }
-    }
-
-    /// The engine's error as its own type, when it is one.
-    pub fn engine_error<E: EngineFailure>(&self) -> Option<&E> {
-        match self {
-            JobError::Engine(e) => e.as_any().downcast_ref(),
-            _ => None,
         }
     }
 }

@@ -66,9 +66,4 @@ impl PlanSummary {
     pub fn is_complete(&self) -> bool {
         self.problem.is_none()
     }
-
-    /// Everything the restore reads from the repository.
-    pub fn bytes_to_fetch(&self) -> u64 {
-        self.backup_bytes + self.log_bytes
-    }
 }

@@ -76,10 +76,6 @@ impl crate::context::EngineFailure for MyError {
     fn is_integrity(&self) -> bool {
         MyError::is_integrity(self)
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 impl From<MyError> for crate::context::JobError {

@@ -71,10 +71,6 @@ impl crate::context::EngineFailure for PgError {
     fn is_integrity(&self) -> bool {
         PgError::is_integrity(self)
     }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 impl From<PgError> for crate::context::JobError {
