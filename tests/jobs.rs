@@ -16,6 +16,16 @@ use heirloom_backup::restore::point::RestorePoint;
 use support::mixed_data;
 use support::repo::{backup, small_params, LocalRepo};
 
+/// A stream backup of source `notes`.
+fn notes_options() -> jobs::BackupOptions {
+    jobs::BackupOptions {
+        source: "notes".parse().unwrap(),
+        labels: Default::default(),
+        concurrency: Concurrency::default(),
+        allow_empty: false,
+    }
+}
+
 struct Count(Arc<AtomicU64>);
 
 impl ProgressSink for Count {
@@ -91,12 +101,7 @@ async fn a_stream_backup_job_takes_its_time_from_the_context_clock_and_list_and_
         .with_clock(Clock::fixed(at))
         .with_progress(Progress::new(Count(done.clone())));
     let data = mixed_data(1 << 20, 7);
-    let options = jobs::BackupOptions {
-        source: "notes".parse().unwrap(),
-        labels: Default::default(),
-        concurrency: Concurrency::default(),
-        allow_empty: false,
-    };
+    let options = notes_options();
     let summary = jobs::backup_stream(&ctx, std::io::Cursor::new(data.clone()), &options)
         .await
         .unwrap();
@@ -207,12 +212,7 @@ async fn prune_applied_over_three_simulated_years_keeps_every_promised_backup_re
             JobContext::new(repo.clone(), Concurrency::default()).with_clock(Clock::fixed(at));
         let mut data = shared.clone();
         data.extend_from_slice(format!("backup of {at}").as_bytes());
-        let options = jobs::BackupOptions {
-            source: "notes".parse().unwrap(),
-            labels: Default::default(),
-            concurrency: Concurrency::default(),
-            allow_empty: false,
-        };
+        let options = notes_options();
         let summary = jobs::backup_stream(&ctx, std::io::Cursor::new(data.clone()), &options)
             .await
             .unwrap();

@@ -234,15 +234,20 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
     }
 
-    #[tokio::test]
-    async fn holds_are_written_once_and_end_by_time_or_release() {
-        let repo = repo().await;
-        let m = repo.new_manifest(
+    /// A stream backup's manifest (not saved: holds only need its id and source).
+    fn manifest(repo: &Repository) -> Manifest {
+        repo.new_manifest(
             &"notes".parse().unwrap(),
             BackupKind::Stream,
             Default::default(),
             at("2026-01-01T00:00:00Z"),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn holds_are_written_once_and_end_by_time_or_release() {
+        let repo = repo().await;
+        let m = manifest(&repo);
         let now = at("2026-02-01T00:00:00Z");
         let case = repo.add_hold(&m, "legal case 42", None, now).await.unwrap();
         let audit = repo
@@ -286,12 +291,7 @@ mod tests {
     #[tokio::test]
     async fn a_hold_moved_to_another_key_does_not_open() {
         let repo = repo().await;
-        let m = repo.new_manifest(
-            &"notes".parse().unwrap(),
-            BackupKind::Stream,
-            Default::default(),
-            at("2026-01-01T00:00:00Z"),
-        );
+        let m = manifest(&repo);
         let hold = repo
             .add_hold(&m, "x", None, at("2026-01-02T00:00:00Z"))
             .await
