@@ -171,7 +171,7 @@ async fn a_restore_job_refuses_what_its_engine_cannot_do_before_touching_anythin
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_stream_job_ends_when_its_shutdown_is_signalled_and_fails_fast_on_a_bad_source() {
+async fn a_stream_job_of_an_unreachable_server_fails_fast_and_names_it_even_when_shut_down() {
     let local = LocalRepo::init(&small_params()).await;
     let (trigger, shutdown) = Shutdown::new();
     let ctx = JobContext::new(local.open().await, Concurrency::default()).with_shutdown(shutdown);
