@@ -3,13 +3,14 @@
 
 use anyhow::Context as _;
 use clap::Args;
+use heirloom_backup::engine::retention::LogStretch;
 use heirloom_backup::jobs::{self, plan_retention, JobContext, SourcePlan};
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::restore::point::{parse_time, parse_tz};
 use heirloom_backup::retention::policy::Policy;
 use heirloom_backup::retention::select::{Reason, Rule};
 
-use super::{print_json, Context, Exit, UsageError};
+use super::{human_bytes, print_json, Context, Exit, UsageError};
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -58,10 +59,16 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
             print_plan(plan)?;
         }
         match &report.record {
-            Some(record) => outln!(
-                "deleted {} backup(s), recorded in {record}; their data and logs stay until garbage collection (not built yet)",
-                report.deleted.len()
-            ),
+            Some(record) => {
+                let logs = match report.log_objects_deleted {
+                    0 => String::new(),
+                    n => format!(" and {n} log object(s)"),
+                };
+                outln!(
+                    "deleted {} backup(s){logs}, recorded in {record}; the backups' data stays until garbage collection (not built yet)",
+                    report.deleted.len(),
+                )
+            }
             None => outln!("nothing to delete"),
         }
         return Ok(Exit::Ok);
@@ -150,5 +157,31 @@ fn print_plan(plan: &SourcePlan) -> anyhow::Result<()> {
         s.kept().count(),
         s.deleted().count()
     );
+    if let Some(log) = &plan.log {
+        let line = |verb: &str, st: &LogStretch| -> anyhow::Result<()> {
+            outln!(
+                "  {verb:<6}  {} {} .. {} ({} objects, {}): {}",
+                log.log,
+                st.first,
+                st.last,
+                st.objects,
+                human_bytes(st.bytes),
+                st.why
+            );
+            Ok(())
+        };
+        for st in &log.kept {
+            line("keep", st)?;
+        }
+        for st in &log.deleted {
+            line("delete", st)?;
+        }
+        outln!(
+            "  {}: {} objects to delete, {} freed",
+            log.log,
+            log.objects_deleted(),
+            human_bytes(log.bytes_deleted())
+        );
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod private_dir;
 pub mod process;
+pub mod retention;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,6 +60,15 @@ pub trait Source: Send + Sync {
         ctx: &JobContext,
         manifests: &[&Manifest],
     ) -> Result<LogCoverage, JobError>;
+
+    /// Which of the source's log objects the backups retention keeps need (`keep`), and which
+    /// none does; nothing is deleted here. `manifests` are the source's backups, kept or not.
+    async fn log_retention(
+        &self,
+        ctx: &JobContext,
+        manifests: &[&Manifest],
+        keep: &retention::LogKeep,
+    ) -> Result<retention::LogRetention, JobError>;
 
     /// Reads what a restore of this source to `point` into `target` needs, and decides it: which
     /// backup, which log, every gap. Nothing is written.

@@ -1,11 +1,15 @@
 //! What each source's retention policy keeps, as of an instant: the plan `prune` shows.
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{described, JobContext, JobError};
 use crate::config::Config;
-use crate::repo::manifest::{BackupKind, Manifest};
+use crate::engine::retention::{LogKeep, LogRetention};
+use crate::engine::LogCoverage;
+use crate::repo::manifest::{BackupId, BackupKind, Manifest};
+use crate::repo::prune_record::{Deleted, DeletedLog, Deletions};
 use crate::repo::source::SourceName;
 use crate::retention::policy::Policy;
 use crate::retention::select::{select, Candidate, Hold, LogSpan, Selection};
@@ -17,6 +21,9 @@ pub struct SourcePlan {
     pub policy: String,
     pub zone: String,
     pub selection: Selection,
+    /// What the kept backups and the window ask of the log, and what nothing needs; `None` for a
+    /// source without a log (stream backups only).
+    pub log: Option<LogRetention>,
 }
 
 /// The instant a backup restores to, as retention counts it: its consistency point, or a stream
@@ -59,6 +66,7 @@ pub async fn plan_retention(
             .map(|m| Candidate {
                 id: m.id.clone(),
                 at: backup_time(m),
+                replayable: m.postgres.is_some() || m.mysql.is_some(),
             })
             .collect();
         let held: Vec<Hold> = holds
@@ -74,43 +82,40 @@ pub async fn plan_retention(
                 },
             })
             .collect();
-        let log = log_spans(ctx, config, &name, &mine, at).await?;
         let policy = match policy {
             Some(p) => p.clone(),
             None => config
                 .policy_for(&name)
                 .map_err(|e| JobError::Usage(e.to_string()))?,
         };
-        let selection = select(&candidates, &log, &held, &policy, at);
+        // A source with a log: a configured database, or one whose backups are database ones.
+        let database =
+            config.sources.contains_key(&name) || mine.iter().any(|m| m.kind != BackupKind::Stream);
+        let (selection, log) = if database {
+            let engine = described(ctx, config, &name, None).await?;
+            let coverage = engine.coverage(ctx, &mine).await?;
+            let selection = select(&candidates, &log_spans(&coverage, at), &held, &policy, at);
+            let keep = log_keep(&selection, &candidates);
+            let log = engine.log_retention(ctx, &mine, &keep).await?;
+            (selection, Some(log))
+        } else {
+            (select(&candidates, &[], &held, &policy, at), None)
+        };
         plans.push(SourcePlan {
             source: name,
             policy: policy.name.clone(),
             zone: policy.zone.name().to_owned(),
             selection,
+            log,
         });
     }
     Ok(plans)
 }
 
 /// The source's log in time: each unbroken run from the first backup that starts in it, to the
-/// last one (or to `at`, for the run the log still grows at). A source of stream backups has none.
-async fn log_spans(
-    ctx: &JobContext,
-    config: &Config,
-    name: &SourceName,
-    manifests: &[&Manifest],
-    at: DateTime<Utc>,
-) -> Result<Vec<LogSpan>, JobError> {
-    let database =
-        config.sources.contains_key(name) || manifests.iter().any(|m| m.kind != BackupKind::Stream);
-    if !database {
-        return Ok(Vec::new());
-    }
-    let coverage = described(ctx, config, name, None)
-        .await?
-        .coverage(ctx, manifests)
-        .await?;
-    Ok(coverage
+/// last one (or to `at`, for the run the log still grows at).
+fn log_spans(coverage: &LogCoverage, at: DateTime<Utc>) -> Vec<LogSpan> {
+    coverage
         .runs
         .iter()
         .filter_map(|run| {
@@ -122,7 +127,34 @@ async fn log_spans(
             };
             Some(LogSpan { from, to })
         })
-        .collect())
+        .collect()
+}
+
+/// What the selection asks of the log: everything from the window's base on (without a window,
+/// from the newest backup kept that replay starts from, so that the latest state stays
+/// restorable), and what each other kept backup needs to be consistent.
+fn log_keep(selection: &Selection, candidates: &[Candidate]) -> LogKeep {
+    let replayable = |id: &BackupId| candidates.iter().any(|c| &c.id == id && c.replayable);
+    let kept: Vec<&BackupId> = selection
+        .kept()
+        .map(|v| &v.id)
+        .filter(|id| replayable(id))
+        .collect();
+    let from = selection
+        .window
+        .as_ref()
+        .and_then(|w| w.base.clone())
+        .filter(|b| replayable(b))
+        // Verdicts are oldest first.
+        .or_else(|| kept.last().map(|id| (*id).clone()));
+    LogKeep {
+        points: kept
+            .into_iter()
+            .filter(|id| Some(*id) != from.as_ref())
+            .cloned()
+            .collect(),
+        from,
+    }
 }
 
 /// What a prune did.
@@ -132,12 +164,16 @@ pub struct PruneReport {
     /// The record written before anything was deleted; `None` when nothing was to go.
     pub record: Option<String>,
     pub deleted: Vec<crate::repo::prune_record::Deleted>,
+    pub logs_deleted: Vec<crate::repo::prune_record::DeletedLog>,
+    /// Log objects deleted (segments, snapshots, chain-number claims).
+    pub log_objects_deleted: u64,
 }
 
-/// Applies each source's policy as of `ctx.now()` and deletes the manifests of the backups no
-/// rule keeps, after writing the record of what goes. One prune at a time per repository (a sole
-/// lease); backups may run meanwhile, since only manifests are deleted: the data and the logs of
-/// deleted backups stay (garbage collection comes later).
+/// Applies each source's policy as of `ctx.now()`: writes the record of what goes, then deletes
+/// the manifests of the backups no rule keeps, then the log nothing kept needs. One prune at a
+/// time per repository (a sole lease). Backups and streamers may run meanwhile: the log newer
+/// than the newest backup kept is never deleted, and the data of deleted backups stays (garbage
+/// collection comes later).
 pub async fn prune(
     ctx: &JobContext,
     config: &Config,
@@ -145,53 +181,90 @@ pub async fn prune(
     policy: Option<&Policy>,
 ) -> Result<PruneReport, JobError> {
     use crate::repo::lease::Lease;
-    use crate::repo::prune_record::Deleted;
     let now = ctx.now();
     let lease = Lease::acquire_sole(ctx.repo.store(), "prune", now)
         .await
         .map_err(crate::repo::RepoError::from)?;
     let result = async {
         let plans = plan_retention(ctx, config, source, policy, now).await?;
-        // A hold put on since the plan was made still counts.
-        let holds = ctx.repo.holds().await?;
-        let mut deleted = Vec::new();
-        for plan in &plans {
-            for v in plan.selection.deleted() {
-                if holds
-                    .iter()
-                    .any(|h| h.hold.backup == v.id && h.active_at(now))
-                {
-                    continue;
-                }
-                deleted.push(Deleted {
-                    backup: v.id.clone(),
-                    source: plan.source.clone(),
-                    backup_time: v.at,
-                    policy: plan.policy.clone(),
-                });
-            }
-        }
-        if deleted.is_empty() {
+        let (deletions, log_keys) = deletions(ctx, &plans, now).await?;
+        if deletions.is_empty() {
             return Ok(PruneReport {
                 plans,
                 record: None,
-                deleted,
+                deleted: Vec::new(),
+                logs_deleted: Vec::new(),
+                log_objects_deleted: 0,
             });
         }
-        let record = ctx.repo.record_prune(now, deleted.clone()).await?;
-        for d in &deleted {
+        let record = ctx.repo.record_prune(now, deletions.clone()).await?;
+        for d in &deletions.backups {
             match ctx.repo.forget(&d.backup).await {
                 Ok(_) | Err(crate::repo::RepoError::BackupNotFound(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        let store = ctx.repo.store();
+        futures::stream::iter(log_keys.iter())
+            .map(|key| async move { store.delete(key).await })
+            .buffer_unordered(ctx.concurrency.io.max(1))
+            .try_collect::<Vec<()>>()
+            .await
+            .map_err(crate::repo::RepoError::from)?;
         Ok(PruneReport {
             plans,
             record: Some(record),
-            deleted,
+            deleted: deletions.backups,
+            logs_deleted: deletions.logs,
+            log_objects_deleted: log_keys.len() as u64,
         })
     }
     .await;
     lease.release().await;
     result
+}
+
+/// What the plans delete, re-checked against the holds as they are now: a backup held since the
+/// plan was made stays, and its source's log is then left whole for the next prune (the plan of
+/// it assumed the backup gone).
+async fn deletions(
+    ctx: &JobContext,
+    plans: &[SourcePlan],
+    now: DateTime<Utc>,
+) -> Result<(Deletions, Vec<String>), JobError> {
+    let holds = ctx.repo.holds().await?;
+    let mut out = Deletions::default();
+    let mut keys = Vec::new();
+    for plan in plans {
+        let mut held_since = false;
+        for v in plan.selection.deleted() {
+            if holds
+                .iter()
+                .any(|h| h.hold.backup == v.id && h.active_at(now))
+            {
+                held_since = true;
+                continue;
+            }
+            out.backups.push(Deleted {
+                backup: v.id.clone(),
+                source: plan.source.clone(),
+                backup_time: v.at,
+                policy: plan.policy.clone(),
+            });
+        }
+        let Some(log) = plan.log.as_ref().filter(|_| !held_since) else {
+            continue;
+        };
+        out.logs.extend(log.deleted.iter().map(|s| DeletedLog {
+            source: plan.source.clone(),
+            log: log.log.to_owned(),
+            first: s.first.clone(),
+            last: s.last.clone(),
+            objects: s.objects,
+            bytes: s.bytes,
+            why: s.why.clone(),
+        }));
+        keys.extend(log.keys.iter().cloned());
+    }
+    Ok((out, keys))
 }

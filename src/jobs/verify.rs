@@ -16,7 +16,14 @@ pub async fn verify(ctx: &JobContext, read_data: Option<Subset>) -> Result<Verif
     .await?;
     report.binlog_segments = chains.segments;
     report.binlog_segments_read = chains.read;
-    let wal = verify_wal(repo, &report.manifests, |key| {
+    // The log prunes deleted on purpose are not holes.
+    let pruned: Vec<_> = repo
+        .prune_records()
+        .await?
+        .into_iter()
+        .flat_map(|r| r.logs)
+        .collect();
+    let wal = verify_wal(repo, &report.manifests, &pruned, |key| {
         read_data.is_some_and(|s| s.contains_key(key))
     })
     .await?;

@@ -2,7 +2,6 @@
 //! A hold and its release are objects of their own, each written once (`holds/<backup>/<id>`,
 //! `releases/<id>`), so holds work on write-once buckets, and nothing is ever rewritten to end one.
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -11,7 +10,7 @@ use super::crypto::MetaKind;
 use super::layout::{ObjectKey, ObjectKind};
 use super::manifest::{BackupId, Manifest};
 use super::source::SourceName;
-use super::{put_new, RepoError, Repository};
+use super::{RepoError, Repository};
 
 /// The version of hold and release objects this build writes and reads.
 pub const HOLD_VERSION: u32 = 1;
@@ -171,47 +170,8 @@ impl Repository {
     }
 
     async fn get_sealed<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T, RepoError> {
-        self.get_sealed_json(MetaKind::Hold, key).await
-    }
-
-    /// Writes `value` once as JSON sealed with its key bound in.
-    pub(crate) async fn put_sealed_json<T: Serialize>(
-        &self,
-        kind: MetaKind,
-        key: &str,
-        value: &T,
-    ) -> Result<(), RepoError> {
-        let json = serde_json::to_vec(value).map_err(|e| RepoError::Internal(e.to_string()))?;
-        let sealed = self.keys().seal_named(kind, key, &json);
-        put_new(self.store(), key, Bytes::from(sealed)).await
-    }
-
-    /// Reads JSON sealed with its key bound in, refusing a `version` above [`HOLD_VERSION`].
-    pub(crate) async fn get_sealed_json<T: serde::de::DeserializeOwned>(
-        &self,
-        kind: MetaKind,
-        key: &str,
-    ) -> Result<T, RepoError> {
-        let bytes = self.store().get(key).await?;
-        let json = self
-            .keys()
-            .open_named(kind, key, &bytes)
-            .map_err(|e| RepoError::corrupt(key, e.to_string()))?;
-        let version: serde_json::Value =
-            serde_json::from_slice(&json).map_err(|e| RepoError::corrupt(key, e.to_string()))?;
-        if version["version"]
-            .as_u64()
-            .is_some_and(|v| v > u64::from(HOLD_VERSION))
-        {
-            return Err(RepoError::corrupt(
-                key,
-                format!(
-                    "version {} is newer than this build reads ({HOLD_VERSION}): upgrade heirloom-backup",
-                    version["version"]
-                ),
-            ));
-        }
-        serde_json::from_value(version).map_err(|e| RepoError::corrupt(key, e.to_string()))
+        self.get_sealed_json(MetaKind::Hold, key, HOLD_VERSION)
+            .await
     }
 }
 

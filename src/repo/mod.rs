@@ -17,6 +17,7 @@ pub mod lease;
 pub mod manifest;
 pub mod pack;
 pub mod prune_record;
+mod sealed;
 pub mod source;
 pub mod stats;
 

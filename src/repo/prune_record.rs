@@ -23,6 +23,21 @@ pub struct Deleted {
     pub policy: String,
 }
 
+/// A stretch of one source's log a prune deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletedLog {
+    pub source: SourceName,
+    /// `WAL` or `binlog`.
+    pub log: String,
+    /// The first and last object of the stretch, as the engine names them.
+    pub first: String,
+    pub last: String,
+    pub objects: u64,
+    pub bytes: u64,
+    pub why: String,
+}
+
 /// What one prune deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,21 +47,41 @@ pub struct PruneRecord {
     pub at: DateTime<Utc>,
     pub host: String,
     pub deleted: Vec<Deleted>,
+    /// Version 2: the log deleted (a version 1 record deleted none).
+    #[serde(default)]
+    pub logs: Vec<DeletedLog>,
+}
+
+/// The newest record version this build writes and reads.
+const RECORD_VERSION: u32 = 2;
+
+/// What a prune is about to delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deletions {
+    pub backups: Vec<Deleted>,
+    pub logs: Vec<DeletedLog>,
+}
+
+impl Deletions {
+    pub fn is_empty(&self) -> bool {
+        self.backups.is_empty() && self.logs.is_empty()
+    }
 }
 
 impl Repository {
-    /// Writes the record of a prune about to delete `deleted`; returns its key.
+    /// Writes the record of a prune about to delete `deletions`; returns its key.
     pub async fn record_prune(
         &self,
         at: DateTime<Utc>,
-        deleted: Vec<Deleted>,
+        deletions: Deletions,
     ) -> Result<String, RepoError> {
         let key = prune_record_key(at, rand::rngs::OsRng.next_u64());
         let record = PruneRecord {
-            version: 1,
+            version: RECORD_VERSION,
             at,
             host: gethostname::gethostname().to_string_lossy().into_owned(),
-            deleted,
+            deleted: deletions.backups,
+            logs: deletions.logs,
         };
         self.put_sealed_json(MetaKind::PruneRecord, &key, &record)
             .await?;
@@ -71,7 +106,10 @@ impl Repository {
         keys.sort();
         let mut records = Vec::with_capacity(keys.len());
         for key in keys {
-            records.push(self.get_sealed_json(MetaKind::PruneRecord, &key).await?);
+            records.push(
+                self.get_sealed_json(MetaKind::PruneRecord, &key, RECORD_VERSION)
+                    .await?,
+            );
         }
         Ok(records)
     }
@@ -101,12 +139,16 @@ mod tests {
             backup_time: at("2026-01-01T00:00:00Z"),
             policy: "three-year".into(),
         };
+        let only = |d: Deleted| Deletions {
+            backups: vec![d],
+            logs: Vec::new(),
+        };
         let second = repo
-            .record_prune(at("2026-03-01T00:00:00Z"), vec![gone(2)])
+            .record_prune(at("2026-03-01T00:00:00Z"), only(gone(2)))
             .await
             .unwrap();
         let first = repo
-            .record_prune(at("2026-02-01T00:00:00Z"), vec![gone(1)])
+            .record_prune(at("2026-02-01T00:00:00Z"), only(gone(1)))
             .await
             .unwrap();
         assert!(first < second);

@@ -11,7 +11,8 @@
 //!   rule that keeps it is named.
 //! - `last: N` keeps the N newest backups whatever their age.
 //! - The point-in-time window keeps the backup recovery of its first instant starts from: the
-//!   newest backup at or before `now - window` from which the log runs unbroken to its end. When
+//!   newest backup replay can start from, at or before `now - window`, from which the log runs
+//!   unbroken to its end. When
 //!   there is none (the log has a hole inside the window, or the source is younger), the window is
 //!   shorter, and its first restorable instant says so. For a source without a log (stream
 //!   backups) every backup inside the window is kept: they are its only restorable points.
@@ -25,11 +26,14 @@ use serde::Serialize;
 use super::policy::{Policy, Span};
 use crate::repo::manifest::BackupId;
 
-/// A backup as retention sees it: its id and the instant it restores to (its consistency point).
+/// A backup as retention sees it: its id, the instant it restores to (its consistency point),
+/// and whether log replay can start from it (a physical backup or a dump with its binlog
+/// coordinates can; a `pg_dump` or a piped stream cannot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub id: BackupId,
     pub at: DateTime<Utc>,
+    pub replayable: bool,
 }
 
 /// A hold on a backup: kept, whatever the policy says, until `until` (or for good).
@@ -338,7 +342,7 @@ fn window_of(
     };
     let in_span: Vec<&&Candidate> = past
         .iter()
-        .filter(|c| c.at >= last.from && c.at <= last.to)
+        .filter(|c| c.replayable && c.at >= last.from && c.at <= last.to)
         .collect();
     let base = in_span
         .iter()

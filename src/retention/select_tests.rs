@@ -16,7 +16,11 @@ fn id(at: DateTime<Utc>, n: u32) -> BackupId {
 }
 
 fn backup(at: DateTime<Utc>) -> Candidate {
-    Candidate { id: id(at, 1), at }
+    Candidate {
+        id: id(at, 1),
+        at,
+        replayable: true,
+    }
 }
 
 /// A backup every day at `hour`:00 UTC from `from` to `to`, both included.
@@ -253,8 +257,16 @@ fn two_backups_in_one_second_keep_the_larger_id() {
     });
     let at = utc(2026, 6, 1, 2, 0);
     let backups = [
-        Candidate { id: id(at, 2), at },
-        Candidate { id: id(at, 1), at },
+        Candidate {
+            id: id(at, 2),
+            at,
+            replayable: true,
+        },
+        Candidate {
+            id: id(at, 1),
+            at,
+            replayable: true,
+        },
     ];
     let s = select(&backups, &[], &[], &p, utc(2026, 6, 1, 3, 0));
     let kept: Vec<_> = s.kept().map(|v| v.id.clone()).collect();
@@ -360,6 +372,7 @@ fn the_default_policy_applied_every_day_for_three_years_keeps_its_promise() {
             .map(|v| Candidate {
                 id: v.id.clone(),
                 at: v.at,
+                replayable: true,
             })
             .collect();
         kept = survivors;
@@ -396,4 +409,32 @@ fn the_default_policy_applied_every_day_for_three_years_keeps_its_promise() {
         "at most {most} backups were kept"
     );
     assert!(kept.len() >= 70, "{}", kept.len());
+}
+
+#[test]
+fn the_window_starts_only_from_a_backup_replay_can_start_from() {
+    let p = Policy {
+        point_in_time: Some(Span::Days(7)),
+        ..policy(Keep {
+            daily: 1,
+            ..Keep::default()
+        })
+    };
+    let now = utc(2026, 6, 30, 12, 0);
+    let physical = backup(utc(2026, 6, 20, 1, 0));
+    // A pg_dump taken after it, still before the window: no WAL replays from it.
+    let dump = Candidate {
+        id: id(utc(2026, 6, 22, 1, 0), 2),
+        at: utc(2026, 6, 22, 1, 0),
+        replayable: false,
+    };
+    let log = [LogSpan {
+        from: utc(2026, 6, 1, 0, 0),
+        to: now,
+    }];
+    let s = select(&[physical.clone(), dump.clone()], &log, &[], &p, now);
+    let window = s.window.as_ref().unwrap();
+    assert_eq!(window.base, Some(physical.id.clone()));
+    assert_eq!(window.first_restorable, Some(utc(2026, 6, 23, 12, 0)));
+    assert!(s.verdicts.iter().any(|v| v.id == dump.id && !v.kept()));
 }

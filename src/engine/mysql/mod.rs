@@ -13,6 +13,7 @@ pub mod plan;
 pub mod push;
 pub mod restore;
 pub mod resume;
+pub mod retention;
 pub mod segment;
 pub mod server;
 mod source;

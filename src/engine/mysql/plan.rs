@@ -375,6 +375,21 @@ fn choose_backup<'a>(
 
 /// The index of the first segment holding something after the backup's point: by file and
 /// position on the backup's server, else by GTID position. `Err` when a header is needed first.
+/// The index in `names` of the first segment a replay from the backup at `p` needs (`names.len()`
+/// when none stored yet is); `Ok(None)` when neither the names nor the headers place it. `Err`
+/// names the headers to read first.
+pub fn first_needed(
+    names: &[SegmentName],
+    p: &MysqlPoint,
+    metas: &BTreeMap<u64, SegmentMeta>,
+) -> Result<Option<usize>, Vec<SegmentName>> {
+    let mut headers = Headers {
+        have: metas,
+        need: Vec::new(),
+    };
+    first_after(names, p, &mut headers).map_err(|()| headers.need)
+}
+
 fn first_after(
     names: &[SegmentName],
     p: &MysqlPoint,

@@ -15,11 +15,13 @@ use super::physical::{physical_backup, physical_restore};
 use super::plan::{plan, BinlogCoverage, MyPlan, Planned};
 use super::push::binlog_push;
 use super::restore::{restore, MyRestoreRequest};
+use super::retention::binlog_retention;
 use super::segment::{list_segments, read_meta};
 use super::server::MysqlUrl;
 use super::stream::{stream, StreamOptions};
 use super::{chain::StreamReport, MyError};
 use crate::context::{JobContext, JobError};
+use crate::engine::retention::{LogKeep, LogRetention};
 use crate::engine::{
     reporting, unsupported_point, BackupRequest, LogCoverage, LogReport, PlannedRestore,
     PushRequest, RestoreOptions, RestoreReport, Source, StreamRequest,
@@ -206,6 +208,15 @@ impl Source for MySource {
             .map(|m| m.seq)
             .collect();
         Ok(binlog_coverage(&names, &by_gtid))
+    }
+
+    async fn log_retention(
+        &self,
+        ctx: &JobContext,
+        manifests: &[&Manifest],
+        keep: &LogKeep,
+    ) -> Result<LogRetention, JobError> {
+        Ok(binlog_retention(&ctx.repo, &self.name, manifests, keep).await?)
     }
 
     async fn plan_restore(

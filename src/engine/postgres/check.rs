@@ -16,10 +16,8 @@ use super::wal_object::read_wal;
 use super::PgError;
 use crate::repo::layout::ObjectKind;
 use crate::repo::manifest::{BackupKind, Manifest};
+use crate::repo::prune_record::DeletedLog;
 use crate::repo::Repository;
-
-/// The WAL segment size assumed for a source with no backup to say otherwise.
-const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
 
 /// What the WAL check found.
 #[derive(Debug, Default)]
@@ -34,11 +32,13 @@ pub struct WalCheck {
     pub problems: Vec<(String, String)>,
 }
 
-/// Checks every source's WAL archive. `manifests` are the repository's backups; `read` chooses, by
-/// object key, which objects are read whole.
+/// Checks every source's WAL archive. `manifests` are the repository's backups; `pruned` the log
+/// prunes deleted on purpose (a hole they explain is not a problem); `read` chooses, by object
+/// key, which objects are read whole.
 pub async fn verify_wal(
     repo: &Repository,
     manifests: &[Manifest],
+    pruned: &[DeletedLog],
     read: impl Fn(&str) -> bool,
 ) -> Result<WalCheck, PgError> {
     let mut check = WalCheck::default();
@@ -75,7 +75,11 @@ pub async fn verify_wal(
             .iter()
             .filter(|m| m.source == source.as_str() && m.kind == BackupKind::PostgresPhysical)
             .collect();
-        check_source(repo, &source, whole, &backups, &read, &mut check).await?;
+        let pruned: Vec<&DeletedLog> = pruned
+            .iter()
+            .filter(|d| d.source == source.as_str() && d.log == "WAL")
+            .collect();
+        check_source(repo, &source, whole, &backups, &pruned, &read, &mut check).await?;
     }
     Ok(check)
 }
@@ -86,6 +90,7 @@ async fn check_source(
     source: &str,
     whole: Vec<(WalFileName, u64)>,
     backups: &[&Manifest],
+    pruned: &[&DeletedLog],
     read: &impl Fn(&str) -> bool,
     check: &mut WalCheck,
 ) -> Result<(), PgError> {
@@ -101,11 +106,7 @@ async fn check_source(
     }
     archived.sort();
     let present: BTreeSet<&WalFileName> = archived.iter().map(|(n, _)| n).collect();
-    let segment_size = backups
-        .iter()
-        .filter_map(|m| m.postgres.as_ref().map(|p| p.segment_size))
-        .next()
-        .unwrap_or(DEFAULT_SEGMENT_SIZE);
+    let segment_size = super::retention::segment_size(backups.iter().copied());
 
     // Per timeline: the first segment needed, and the segments present.
     let mut timelines: BTreeMap<u32, (Option<WalFileName>, Vec<&WalFileName>)> = BTreeMap::new();
@@ -165,7 +166,8 @@ async fn check_source(
         };
         // Holes inside the run from the first needed segment to the newest one. The ones inside a
         // backup's own range were named with the backup; these are named with the archive.
-        let missing = missing_between(&first, last, segment_size, &present);
+        let mut missing = missing_between(&first, last, segment_size, &present);
+        missing.retain(|name| !pruned.iter().any(|d| deleted_by(d, name)));
         for run in runs(&missing, segment_size) {
             let (from, to) = (run[0], run[run.len() - 1]);
             let range = if run.len() == 1 {
@@ -208,6 +210,18 @@ async fn check_source(
 }
 
 /// The segments from `from` to `to` (both included) that are not `present`.
+/// Whether a prune's deleted stretch holds the segment `name` (a stretch lies within one
+/// timeline, and its ends are WAL file names, a snapshot's followed by a note).
+fn deleted_by(d: &DeletedLog, name: &WalFileName) -> bool {
+    let name = name.to_string();
+    match (d.first.get(..24), d.last.get(..24)) {
+        (Some(first), Some(last)) => {
+            first[..8] == name[..8] && first <= name.as_str() && name.as_str() <= last
+        }
+        _ => false,
+    }
+}
+
 fn missing_between(
     from: &WalFileName,
     to: &WalFileName,
@@ -272,6 +286,7 @@ fn strip(e: &PgError, object: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::retention::DEFAULT_SEGMENT_SIZE;
     use super::*;
 
     fn seg(n: u32) -> WalFileName {

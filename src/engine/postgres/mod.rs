@@ -13,6 +13,7 @@ pub mod logical;
 pub mod names;
 pub mod plan;
 pub mod restore;
+pub mod retention;
 pub mod scratch;
 pub mod server;
 pub mod snapshot;

@@ -12,19 +12,21 @@ use super::coverage::wal_coverage;
 use super::logical::{choose_logical, logical_backup, logical_restore};
 use super::plan::{plan, RestorePlan};
 use super::restore::{restore, RestoreRequest};
+use super::retention::{segment_size, wal_objects, wal_retention, Needs};
 use super::scratch::{restore_into_server, ScratchRestore};
 use super::server::start_and_wait;
 use super::stream::{stream_wal, PgStreamOptions};
 use super::wal::{read_archive, wal_push_ahead, PushOutcome};
 use super::PgError;
 use crate::context::{JobContext, JobError};
+use crate::engine::retention::{LogKeep, LogRetention};
 use crate::engine::{
     reporting, unsupported_point, BackupRequest, LogCoverage, LogReport, PlannedRestore,
     PushRequest, RestoreOptions, RestoreReport, Source, StreamRequest,
 };
 use crate::pipeline::backup::BackupSummary;
 use crate::redact::redact;
-use crate::repo::manifest::{BackupKind, Manifest};
+use crate::repo::manifest::{BackupId, BackupKind, Manifest};
 use crate::repo::source::SourceName;
 use crate::restore::point::RestorePoint;
 use crate::restore::summary::{LogRange, PlanSummary};
@@ -49,9 +51,6 @@ pub fn open(name: &SourceName, config: &SourceConfig) -> Box<dyn Source> {
 const MIN_FLUSH: Duration = Duration::from_millis(200);
 
 const POINTS: &str = "--time, --lsn, --name, --latest or --backup";
-
-/// PostgreSQL's WAL segment size unless `initdb --wal-segsize` said otherwise.
-const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
 
 struct PgSource {
     name: SourceName,
@@ -169,12 +168,7 @@ impl Source for PgSource {
         manifests: &[&Manifest],
     ) -> Result<LogCoverage, JobError> {
         let archive = read_archive(&ctx.repo, &self.name).await?;
-        // The cluster's segment size, as its backups recorded it (16 MiB unless initdb was told).
-        let segment_size = crate::repo::manifest::newest(
-            manifests.iter().copied().filter(|m| m.postgres.is_some()),
-        )
-        .and_then(|m| m.postgres.as_ref().map(|p| p.segment_size))
-        .unwrap_or(DEFAULT_SEGMENT_SIZE);
+        let segment_size = segment_size(manifests.iter().copied());
         let backups: Vec<_> = manifests
             .iter()
             .filter_map(|m| {
@@ -188,6 +182,33 @@ impl Source for PgSource {
             })
             .collect();
         Ok(wal_coverage(&archive, segment_size, &backups))
+    }
+
+    async fn log_retention(
+        &self,
+        ctx: &JobContext,
+        manifests: &[&Manifest],
+        keep: &LogKeep,
+    ) -> Result<LogRetention, JobError> {
+        let size = segment_size(manifests.iter().copied());
+        let needs = |id: &BackupId| {
+            manifests
+                .iter()
+                .find(|m| &m.id == id)
+                .and_then(|m| Needs::of(m, size))
+        };
+        let from = keep.from.as_ref().and_then(needs);
+        let points: Vec<Needs> = keep.points.iter().filter_map(needs).collect();
+        let objects = wal_objects(&ctx.repo, &self.name).await?;
+        let why = from
+            .as_ref()
+            .map(|b| format!("the log from backup {} on", b.backup));
+        Ok(wal_retention(
+            objects,
+            size,
+            from.as_ref().zip(why.as_deref()),
+            &points,
+        ))
     }
 
     async fn plan_restore(

@@ -1,0 +1,172 @@
+//! Which binlog segments the backups retention keeps need: every segment a replay from the
+//! window's base (or the newest backup kept) reads, and the chain's last segment, which the next
+//! one continues. A dump is consistent by itself, so older dumps keep no binlog. The claims of
+//! chain numbers below what is kept go with their segments.
+
+use std::collections::BTreeMap;
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::plan::first_needed;
+use super::segment::{read_meta, segments_prefix, SegmentName};
+use super::MyError;
+use crate::engine::retention::{gather, Judged, LogKeep, LogRetention};
+use crate::repo::layout::ObjectKind;
+use crate::repo::manifest::Manifest;
+use crate::repo::Repository;
+
+/// One stored segment: its name, key and stored size.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub name: SegmentName,
+    pub key: String,
+    pub bytes: u64,
+}
+
+/// Judges the chain (in sequence order): segments from `cut` on are kept (`why`), so is the last;
+/// `None` keeps every segment.
+pub fn judge(chain: Vec<Stored>, cut: Option<u64>, why: &str) -> LogRetention {
+    let last = chain.last().map(|s| s.name.seq);
+    let judged = chain
+        .into_iter()
+        .map(|s| {
+            let kept = match cut {
+                None => Some("no kept backup to start replay from: the whole log".to_owned()),
+                Some(c) if s.name.seq >= c => Some(why.to_owned()),
+                _ if Some(s.name.seq) == last => {
+                    Some("the chain's end, which the next segment continues".to_owned())
+                }
+                _ => None,
+            };
+            Judged {
+                name: format!(
+                    "#{} server {} {}:{}",
+                    s.name.seq, s.name.server_id, s.name.file, s.name.start
+                ),
+                key: s.key,
+                bytes: s.bytes,
+                group: 0,
+                kept,
+            }
+        })
+        .collect();
+    gather(
+        "binlog",
+        judged,
+        "before the window's base, and no dump needs binlog",
+    )
+}
+
+/// Reads the chain and the backups' points, and judges the chain (see [`judge`]).
+pub async fn binlog_retention(
+    repo: &Repository,
+    source: &str,
+    manifests: &[&Manifest],
+    keep: &LogKeep,
+) -> Result<LogRetention, MyError> {
+    let prefix = segments_prefix(source);
+    let mut chain = Vec::new();
+    for info in repo.store().list(&prefix).await? {
+        let name = SegmentName::parse(&info.key[prefix.len()..]).ok_or_else(|| {
+            MyError::CorruptSegment {
+                key: info.key.clone(),
+                why: "not a segment name".into(),
+            }
+        })?;
+        chain.push(Stored {
+            name,
+            key: info.key,
+            bytes: info.size,
+        });
+    }
+    chain.sort_by_key(|s| s.name.seq);
+    let names: Vec<SegmentName> = chain.iter().map(|s| s.name.clone()).collect();
+    let from = keep
+        .from
+        .as_ref()
+        .and_then(|id| manifests.iter().find(|m| &m.id == id))
+        .and_then(|m| Some((m.id.clone(), m.mysql.as_ref()?)));
+    let mut metas = BTreeMap::new();
+    let cut = match &from {
+        None => None,
+        Some((_, point)) => loop {
+            match first_needed(&names, point, &metas) {
+                Ok(first) => {
+                    // Needing none stored yet, it needs none of what is stored.
+                    break first.map(|i| names.get(i).map_or(u64::MAX, |n| n.seq));
+                }
+                Err(need) => {
+                    if need.iter().all(|n| metas.contains_key(&n.seq)) {
+                        return Err(MyError::Invalid(
+                            "the binlog planner asked again for headers it has".into(),
+                        ));
+                    }
+                    let read: Vec<_> = futures::stream::iter(need)
+                        .map(|name| async move { read_meta(repo, source, &name).await })
+                        .buffer_unordered(8)
+                        .try_collect()
+                        .await?;
+                    for meta in read {
+                        metas.insert(meta.seq, meta);
+                    }
+                }
+            }
+        },
+    };
+    let why = from
+        .map(|(id, _)| format!("the log from backup {id} on"))
+        .unwrap_or_default();
+    // The lowest number kept: the cut, or the chain's last segment when the cut lies past it.
+    let lowest_kept = cut.zip(names.last()).map(|(c, last)| c.min(last.seq));
+    let mut out = judge(chain, cut, &why);
+    if let Some(lowest) = lowest_kept {
+        let claims = ObjectKind::BinlogClaim.source_prefix(source);
+        for info in repo.store().list(&claims).await? {
+            if info.key[claims.len()..]
+                .parse::<u64>()
+                .is_ok_and(|seq| seq < lowest)
+            {
+                out.keys.push(info.key);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(seq: u64) -> Stored {
+        let name = SegmentName {
+            seq,
+            first_time: 1_800_000_000 + seq as i64,
+            last_time: 1_800_000_000 + seq as i64,
+            server_id: 1,
+            start: 4 + seq * 100,
+            end: 104 + seq * 100,
+            file: "binlog.000001".into(),
+        };
+        Stored {
+            key: name.key("db"),
+            name,
+            bytes: 50,
+        }
+    }
+
+    #[test]
+    fn keeps_from_the_cut_and_always_the_chain_end() {
+        let chain: Vec<Stored> = (0..6).map(stored).collect();
+        let got = judge(chain.clone(), Some(3), "window");
+        assert_eq!(got.keys.len(), 3);
+        assert_eq!(got.deleted[0].objects, 3);
+        assert_eq!(got.kept[0].why, "window");
+        assert_eq!(got.kept[0].objects, 3);
+        // A cut past the chain's end still keeps its last segment.
+        let got = judge(chain.clone(), Some(u64::MAX), "window");
+        assert_eq!(got.keys.len(), 5);
+        assert!(got.kept[0].why.starts_with("the chain's end"));
+        // No cut: everything stays.
+        assert!(judge(chain, None, "").keys.is_empty());
+    }
+}

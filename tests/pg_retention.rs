@@ -1,0 +1,179 @@
+//! Retention of a real PostgreSQL archive: prune deletes the WAL nothing kept needs, records it,
+//! and every backup it keeps (and the latest state) still restores with its data; verify knows the
+//! deliberate holes from missing WAL.
+
+mod support;
+
+use support::postgres::{archive_everything, chown_postgres, PgCluster, PgWorld};
+
+async fn markers(cluster: &PgCluster) -> Vec<i32> {
+    cluster
+        .client()
+        .await
+        .query("SELECT id FROM markers ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn wal_files(world: &PgWorld) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(world.repo().join("wal/pg"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_deletes_wal_no_kept_backup_needs_and_what_it_keeps_still_restores() {
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    world.use_physical_source(&source);
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    // Three backups, each after one more marker, with whole segments archived between them.
+    for id in 1..=3 {
+        client
+            .execute("INSERT INTO markers VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+        archive_everything(&client).await;
+        world.cli(&["backup", "pg"]).success();
+    }
+    client
+        .execute("INSERT INTO markers VALUES (4)", &[])
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    source.stop();
+
+    let (ctx, _) = world.job().await;
+    let mut manifests = ctx.repo.manifests(Some("pg")).await.unwrap();
+    manifests.sort_by(|a, b| a.age_order(b));
+    let point = |i: usize| manifests[i].postgres.clone().unwrap();
+    let before = wal_files(&world);
+
+    // Keep the two newest: the first goes, and so does the WAL before the second's start and
+    // between its stop and the third's start.
+    let policy = world.path().join("two.yaml");
+    std::fs::write(&policy, "name: two\nkeep: { last: 2 }\n").unwrap();
+    let policy = policy.to_str().unwrap();
+    let plan = world
+        .cli(&["prune", "pg", "--policy", policy, "--dry-run", "--json"])
+        .success();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
+    let log = &plan[0]["log"];
+    assert_eq!(log["log"], "WAL", "{plan}");
+    assert!(!log["deleted"].as_array().unwrap().is_empty(), "{plan}");
+    assert!(log.get("keys").is_none(), "the keys stay out of the plan");
+    assert_eq!(wal_files(&world), before, "a dry run deletes nothing");
+
+    let done = world
+        .cli(&["prune", "pg", "--policy", policy, "--json"])
+        .success();
+    let done: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert_eq!(done["deleted"].as_array().unwrap().len(), 1, "{done}");
+    let logs = done["logs_deleted"].as_array().unwrap();
+    assert!(!logs.is_empty(), "{done}");
+    let after = wal_files(&world);
+    let gone: Vec<&String> = before.iter().filter(|n| !after.contains(n)).collect();
+    assert_eq!(
+        gone.len() as u64,
+        done["log_objects_deleted"].as_u64().unwrap(),
+        "{done}"
+    );
+    // Every segment deleted lies before the second backup's start, or between its stop and the
+    // third's start; histories and every segment the two kept backups need stay.
+    let (second, third) = (point(1), point(2));
+    for name in &gone {
+        // Segments, and the backup history files of deleted backups.
+        assert!(
+            name.len() == 24 || name.ends_with(".backup"),
+            "only segments go: {name}"
+        );
+        let n = &name[..24];
+        assert!(
+            n < second.start_wal.as_str()
+                || (n > second.stop_wal.as_str() && n < third.start_wal.as_str()),
+            "{n} was needed ({} .. {}, {} ..)",
+            second.start_wal,
+            second.stop_wal,
+            third.start_wal
+        );
+    }
+    assert!(gone
+        .iter()
+        .any(|n| n.len() == 24 && n.as_str() < second.start_wal.as_str()));
+    assert!(gone.iter().any(|n| n.len() == 24
+        && n.as_str() > second.stop_wal.as_str()
+        && n.as_str() < third.start_wal.as_str()));
+    assert!(after.contains(&third.start_wal));
+    // The record says what went.
+    let records = ctx.repo.prune_records().await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].version, 2);
+    assert_eq!(
+        records[0].logs.iter().map(|l| l.objects).sum::<u64>(),
+        gone.len() as u64
+    );
+
+    // verify tells the pruned stretches from missing WAL.
+    let verified = world.cli(&["verify"]);
+    assert!(verified.code() == Some(0), "{}", verified.stderr());
+
+    // The archival point: its own WAL is enough to make it consistent.
+    let port = support::free_port();
+    let port_text = port.to_string();
+    // Owned by postgres, as a user would prepare it.
+    let dir = world.path().join("restored");
+    std::fs::create_dir_all(&dir).unwrap();
+    chown_postgres(&dir);
+    let to = dir.to_str().unwrap();
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            to,
+            "--backup",
+            &manifests[1].id.to_string(),
+            "--start",
+            "--port",
+            &port_text,
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
+    assert_eq!(markers(&restored).await, [1, 2]);
+    restored.stop();
+    // The latest state: replayed from the newest backup over the WAL after it.
+    world
+        .cli(&[
+            "restore", "pg", "--to", to, "--latest", "--force", "--start", "--port", &port_text,
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
+    assert_eq!(markers(&restored).await, [1, 2, 3, 4]);
+    restored.stop();
+
+    // A hole nobody recorded is still one.
+    std::fs::remove_file(world.repo().join("wal/pg").join(&third.stop_wal)).unwrap();
+    let damaged = world.cli(&["verify"]);
+    assert_ne!(
+        damaged.code(),
+        Some(0),
+        "a segment deleted by hand is missing"
+    );
+    assert!(
+        damaged.stdout().contains(&third.stop_wal) || damaged.stderr().contains(&third.stop_wal),
+        "{}{}",
+        damaged.stdout(),
+        damaged.stderr()
+    );
+}
