@@ -99,7 +99,18 @@ async fn back_up(
         Utc::now(),
         heirloom_backup::repo::manifest::IdPrecision::Milliseconds,
     );
-    let summary = commit_backup(repo, manifest, stored, clock).await.unwrap();
+    let lease = heirloom_backup::repo::lease::Lease::acquire(
+        repo.store(),
+        heirloom_backup::repo::lease::LeaseKind::Shared,
+        "backup",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let summary = commit_backup(repo, &lease, manifest, stored, clock)
+        .await
+        .unwrap();
+    lease.release().await;
     let manifest = repo.manifest(&summary.id).await.unwrap();
     (summary, manifest)
 }

@@ -206,6 +206,7 @@ async fn prune_applied_over_three_simulated_years_keeps_every_promised_backup_re
     let shared = mixed_data(96 << 10, 1);
     let mut contents: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut records = 0;
+    let mut packs_deleted = 0;
     for step in 0..(365 * 3 / 3) {
         let at = start + chrono::Duration::days(3 * step);
         let ctx =
@@ -221,8 +222,11 @@ async fn prune_applied_over_three_simulated_years_keeps_every_promised_backup_re
         let later = ctx
             .clone()
             .with_clock(Clock::fixed(at + chrono::Duration::days(1)));
-        let report = jobs::prune(&later, &config, None, None).await.unwrap();
-        records += usize::from(report.record.is_some());
+        let report = jobs::prune(&later, &config, None, None, &Default::default())
+            .await
+            .unwrap();
+        records += usize::from(report.record.is_some()) + usize::from(report.gc.record.is_some());
+        packs_deleted += report.gc.packs_deleted;
         for d in &report.deleted {
             contents.remove(d.backup.as_str());
         }
@@ -261,4 +265,13 @@ async fn prune_applied_over_three_simulated_years_keeps_every_promised_backup_re
     let deleted: usize = on_record.iter().map(|r| r.deleted.len()).sum();
     assert_eq!(deleted + contents.len(), 365);
     assert!(contents.len() < 100, "{} kept", contents.len());
+    // Garbage collection kept the stored size bounded: the packs left are about what the kept
+    // backups need, not what three years wrote.
+    let packs_left = repo.stored_packs().await.unwrap().len();
+    assert!(packs_deleted > 0);
+    assert!(
+        packs_left < 3 * contents.len() + 10,
+        "{packs_left} packs left for {} backups ({packs_deleted} deleted)",
+        contents.len()
+    );
 }

@@ -190,7 +190,7 @@ fn prune_deletes_what_no_rule_keeps_records_it_and_spares_the_held() {
     let policy = policy.to_str().unwrap();
     // Under the default policy (everything is younger than a day) nothing goes.
     let said = repo.ok_text(&["prune"]);
-    assert!(said.contains("nothing to delete"), "{said}");
+    assert!(said.contains("no backup or log to delete"), "{said}");
     assert!(!repo.path().join("prunes").exists());
     // Keeping the newest only: the held one stays too.
     let said = repo.ok_text(&["prune", "--policy", policy]);
@@ -302,4 +302,72 @@ fn every_command_works_on_a_bucket_under_object_lock() {
         support::moto_lock_mode(moto.port, "repo/heirloom.json"),
         "COMPLIANCE"
     );
+}
+
+/// Distinct bytes, so that each backup has packs of its own.
+fn noise(seed: u8, len: usize) -> Vec<u8> {
+    let mut x = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn garbage_collection_marks_first_deletes_after_the_grace_period_and_keeps_what_is_needed() {
+    let repo = TestRepo::new();
+    let datas: Vec<Vec<u8>> = (1..=3).map(|n| noise(n, 600_000)).collect();
+    for data in &datas {
+        assert!(repo.backup_stdin("app", data).status.success());
+    }
+    let packs_before = repo.files_under("data").len();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let policy = elsewhere.path().join("last-one.yaml");
+    std::fs::write(&policy, "name: last-one\nkeep: { last: 1 }\n").unwrap();
+    let policy = policy.to_str().unwrap();
+    let prune = |grace: &str| -> serde_json::Value {
+        let said = repo.ok_text(&["prune", "--policy", policy, "--grace", grace, "--json"]);
+        serde_json::from_str(&said).unwrap()
+    };
+    // Phase one: the two older backups go; their packs are marked, none deleted.
+    let first = prune("0s");
+    assert_eq!(first["deleted"].as_array().unwrap().len(), 2, "{first}");
+    assert!(
+        !first["gc"]["plan"]["mark"].as_array().unwrap().is_empty(),
+        "{first}"
+    );
+    assert_eq!(first["gc"]["packs_deleted"], 0, "{first}");
+    assert_eq!(repo.files_under("data").len(), packs_before);
+    assert_eq!(repo.files_under("marks").len(), 1);
+    // Inside the grace period nothing goes.
+    let waiting = prune("1h");
+    assert_eq!(waiting["gc"]["packs_deleted"], 0, "{waiting}");
+    assert!(!waiting["gc"]["plan"]["waiting"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // Phase two: past it, the marked packs go, and their marks.
+    let second = prune("0s");
+    let deleted = second["gc"]["packs_deleted"].as_u64().unwrap() as usize;
+    assert!(deleted > 0, "{second}");
+    assert_eq!(repo.files_under("data").len(), packs_before - deleted);
+    assert!(repo.files_under("marks").is_empty());
+    // What is kept reads back whole, and the repository checks clean.
+    let out = repo.run(&["cat", "latest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, datas[2]);
+    let out = repo.run(&["verify", "--read-data"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    // The deletion is recorded.
+    let records = repo.files_under("prunes");
+    assert_eq!(records.len(), 2, "one for the backups, one for the packs");
 }

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use clap::Args;
 use heirloom_backup::engine::retention::LogStretch;
 use heirloom_backup::jobs::{self, plan_retention, JobContext, SourcePlan};
+use heirloom_backup::repo::gc::GcOptions;
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::restore::point::{parse_time, parse_tz};
 use heirloom_backup::retention::policy::Policy;
@@ -26,6 +27,13 @@ pub struct PruneArgs {
     /// The time zone of an --at without one
     #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_tz)]
     tz: chrono_tz::Tz,
+    /// How long a pack found unneeded stays before it is deleted (a backup running meanwhile may
+    /// still reference it)
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = heirloom_backup::store::parse_duration)]
+    grace: std::time::Duration,
+    /// Repack a pack once this share of its bytes (percent) is dead; above 100, never
+    #[arg(long, value_name = "PERCENT", default_value_t = 50.0)]
+    repack_threshold: f64,
     /// Show the plan and change nothing
     #[arg(long)]
     dry_run: bool,
@@ -48,9 +56,23 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
         .map_err(|e| UsageError(e.to_string()))?;
     let job = JobContext::new(ctx.open().await?, ctx.concurrency);
     if !args.dry_run {
-        let report = jobs::prune(&job, &ctx.config, args.source.as_ref(), policy.as_ref())
-            .await
-            .context("pruning")?;
+        if !(0.0..).contains(&args.repack_threshold) {
+            return Err(UsageError("--repack-threshold is a percentage, 0 or more".into()).into());
+        }
+        let gc = GcOptions {
+            grace: chrono::Duration::from_std(args.grace)
+                .map_err(|_| UsageError("--grace is too long".into()))?,
+            repack_dead: args.repack_threshold / 100.0,
+        };
+        let report = jobs::prune(
+            &job,
+            &ctx.config,
+            args.source.as_ref(),
+            policy.as_ref(),
+            &gc,
+        )
+        .await
+        .context("pruning")?;
         if args.json {
             print_json(&report)?;
             return Ok(Exit::Ok);
@@ -65,11 +87,28 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
                     n => format!(" and {n} log object(s)"),
                 };
                 outln!(
-                    "deleted {} backup(s){logs}, recorded in {record}; the backups' data stays until garbage collection (not built yet)",
+                    "deleted {} backup(s){logs}, recorded in {record}",
                     report.deleted.len(),
                 )
             }
-            None => outln!("nothing to delete"),
+            None => outln!("no backup or log to delete"),
+        }
+        let gc = &report.gc;
+        outln!(
+            "packs: {} marked, {} repacked into {} new, {} deleted ({}), {} revived, {} waiting for their grace period",
+            gc.plan.mark.len(),
+            gc.plan.repack.len(),
+            gc.packs_written,
+            gc.packs_deleted,
+            human_bytes(gc.bytes_deleted),
+            gc.plan.revive.len(),
+            gc.plan.waiting.len()
+        );
+        if let Some(why) = &gc.deferred {
+            outln!(
+                "  deletion of {} pack(s) waits: {why}",
+                gc.plan.delete.len()
+            );
         }
         return Ok(Exit::Ok);
     }

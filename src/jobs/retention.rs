@@ -8,6 +8,7 @@ use super::{described, JobContext, JobError};
 use crate::config::Config;
 use crate::engine::retention::{LogKeep, LogRetention};
 use crate::engine::LogCoverage;
+use crate::repo::gc::{GcOptions, GcReport};
 use crate::repo::manifest::{BackupId, BackupKind, Manifest};
 use crate::repo::prune_record::{Deleted, DeletedLog, Deletions};
 use crate::repo::source::SourceName;
@@ -167,18 +168,21 @@ pub struct PruneReport {
     pub logs_deleted: Vec<crate::repo::prune_record::DeletedLog>,
     /// Log objects deleted (segments, snapshots, chain-number claims).
     pub log_objects_deleted: u64,
+    /// Garbage collection of the packs, after the manifests and the log.
+    pub gc: GcReport,
 }
 
 /// Applies each source's policy as of `ctx.now()`: writes the record of what goes, then deletes
-/// the manifests of the backups no rule keeps, then the log nothing kept needs. One prune at a
-/// time per repository (a sole lease). Backups and streamers may run meanwhile: the log newer
-/// than the newest backup kept is never deleted, and the data of deleted backups stays (garbage
-/// collection comes later).
+/// the manifests of the backups no rule keeps, then the log nothing kept needs, then collects the
+/// packs in two phases (`gc`). One prune at a time per repository (a sole lease). Backups and
+/// streamers may run meanwhile: the log newer than the newest backup kept is never deleted, and a
+/// pack is deleted only after its grace period and while no backup holds a lease.
 pub async fn prune(
     ctx: &JobContext,
     config: &Config,
     source: Option<&SourceName>,
     policy: Option<&Policy>,
+    gc: &GcOptions,
 ) -> Result<PruneReport, JobError> {
     use crate::repo::lease::Lease;
     let now = ctx.now();
@@ -188,13 +192,16 @@ pub async fn prune(
     let result = async {
         let plans = plan_retention(ctx, config, source, policy, now).await?;
         let (deletions, log_keys) = deletions(ctx, &plans, now).await?;
+        let io = ctx.concurrency.io.max(1);
         if deletions.is_empty() {
+            let gc = ctx.repo.collect_garbage(now, gc, io).await?;
             return Ok(PruneReport {
                 plans,
                 record: None,
                 deleted: Vec::new(),
                 logs_deleted: Vec::new(),
                 log_objects_deleted: 0,
+                gc,
             });
         }
         let record = ctx.repo.record_prune(now, deletions.clone()).await?;
@@ -207,16 +214,18 @@ pub async fn prune(
         let store = ctx.repo.store();
         futures::stream::iter(log_keys.iter())
             .map(|key| async move { store.delete(key).await })
-            .buffer_unordered(ctx.concurrency.io.max(1))
+            .buffer_unordered(io)
             .try_collect::<Vec<()>>()
             .await
             .map_err(crate::repo::RepoError::from)?;
+        let gc = ctx.repo.collect_garbage(now, gc, io).await?;
         Ok(PruneReport {
             plans,
             record: Some(record),
             deleted: deletions.backups,
             logs_deleted: deletions.logs,
             log_objects_deleted: log_keys.len() as u64,
+            gc,
         })
     }
     .await;

@@ -172,7 +172,7 @@ pub async fn backup_stream<R: Read + Send + 'static>(
             options.labels.clone(),
             now,
         );
-        commit_backup(repo, manifest, stored, clock).await
+        commit_backup(repo, &lease, manifest, stored, clock).await
     }
     .await;
     lease.release().await;
@@ -180,9 +180,11 @@ pub async fn backup_stream<R: Read + Send + 'static>(
 }
 
 /// Completes a backup whose files are stored: writes its manifest, the last object of a backup, and
-/// sums up what it did.
+/// sums up what it did. Refused when `lease` has run out: garbage collection may have deleted a
+/// pack the backup counted on since.
 pub async fn commit_backup(
     repo: &Repository,
+    lease: &Lease,
     mut manifest: Manifest,
     stored: StoredFiles,
     clock: std::time::Instant,
@@ -190,6 +192,7 @@ pub async fn commit_backup(
     manifest.files = stored.files;
     manifest.finished =
         manifest.started + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+    lease.ensure_held().await?;
     repo.save_manifest(&manifest).await?;
     let summary = BackupSummary {
         id: manifest.id.clone(),

@@ -43,6 +43,8 @@ pub enum MetaKind {
     Hold,
     /// The record of what a prune deleted; sealed with its key bound in.
     PruneRecord,
+    /// Packs a prune found unneeded; sealed with its key bound in.
+    PackMark,
 }
 
 impl MetaKind {
@@ -56,6 +58,7 @@ impl MetaKind {
             MetaKind::Binlog => b"binlog",
             MetaKind::Hold => b"hold",
             MetaKind::PruneRecord => b"prune-record",
+            MetaKind::PackMark => b"pack-mark",
         };
         [META_AAD, name].concat()
     }

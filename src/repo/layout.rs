@@ -45,11 +45,13 @@ pub enum ObjectKind {
     Release,
     /// `prunes/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`: what one prune deleted, and why.
     PruneRecord,
+    /// `marks/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`: packs found unneeded, to delete after a grace period.
+    PackMark,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `docs/FORMAT.md` lists them.
-    pub const ALL: [ObjectKind; 15] = [
+    pub const ALL: [ObjectKind; 16] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -65,6 +67,7 @@ impl ObjectKind {
         ObjectKind::Hold,
         ObjectKind::Release,
         ObjectKind::PruneRecord,
+        ObjectKind::PackMark,
     ];
 
     /// What a listing of every object of this kind starts with.
@@ -85,6 +88,7 @@ impl ObjectKind {
             ObjectKind::Hold => "holds/",
             ObjectKind::Release => "releases/",
             ObjectKind::PruneRecord => "prunes/",
+            ObjectKind::PackMark => "marks/",
         }
     }
 
@@ -150,6 +154,10 @@ pub enum ObjectKey {
     PruneRecord {
         name: String,
     },
+    /// `name` is `<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`.
+    PackMark {
+        name: String,
+    },
 }
 
 impl ObjectKey {
@@ -170,6 +178,7 @@ impl ObjectKey {
             ObjectKey::Hold { .. } => ObjectKind::Hold,
             ObjectKey::Release { .. } => ObjectKind::Release,
             ObjectKey::PruneRecord { .. } => ObjectKind::PruneRecord,
+            ObjectKey::PackMark { .. } => ObjectKind::PackMark,
         }
     }
 
@@ -266,6 +275,9 @@ impl ObjectKey {
             "prunes" => is_record_name(rest).then(|| ObjectKey::PruneRecord {
                 name: rest.to_owned(),
             })?,
+            "marks" => is_record_name(rest).then(|| ObjectKey::PackMark {
+                name: rest.to_owned(),
+            })?,
             _ => return None,
         };
         // Only the one spelling of a key counts: what parses must print back the same.
@@ -318,6 +330,7 @@ impl fmt::Display for ObjectKey {
             ObjectKey::Hold { backup, id } => write!(f, "{}{backup}/{id}", p(ObjectKind::Hold)),
             ObjectKey::Release { id } => write!(f, "{}{id}", p(ObjectKind::Release)),
             ObjectKey::PruneRecord { name } => write!(f, "{}{name}", p(ObjectKind::PruneRecord)),
+            ObjectKey::PackMark { name } => write!(f, "{}{name}", p(ObjectKind::PackMark)),
         }
     }
 }
@@ -372,9 +385,21 @@ fn is_record_name(s: &str) -> bool {
 /// The key of a new prune record written at `at`.
 pub fn prune_record_key(at: chrono::DateTime<chrono::Utc>, tail: u64) -> String {
     ObjectKey::PruneRecord {
-        name: format!("{}-{tail:016x}", at.format("%Y%m%dT%H%M%S%.3fZ")),
+        name: record_name(at, tail),
     }
     .key()
+}
+
+/// `marks/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`.
+pub fn pack_mark_key(at: chrono::DateTime<chrono::Utc>, tail: u64) -> String {
+    ObjectKey::PackMark {
+        name: record_name(at, tail),
+    }
+    .key()
+}
+
+fn record_name(at: chrono::DateTime<chrono::Utc>, tail: u64) -> String {
+    format!("{}-{tail:016x}", at.format("%Y%m%dT%H%M%S%.3fZ"))
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -446,6 +471,12 @@ mod tests {
                     name: format!("{}-{tail:016x}", t.format("%Y%m%dT%H%M%S%.3fZ")),
                 }
             }),
+            (0i64..4_000_000_000_000, any::<u64>()).prop_map(|(ms, tail)| {
+                let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+                ObjectKey::PackMark {
+                    name: format!("{}-{tail:016x}", t.format("%Y%m%dT%H%M%S%.3fZ")),
+                }
+            }),
         ]
     }
 
@@ -482,6 +513,7 @@ mod tests {
             "holds/yesterday/0123456789abcdef",
             "releases/XYZ",
             "prunes/20261120T140300Z-0123456789abcdef",
+            "marks/20261120T140300.000Z-0123",
             ".tmp/x",
         ] {
             assert_eq!(ObjectKey::parse(stray), None, "{stray:?}");

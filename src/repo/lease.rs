@@ -41,6 +41,11 @@ pub struct LeaseRecord {
 pub enum LeaseError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the {operation} lease ran out at {expired} (renewals failed, or the process was suspended): garbage collection may have run since, so nothing is committed; run it again")]
+    Lapsed {
+        operation: String,
+        expired: DateTime<Utc>,
+    },
     #[error("repository is locked: {operation} on {host} (pid {pid}) holds an {kind:?} lease until {expires}")]
     Conflict {
         kind: LeaseKind,
@@ -51,10 +56,17 @@ pub enum LeaseError {
     },
 }
 
+/// The operations that write packs: while one of them holds a lease, garbage collection deletes
+/// no pack (it may be about to reference one).
+pub const PACK_WRITERS: &[&str] = &["backup"];
+
 /// A held lease; renewed in the background until [`Lease::release`].
 pub struct Lease {
     store: Store,
+    operation: String,
     current: Arc<Mutex<String>>,
+    /// The expiry of the newest lease object written.
+    expires: Arc<Mutex<DateTime<Utc>>>,
     renewer: JoinHandle<()>,
 }
 
@@ -132,18 +144,37 @@ impl Lease {
             return Err(e);
         }
         let current = Arc::new(Mutex::new(key));
+        // By this machine's clock, whatever instant the caller works at (a simulated one).
+        let expires = Arc::new(Mutex::new(Utc::now() + lease_ttl()));
         let renewer = tokio::spawn(renew(
             store.clone(),
             current.clone(),
+            expires.clone(),
             kind,
             operation.to_owned(),
             mine.created,
         ));
         Ok(Lease {
             store: store.clone(),
+            operation: operation.to_owned(),
             current,
+            expires,
             renewer,
         })
+    }
+
+    /// Fails when the lease has run out by this machine's clock: whoever commits work under a
+    /// lease checks it first, since once it has run out, garbage collection no longer waits for
+    /// its holder.
+    pub async fn ensure_held(&self) -> Result<(), LeaseError> {
+        let expires = *self.expires.lock().await;
+        if expires <= Utc::now() {
+            return Err(LeaseError::Lapsed {
+                operation: self.operation.clone(),
+                expired: expires,
+            });
+        }
+        Ok(())
     }
 
     pub async fn release(self) {
@@ -212,11 +243,12 @@ async fn check_conflicts(
     Ok(())
 }
 
-/// Writes a new lease every third of its lifetime, keeping the first one's `created` (what orders
-/// the holders of sole leases), and deletes the one before.
+/// Writes a new lease every third of its lifetime, keeping the first one's `created`, and deletes
+/// the one before.
 async fn renew(
     store: Store,
     current: Arc<Mutex<String>>,
+    expires: Arc<Mutex<DateTime<Utc>>>,
     kind: LeaseKind,
     operation: String,
     created: DateTime<Utc>,
@@ -229,11 +261,45 @@ async fn renew(
         match write(&store, &key, &next).await {
             Ok(()) => {
                 let old = std::mem::replace(&mut *current.lock().await, key);
+                // Only a lease that was still in force is extended: one that ran out meanwhile
+                // stays run out for its holder, whatever was written since.
+                let mut held = expires.lock().await;
+                if *held > Utc::now() {
+                    *held = next.expires;
+                }
+                drop(held);
                 let _ = store.delete(&old).await;
             }
             Err(e) => warn!(error = %e, "could not renew lease; retrying"),
         }
     }
+}
+
+/// The leases of `operations` that may still be in force at `now`: not expired, or expired less
+/// than a lease lifetime ago (room for clocks that disagree, as for removal).
+pub async fn held(
+    store: &Store,
+    operations: &[&str],
+    now: DateTime<Utc>,
+) -> Result<Vec<LeaseRecord>, StoreError> {
+    let mut out = Vec::new();
+    for obj in store.list(ObjectKind::Lease.prefix()).await? {
+        let rec: LeaseRecord = match store.get(&obj.key).await {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(key = %obj.key, error = %e, "ignoring unreadable lease");
+                    continue;
+                }
+            },
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        if operations.contains(&rec.operation.as_str()) && rec.expires + lease_ttl() > now {
+            out.push(rec);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

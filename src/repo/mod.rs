@@ -8,6 +8,7 @@ pub mod chunker;
 pub mod crypto;
 mod error;
 pub mod format;
+pub mod gc;
 pub mod holds;
 pub mod ids;
 pub mod index;

@@ -38,6 +38,17 @@ pub struct DeletedLog {
     pub why: String,
 }
 
+/// A pack garbage collection deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletedPack {
+    /// 64 hex digits.
+    pub pack: String,
+    pub bytes: u64,
+    /// Why it was marked: `unreferenced`, `unindexed` or `repacked`.
+    pub why: super::gc::MarkReason,
+}
+
 /// What one prune deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +61,9 @@ pub struct PruneRecord {
     /// Version 2: the log deleted (a version 1 record deleted none).
     #[serde(default)]
     pub logs: Vec<DeletedLog>,
+    /// Version 2: the packs garbage collection deleted.
+    #[serde(default)]
+    pub packs: Vec<DeletedPack>,
 }
 
 /// The newest record version this build writes and reads.
@@ -60,11 +74,12 @@ const RECORD_VERSION: u32 = 2;
 pub struct Deletions {
     pub backups: Vec<Deleted>,
     pub logs: Vec<DeletedLog>,
+    pub packs: Vec<DeletedPack>,
 }
 
 impl Deletions {
     pub fn is_empty(&self) -> bool {
-        self.backups.is_empty() && self.logs.is_empty()
+        self.backups.is_empty() && self.logs.is_empty() && self.packs.is_empty()
     }
 }
 
@@ -82,6 +97,7 @@ impl Repository {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             deleted: deletions.backups,
             logs: deletions.logs,
+            packs: deletions.packs,
         };
         self.put_sealed_json(MetaKind::PruneRecord, &key, &record)
             .await?;
@@ -141,7 +157,7 @@ mod tests {
         };
         let only = |d: Deleted| Deletions {
             backups: vec![d],
-            logs: Vec::new(),
+            ..Deletions::default()
         };
         let second = repo
             .record_prune(at("2026-03-01T00:00:00Z"), only(gone(2)))

@@ -207,7 +207,7 @@ pub async fn dump_backup(
             consistent_at: consistent_at.unwrap_or(now),
             databases: databases.clone(),
         });
-        let summary = commit_backup(repo, manifest, stored, clock).await?;
+        let summary = commit_backup(repo, &lease, manifest, stored, clock).await?;
         info!(id = %summary.id, databases = databases.len(), "MySQL dump complete");
         Ok(summary)
     }

@@ -134,7 +134,7 @@ pub async fn physical_backup(
             consistent_at,
             databases: Vec::new(),
         });
-        let summary = commit_backup(repo, manifest, stored, clock).await?;
+        let summary = commit_backup(repo, &lease, manifest, stored, clock).await?;
         info!(id = %summary.id, "MariaDB physical backup complete");
         Ok(summary)
     }

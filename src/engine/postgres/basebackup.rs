@@ -171,7 +171,7 @@ pub async fn base_backup(
             tablespace_map: tablespace_map.filter(|m| !m.is_empty()),
         });
         manifest.directories = directories;
-        Ok(commit_backup(repo, manifest, stored, clock).await?)
+        Ok(commit_backup(repo, &lease, manifest, stored, clock).await?)
     }
     .await;
     lease.release().await;

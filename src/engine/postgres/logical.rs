@@ -81,7 +81,7 @@ pub async fn logical_backup(
         }));
         let stored = store_files(repo, files, concurrency, progress, &Cutting::default()).await?;
         let manifest = repo.new_manifest(source, BackupKind::PostgresLogical, labels, now);
-        let summary = commit_backup(repo, manifest, stored, clock).await?;
+        let summary = commit_backup(repo, &lease, manifest, stored, clock).await?;
         info!(id = %summary.id, database, "logical backup complete");
         Ok(summary)
     }
