@@ -1,8 +1,8 @@
 //! Retention: policies (what a source keeps, for how long), and the selection of what they keep,
 //! as a pure function of the backups, the log, the holds, the policy and the instant.
 //!
-//! Still to come on top of this (issue 11): holds stored in the repository, the log objects that
-//! follow the selection, prune with two-phase garbage collection, and Object Lock.
+//! Prune (`jobs::prune`) applies them: the manifests, the log each engine judges
+//! (`engine::retention`), then the packs (`repo::gc`).
 
 pub mod policy;
 pub mod select;
