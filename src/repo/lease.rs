@@ -197,16 +197,8 @@ async fn check_conflicts(
         if obj.key == mine {
             continue;
         }
-        let rec: LeaseRecord = match store.get(&obj.key).await {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(key = %obj.key, error = %e, "ignoring unreadable lease");
-                    continue;
-                }
-            },
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e.into()),
+        let Some(rec) = read(store, &obj.key).await? else {
+            continue;
         };
         if rec.expires <= now {
             // Its holder died or lost it. Once it is expired by a whole lease lifetime more (room
@@ -275,6 +267,21 @@ async fn renew(
     }
 }
 
+/// A lease as stored; `None` when it is gone (released meanwhile) or unreadable (logged).
+async fn read(store: &Store, key: &str) -> Result<Option<LeaseRecord>, StoreError> {
+    match store.get(key).await {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                warn!(%key, error = %e, "ignoring unreadable lease");
+                Ok(None)
+            }
+        },
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The leases of `operations` that may still be in force at `now`: not expired, or expired less
 /// than a lease lifetime ago (room for clocks that disagree, as for removal).
 pub async fn held(
@@ -284,16 +291,8 @@ pub async fn held(
 ) -> Result<Vec<LeaseRecord>, StoreError> {
     let mut out = Vec::new();
     for obj in store.list(ObjectKind::Lease.prefix()).await? {
-        let rec: LeaseRecord = match store.get(&obj.key).await {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(key = %obj.key, error = %e, "ignoring unreadable lease");
-                    continue;
-                }
-            },
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
+        let Some(rec) = read(store, &obj.key).await? else {
+            continue;
         };
         if operations.contains(&rec.operation.as_str()) && rec.expires + lease_ttl() > now {
             out.push(rec);

@@ -5,10 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use futures::{StreamExt, TryStreamExt};
-
 use super::plan::first_needed;
-use super::segment::{read_meta, segments_prefix, SegmentName};
+use super::segment::{read_metas, segments_prefix, SegmentName};
 use super::MyError;
 use crate::engine::retention::{gather, Judged, LogKeep, LogRetention};
 use crate::repo::layout::ObjectKind;
@@ -95,21 +93,7 @@ pub async fn binlog_retention(
                     // Needing none stored yet, it needs none of what is stored.
                     break first.map(|i| names.get(i).map_or(u64::MAX, |n| n.seq));
                 }
-                Err(need) => {
-                    if need.iter().all(|n| metas.contains_key(&n.seq)) {
-                        return Err(MyError::Invalid(
-                            "the binlog planner asked again for headers it has".into(),
-                        ));
-                    }
-                    let read: Vec<_> = futures::stream::iter(need)
-                        .map(|name| async move { read_meta(repo, source, &name).await })
-                        .buffer_unordered(8)
-                        .try_collect()
-                        .await?;
-                    for meta in read {
-                        metas.insert(meta.seq, meta);
-                    }
-                }
+                Err(need) => read_metas(repo, source, need, &mut metas).await?,
             }
         },
     };

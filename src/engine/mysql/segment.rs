@@ -14,6 +14,7 @@ use std::fmt;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::binlog::{Events, Gtid, GtidPos};
@@ -387,6 +388,30 @@ fn open_header(
 }
 
 /// Reads only a segment's header.
+/// Reads the headers of `names` into `metas`, as the planner asked for them; asking again for
+/// headers it has is a planner defect, reported rather than looped on.
+pub async fn read_metas(
+    repo: &Repository,
+    source: &str,
+    names: Vec<SegmentName>,
+    metas: &mut std::collections::BTreeMap<u64, SegmentMeta>,
+) -> Result<(), MyError> {
+    if names.iter().all(|n| metas.contains_key(&n.seq)) {
+        return Err(MyError::Invalid(
+            "the binlog planner asked again for headers it has".into(),
+        ));
+    }
+    let read: Vec<SegmentMeta> = futures::stream::iter(names)
+        .map(|name| async move { read_meta(repo, source, &name).await })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    for meta in read {
+        metas.insert(meta.seq, meta);
+    }
+    Ok(())
+}
+
 pub async fn read_meta(
     repo: &Repository,
     source: &str,

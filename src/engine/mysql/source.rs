@@ -16,7 +16,7 @@ use super::plan::{plan, BinlogCoverage, MyPlan, Planned};
 use super::push::binlog_push;
 use super::restore::{restore, MyRestoreRequest};
 use super::retention::binlog_retention;
-use super::segment::{list_segments, read_meta};
+use super::segment::{list_segments, read_meta, read_metas};
 use super::server::MysqlUrl;
 use super::stream::{stream, StreamOptions};
 use super::{chain::StreamReport, MyError};
@@ -284,21 +284,7 @@ async fn read_and_plan(
     loop {
         match plan(source, &manifests, kind, point, &coverage)? {
             Planned::Plan(plan) => return Ok(*plan),
-            Planned::Need(names) => {
-                if names.iter().all(|n| coverage.metas.contains_key(&n.seq)) {
-                    return Err(MyError::Invalid(
-                        "the restore planner asked again for headers it has".into(),
-                    ));
-                }
-                let metas: Vec<_> = futures::stream::iter(names)
-                    .map(|name| async move { read_meta(repo, source, &name).await })
-                    .buffer_unordered(8)
-                    .try_collect()
-                    .await?;
-                for meta in metas {
-                    coverage.metas.insert(meta.seq, meta);
-                }
-            }
+            Planned::Need(names) => read_metas(repo, source, names, &mut coverage.metas).await?,
         }
     }
 }
