@@ -19,7 +19,7 @@ use serde::Deserialize;
 pub use crate::engine::{SourceConfig, TargetConfig};
 use crate::repo::keys::{KeyFileError, KeySource, Permissions};
 use crate::repo::source::SourceName;
-use crate::retention::policy::{Policy, PolicyError, DEFAULT_POLICY};
+use crate::retention::policy::{Policy, PolicyError, DEFAULT_POLICY, DEFAULT_REPACK_THRESHOLD};
 use crate::store::StoreOptions;
 
 /// A config problem, naming the file and the field.
@@ -138,6 +138,25 @@ impl Config {
             Some(p) => Ok(p.clone()),
             None => Policy::named_or_file(DEFAULT_POLICY),
         }
+    }
+
+    /// The repack threshold (percent dead) garbage collection uses: `policy`'s when one is given
+    /// for every source, else the lowest of the policies in force (the config's default and each
+    /// source's own), since packs are shared by every source of the repository.
+    pub fn repack_threshold(&self, policy: Option<&Policy>) -> Result<f64, PolicyError> {
+        let stated = |p: &Policy| p.repack_threshold.unwrap_or(DEFAULT_REPACK_THRESHOLD);
+        if let Some(p) = policy {
+            return Ok(stated(p));
+        }
+        let default = match &self.default_policy {
+            Some(p) => stated(p),
+            None => stated(&Policy::named_or_file(DEFAULT_POLICY)?),
+        };
+        Ok(self
+            .source_policies
+            .values()
+            .map(stated)
+            .fold(default, f64::min))
     }
 
     /// Parses config text whose policy files are named relative to `dir`.
@@ -510,6 +529,23 @@ targets:
         std::fs::write(&path, "retention: { default: mine.yaml }\n").unwrap();
         let c = Config::load(&path).unwrap();
         assert_eq!(c.policy_for(&"x".parse().unwrap()).unwrap().keep.daily, 2);
+        assert_eq!(c.repack_threshold(None).unwrap(), 50.0);
+        // Packs are shared: the lowest threshold of the policies in force is the repository's.
+        std::fs::write(
+            dir.path().join("tight.yaml"),
+            "name: tight\nkeep: { daily: 2 }\nrepack_threshold: 20\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &path,
+            "retention: { default: mine.yaml }\nsources:\n  pg: { kind: postgres, url: 'postgres://h', policy: tight.yaml }\n",
+        )
+        .unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.repack_threshold(None).unwrap(), 20.0);
+        let loose =
+            Policy::parse("name: l\nkeep: { daily: 1 }\nrepack_threshold: 90\n", "l").unwrap();
+        assert_eq!(c.repack_threshold(Some(&loose)).unwrap(), 90.0);
         std::fs::write(
             dir.path().join("bad.yaml"),
             "name: bad\nkeep: { daily: -2 }\n",

@@ -32,8 +32,9 @@ pub struct PruneArgs {
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = heirloom_backup::store::parse_duration)]
     grace: std::time::Duration,
     /// Repack a pack once this share of its bytes (percent) is dead; above 100, never
-    #[arg(long, value_name = "PERCENT", default_value_t = 50.0)]
-    repack_threshold: f64,
+    /// [default: the policy's repack_threshold, else 50]
+    #[arg(long, value_name = "PERCENT")]
+    repack_threshold: Option<f64>,
     /// Show the plan and change nothing
     #[arg(long)]
     dry_run: bool,
@@ -56,13 +57,22 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
         .map_err(|e| UsageError(e.to_string()))?;
     let job = JobContext::new(ctx.open().await?, ctx.concurrency);
     if !args.dry_run {
-        if !(0.0..).contains(&args.repack_threshold) {
-            return Err(UsageError("--repack-threshold is a percentage, 0 or more".into()).into());
-        }
+        let threshold = match args.repack_threshold {
+            Some(t) if !(0.0..).contains(&t) => {
+                return Err(
+                    UsageError("--repack-threshold is a percentage, 0 or more".into()).into(),
+                )
+            }
+            Some(t) => t,
+            None => ctx
+                .config
+                .repack_threshold(policy.as_ref())
+                .map_err(|e| UsageError(e.to_string()))?,
+        };
         let gc = GcOptions {
             grace: chrono::Duration::from_std(args.grace)
                 .map_err(|_| UsageError("--grace is too long".into()))?,
-            repack_dead: args.repack_threshold / 100.0,
+            repack_dead: threshold / 100.0,
         };
         let report = jobs::prune(
             &job,

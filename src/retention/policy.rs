@@ -7,6 +7,7 @@
 //! keep: { daily: 35, weekly: 13, monthly: 36, yearly: 3 }
 //! min_age: 24h              # nothing younger is deleted, whatever the rules say
 //! immutability: { mode: compliance, days: 30 }   # the bucket's default Object Lock retention
+//! repack_threshold: 50      # percent of a pack's bytes dead at which prune repacks it
 //! ```
 //!
 //! The semantics are in `docs/RETENTION.md`; [`super::select`] applies them.
@@ -119,7 +120,7 @@ pub enum LockMode {
 }
 
 /// A retention policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub name: String,
     pub description: Option<String>,
@@ -130,7 +131,13 @@ pub struct Policy {
     /// Nothing younger than this is deleted.
     pub min_age: Option<Span>,
     pub immutability: Option<Immutability>,
+    /// The share of a pack's bytes (percent) that, once dead, has prune copy its live chunks into
+    /// a new pack; `None`: the default, [`DEFAULT_REPACK_THRESHOLD`].
+    pub repack_threshold: Option<f64>,
 }
+
+/// The repack threshold (percent dead) of a policy that states none.
+pub const DEFAULT_REPACK_THRESHOLD: f64 = 50.0;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,6 +155,8 @@ struct RawPolicy {
     min_age: Option<Span>,
     #[serde(default)]
     immutability: Option<Immutability>,
+    #[serde(default)]
+    repack_threshold: Option<f64>,
 }
 
 /// The policies this build ships (`policies/` at the project root), by name.
@@ -259,6 +268,14 @@ impl Policy {
                 ));
             }
         }
+        if let Some(t) = raw.repack_threshold {
+            if !(t >= 0.0 && t.is_finite()) {
+                return Err(invalid(
+                    "repack_threshold",
+                    format!("{t} is not a percentage: use 0 or more (above 100, never repack)"),
+                ));
+            }
+        }
         Ok(Policy {
             name: raw.name,
             description: raw.description,
@@ -267,6 +284,7 @@ impl Policy {
             keep,
             min_age: raw.min_age.filter(|s| !s.is_zero()),
             immutability: raw.immutability,
+            repack_threshold: raw.repack_threshold,
         })
     }
 }
@@ -310,6 +328,12 @@ mod tests {
         assert!(e.contains("zone") && e.contains("Mars"), "{e}");
         let e = err("name: x\nkeep: { daily: 1 }\nimmutability: { mode: forever, days: 3 }\n");
         assert!(e.contains("immutability.mode"), "{e}");
+        let e = err("name: x\nkeep: { daily: 1 }\nrepack_threshold: -5\n");
+        assert!(e.contains("repack_threshold") && e.contains("-5"), "{e}");
+        let e = err("name: x\nkeep: { daily: 1 }\nrepack_threshold: half\n");
+        assert!(e.contains("repack_threshold"), "{e}");
+        let p = Policy::parse("name: r\nkeep: { daily: 1 }\nrepack_threshold: 80\n", "x").unwrap();
+        assert_eq!(p.repack_threshold, Some(80.0));
         let e = err("keep: { daily: 1 }\n");
         assert!(e.contains("name"), "{e}");
         let e = Policy::named_or_file("no-such-policy")

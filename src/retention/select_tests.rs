@@ -44,6 +44,7 @@ fn policy(keep: Keep) -> Policy {
         keep,
         min_age: None,
         immutability: None,
+        repack_threshold: None,
     }
 }
 
