@@ -23,6 +23,7 @@ fn notes_options() -> jobs::BackupOptions {
         labels: Default::default(),
         concurrency: Concurrency::default(),
         allow_empty: false,
+        time: None,
     }
 }
 
@@ -102,9 +103,14 @@ async fn a_stream_backup_job_takes_its_time_from_the_context_clock_and_list_and_
         .with_progress(Progress::new(Count(done.clone())));
     let data = mixed_data(1 << 20, 7);
     let options = notes_options();
-    let summary = jobs::backup_stream(&ctx, std::io::Cursor::new(data.clone()), &options)
-        .await
-        .unwrap();
+    let summary = jobs::backup_stream(
+        &ctx,
+        &Config::default(),
+        std::io::Cursor::new(data.clone()),
+        &options,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.size, data.len() as u64);
     assert_eq!(done.load(Ordering::Relaxed), data.len() as u64);
     let listed = jobs::list(&ctx, Some(&"notes".parse().unwrap()))
@@ -214,9 +220,14 @@ async fn prune_applied_over_three_simulated_years_keeps_every_promised_backup_re
         let mut data = shared.clone();
         data.extend_from_slice(format!("backup of {at}").as_bytes());
         let options = notes_options();
-        let summary = jobs::backup_stream(&ctx, std::io::Cursor::new(data.clone()), &options)
-            .await
-            .unwrap();
+        let summary = jobs::backup_stream(
+            &ctx,
+            &Config::default(),
+            std::io::Cursor::new(data.clone()),
+            &options,
+        )
+        .await
+        .unwrap();
         contents.insert(summary.id.to_string(), data);
         // A day later, prune.
         let later = ctx

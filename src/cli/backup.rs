@@ -7,12 +7,14 @@ use anyhow::Context as _;
 use clap::Args;
 use heirloom_backup::engine::process::ChildOutput;
 use heirloom_backup::jobs::{
-    backup_source as backup_job, backup_stream, list as list_job, BackupOptions, BackupRequest,
+    backup_source as backup_job, backup_stream, check_given_time, list as list_job, BackupOptions,
+    BackupRequest,
 };
 use heirloom_backup::pipeline::backup::BackupSummary;
 use heirloom_backup::pipeline::restore::restore_file;
 use heirloom_backup::repo::manifest::BackupId;
 use heirloom_backup::repo::source::SourceName;
+use heirloom_backup::restore::point::{parse_time, parse_tz};
 
 use super::{human_bytes, print_json, Context, Exit, UsageError};
 
@@ -42,6 +44,14 @@ pub struct BackupArgs {
     /// A logical backup (pg_dump) of the source's database instead of a physical one
     #[arg(long)]
     logical: bool,
+    /// Record a --stdin or command backup as taken at TIME instead of now, for history imported
+    /// from another tool (RFC 3339, or `YYYY-MM-DD HH:MM:SS` in --tz); not for database sources,
+    /// nor a time to come
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
+    /// The time zone of a --time without one
+    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_tz, requires = "time")]
+    tz: chrono_tz::Tz,
     /// A label recorded in the manifest (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -154,11 +164,18 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
             .into())
         }
     };
+    let time = args
+        .time
+        .as_deref()
+        .map(|t| parse_time(t, args.tz))
+        .transpose()
+        .map_err(|e| UsageError(format!("--time: {e}")))?;
     let options = BackupOptions {
         source,
         labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
         concurrency: ctx.concurrency,
         allow_empty: args.allow_empty,
+        time,
     };
     let summary = if args.command.is_empty() {
         if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -168,7 +185,7 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
             .into());
         }
         let (job, progress) = ctx.job(ctx.open().await?, "backup");
-        let summary = backup_stream(&job, std::io::stdin(), &options)
+        let summary = backup_stream(&job, &ctx.config, std::io::stdin(), &options)
             .await
             .with_context(|| format!("backing up stdin as source {}", options.source))?;
         progress.finish_and_clear();
@@ -176,9 +193,12 @@ pub async fn backup(ctx: &Context, args: &BackupArgs) -> anyhow::Result<Exit> {
     } else {
         // The repository first: a producer is not started for a backup that cannot be stored.
         let (job, progress) = ctx.job(ctx.open().await?, "backup");
+        if let Some(time) = time {
+            check_given_time(&job, &ctx.config, &options.source, time).await?;
+        }
         let producer = spawn_producer(&args.command)?;
         let what = producer.what().to_owned();
-        let summary = backup_stream(&job, producer, &options)
+        let summary = backup_stream(&job, &ctx.config, producer, &options)
             .await
             .with_context(|| {
                 format!(
@@ -204,6 +224,12 @@ async fn backup_source(
             "--allow-empty is for --stdin and command backups; a database backup is never empty"
                 .into(),
         )
+        .into());
+    }
+    if args.time.is_some() {
+        return Err(UsageError(format!(
+            "--time is for --stdin and command backups: a backup of source {name} is dated by its server"
+        ))
         .into());
     }
     let (job, progress) = ctx.job(ctx.open().await?, "backup");
@@ -261,6 +287,7 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
                     "id": m.id, "source": m.source, "kind": m.kind, "labels": m.labels,
                     "host": m.host, "started": m.started, "finished": m.finished,
                     "size": m.size(), "chunks": m.chunk_count(), "holds": held(m),
+                    "time_given": m.time_given,
                 })
             })
             .collect();
@@ -268,7 +295,7 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     outln!(
-        "{:<26} {:<16} {:<8} {:>10}  {:<20} LABELS",
+        "{:<29} {:<16} {:<17} {:>10}  {:<20} LABELS",
         "ID",
         "SOURCE",
         "KIND",
@@ -281,16 +308,19 @@ pub async fn list(ctx: &Context, args: &ListArgs) -> anyhow::Result<Exit> {
             .iter()
             .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
             .collect();
+        if m.time_given.is_some() {
+            labels.push("[time given]".into());
+        }
         labels.extend(
             held(m)
                 .iter()
                 .map(|h| format!("[held: {}]", printable(&h.reason))),
         );
         outln!(
-            "{:<26} {:<16} {:<8} {:>10}  {:<20} {}",
+            "{:<29} {:<16} {:<17} {:>10}  {:<20} {}",
             m.id,
             m.source,
-            serde_json::to_value(m.kind)?.as_str().unwrap_or("?"),
+            m.kind.to_string(),
             human_bytes(m.size()),
             m.started.format("%Y-%m-%d %H:%M:%S"),
             labels.join(",")
@@ -311,13 +341,17 @@ pub async fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     }
     outln!("backup    {}", m.id);
     outln!("source    {}", m.source);
-    outln!(
-        "kind      {}",
-        serde_json::to_value(m.kind)?.as_str().unwrap_or("?")
-    );
+    outln!("kind      {}", m.kind);
     outln!("host      {}", printable(&m.host));
     outln!("started   {}", m.started.to_rfc3339());
     outln!("finished  {}", m.finished.to_rfc3339());
+    if let Some(ran) = &m.time_given {
+        outln!(
+            "time      given (backup --time); it ran from {} to {}",
+            ran.ran_started.to_rfc3339(),
+            ran.ran_finished.to_rfc3339()
+        );
+    }
     for (k, v) in &m.labels {
         outln!("label     {}={}", printable(k), printable(v));
     }

@@ -19,7 +19,7 @@ pub use crate::engine::{
     StreamRequest, DEFAULT_ARCHIVE_TIMEOUT,
 };
 pub use crate::pipeline::backup::{BackupOptions, BackupSummary};
-pub use backup::{backup_source, backup_stream};
+pub use backup::{backup_source, backup_stream, check_given_time};
 pub use catalog::{coverage, list, stats};
 pub use holds::{forget, hold, holds, release};
 pub use push::push_log;

@@ -19,7 +19,7 @@ use crate::repo::ids::ChunkId;
 use crate::repo::index::{Index, IndexedPack};
 use crate::repo::layout::pack_key;
 use crate::repo::lease::{Lease, LeaseKind};
-use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest};
+use crate::repo::manifest::{BackupId, BackupKind, FileEntry, Manifest, TimeGiven};
 use crate::repo::pack::{FinishedPack, PackWriter};
 use crate::repo::source::SourceName;
 use crate::repo::{RepoError, Repository};
@@ -36,6 +36,9 @@ pub struct BackupOptions {
     /// Record a backup of nothing. Off by default: an empty stream is far more often a producer
     /// that failed before writing (`false | heirloom-backup backup --stdin`) than an empty dump.
     pub allow_empty: bool,
+    /// The time to record the backup as taken at instead of now (history imported from another
+    /// tool); `None`: now. The manifest then records when it really ran.
+    pub time: Option<DateTime<Utc>>,
 }
 
 /// What a backup did.
@@ -166,12 +169,18 @@ pub async fn backup_stream<R: Read + Send + 'static>(
         if size == 0 && !options.allow_empty {
             return Err(RepoError::EmptyInput);
         }
-        let manifest = repo.new_manifest(
+        let mut manifest = repo.new_manifest(
             &options.source,
             BackupKind::Stream,
             options.labels.clone(),
-            now,
+            options.time.unwrap_or(now),
         );
+        if options.time.is_some() {
+            manifest.time_given = Some(TimeGiven {
+                ran_started: now,
+                ran_finished: now,
+            });
+        }
         commit_backup(repo, &lease, manifest, stored, clock).await
     }
     .await;
@@ -190,8 +199,12 @@ pub async fn commit_backup(
     clock: std::time::Instant,
 ) -> Result<BackupSummary, RepoError> {
     manifest.files = stored.files;
-    manifest.finished =
-        manifest.started + chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+    let took = chrono::Duration::from_std(clock.elapsed()).unwrap_or_default();
+    manifest.finished = manifest.started + took;
+    if let Some(ran) = manifest.time_given.as_mut() {
+        ran.ran_finished = ran.ran_started + took;
+    }
+    manifest.version = manifest.needed_version();
     lease.ensure_held().await?;
     repo.save_manifest(&manifest).await?;
     let summary = BackupSummary {

@@ -15,7 +15,9 @@ use super::ids::ChunkId;
 use super::source::SourceName;
 use crate::position::{GtidPos, Lsn};
 
-pub const MANIFEST_VERSION: u32 = 1;
+/// The newest manifest version this build reads. Version 2 adds `time_given`; a manifest without
+/// it is still written as version 1, which older builds read.
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// `YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx`: the start time to the millisecond, then a random tail that
 /// keeps ids of one millisecond apart (format 3). Ids of format 1 and 2 repositories,
@@ -50,7 +52,7 @@ impl BackupId {
 
 impl fmt::Display for BackupId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -119,6 +121,19 @@ pub enum BackupKind {
     MysqlPhysical,
 }
 
+/// The kind's stored name (`postgres-physical`).
+impl fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            BackupKind::Stream => "stream",
+            BackupKind::PostgresPhysical => "postgres-physical",
+            BackupKind::PostgresLogical => "postgres-logical",
+            BackupKind::MysqlDump => "mysql-dump",
+            BackupKind::MysqlPhysical => "mysql-physical",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -141,6 +156,19 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directories: Vec<String>,
     pub files: Vec<FileEntry>,
+    /// Present when the backup's time was given (`backup --time`, for history imported from
+    /// another tool): `started` is then that time, `finished` that time plus how long the backup
+    /// took, and this says when it really ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_given: Option<TimeGiven>,
+}
+
+/// When a backup whose time was given really ran, by this host's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeGiven {
+    pub ran_started: DateTime<Utc>,
+    pub ran_finished: DateTime<Utc>,
 }
 
 /// The consistency point of a PostgreSQL base backup.
@@ -208,7 +236,7 @@ impl Manifest {
         precision: IdPrecision,
     ) -> Self {
         Self {
-            version: MANIFEST_VERSION,
+            version: 1,
             id: BackupId::new(started, precision),
             source: source.clone(),
             kind,
@@ -220,6 +248,17 @@ impl Manifest {
             mysql: None,
             directories: Vec::new(),
             files: Vec::new(),
+            time_given: None,
+        }
+    }
+
+    /// The lowest version that holds everything this manifest says: what it is written as, so
+    /// that older builds keep reading the manifests that use nothing newer.
+    pub fn needed_version(&self) -> u32 {
+        if self.time_given.is_some() {
+            2
+        } else {
+            1
         }
     }
 
@@ -240,6 +279,67 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_given_time_is_version_2_and_a_newer_version_is_refused_before_its_fields() {
+        use crate::repo::crypto::MetaKind;
+        use crate::repo::format::InitParams;
+        use crate::repo::keys::KeySource;
+        let store = crate::store::open_store("memory://", &Default::default()).unwrap();
+        let key = KeySource::passphrase("manifest test");
+        let repo = super::super::Repository::init(store, &key, &InitParams::default(), Utc::now())
+            .await
+            .unwrap();
+        let at = DateTime::parse_from_rfc3339("2024-01-07T03:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut m = repo.new_manifest(
+            &"app".parse().unwrap(),
+            BackupKind::Stream,
+            Default::default(),
+            at,
+        );
+        assert_eq!((m.version, m.needed_version()), (1, 1));
+        m.time_given = Some(TimeGiven {
+            ran_started: Utc::now(),
+            ran_finished: Utc::now(),
+        });
+        // A manifest marked older than what it holds is not written.
+        let e = repo.save_manifest(&m).await.unwrap_err().to_string();
+        assert!(e.contains("needs 2"), "{e}");
+        m.version = m.needed_version();
+        repo.save_manifest(&m).await.unwrap();
+        assert_eq!(repo.manifest(&m.id).await.unwrap(), m);
+        // Version 3 with a field this build does not know: the version is what is named.
+        let mut json = serde_json::to_value(&m).unwrap();
+        json["version"] = 3.into();
+        json["from_the_future"] = true.into();
+        let sealed = repo.keys().seal_meta(
+            MetaKind::Manifest,
+            &zstd::bulk::compress(&serde_json::to_vec(&json).unwrap(), 3).unwrap(),
+        );
+        let e = repo
+            .open_manifest(&m.id.key(), &sealed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("manifest version 3 is newer than this build reads"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_kind_prints_as_it_is_stored() {
+        for kind in [
+            BackupKind::Stream,
+            BackupKind::PostgresPhysical,
+            BackupKind::PostgresLogical,
+            BackupKind::MysqlDump,
+            BackupKind::MysqlPhysical,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.to_string());
+        }
+    }
 
     #[test]
     fn backup_ids_parse_and_sort_by_time() {

@@ -267,6 +267,14 @@ impl Repository {
     }
 
     pub async fn save_manifest(&self, manifest: &Manifest) -> Result<(), RepoError> {
+        if manifest.version < manifest.needed_version() {
+            return Err(RepoError::Internal(format!(
+                "manifest {} is marked version {} but needs {}",
+                manifest.id,
+                manifest.version,
+                manifest.needed_version()
+            )));
+        }
         let json = serde_json::to_vec(manifest).map_err(|e| RepoError::Internal(e.to_string()))?;
         let compressed = zstd::bulk::compress(&json, 3).map_err(RepoError::Output)?;
         let sealed = self.keys.seal_meta(MetaKind::Manifest, &compressed);
@@ -280,17 +288,25 @@ impl Repository {
             .map_err(|e| RepoError::corrupt(key, e.to_string()))?;
         let json = zstd::stream::decode_all(&compressed[..])
             .map_err(|e| RepoError::corrupt(key, format!("decompression: {e}")))?;
-        let manifest: Manifest =
+        // The version first: a newer manifest may hold fields this build does not know.
+        #[derive(serde::Deserialize)]
+        struct Versioned {
+            version: u32,
+        }
+        let versioned: Versioned =
             serde_json::from_slice(&json).map_err(|e| RepoError::corrupt(key, e.to_string()))?;
-        if manifest.version > manifest::MANIFEST_VERSION {
+        if versioned.version > manifest::MANIFEST_VERSION {
             return Err(RepoError::corrupt(
                 key,
                 format!(
-                    "manifest version {} is newer than this build reads",
-                    manifest.version
+                    "manifest version {} is newer than this build reads ({}): upgrade heirloom-backup",
+                    versioned.version,
+                    manifest::MANIFEST_VERSION
                 ),
             ));
         }
+        let manifest: Manifest =
+            serde_json::from_slice(&json).map_err(|e| RepoError::corrupt(key, e.to_string()))?;
         if manifest.id.key() != key {
             return Err(RepoError::corrupt(
                 key,

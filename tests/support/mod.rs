@@ -493,6 +493,7 @@ pub mod repo {
             labels: Default::default(),
             concurrency: Concurrency::default(),
             allow_empty: true,
+            time: None,
         }
     }
 

@@ -170,6 +170,7 @@ async fn stream_demo(ctx: &Context, args: &DemoArgs) -> anyhow::Result<Exit> {
         labels: Default::default(),
         concurrency: ctx.concurrency,
         allow_empty: false,
+        time: None,
     };
     let mut ids = Vec::new();
     for (n, data) in [&first, &second].into_iter().enumerate() {
