@@ -5,7 +5,6 @@
 //! holder died simply expires.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -17,8 +16,6 @@ use tracing::{debug, warn};
 
 use super::layout::{ObjectKey, ObjectKind};
 use crate::store::{PutOutcome, Store, StoreError};
-
-pub const LEASE_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -67,7 +64,10 @@ pub struct Lease {
     current: Arc<Mutex<String>>,
     /// The expiry of the newest lease object written.
     expires: Arc<Mutex<DateTime<Utc>>>,
-    renewer: JoinHandle<()>,
+    /// `None` once released.
+    renewer: Option<JoinHandle<()>>,
+    /// Tells the renewer to stop once the write it may be in has finished.
+    stop: Arc<tokio::sync::Notify>,
 }
 
 fn new_key() -> String {
@@ -76,18 +76,25 @@ fn new_key() -> String {
     ObjectKey::Lease { id: hex::encode(b) }.key()
 }
 
-fn lease_ttl() -> chrono::Duration {
-    chrono::Duration::from_std(LEASE_TTL).unwrap_or(chrono::Duration::MAX)
+/// How long a lease taken through `store` lasts unrenewed; also the room left for clocks that
+/// disagree before someone else's expired lease counts as gone.
+fn lease_ttl(store: &Store) -> chrono::Duration {
+    chrono::Duration::from_std(store.lease_ttl()).unwrap_or(chrono::Duration::MAX)
 }
 
-fn record(kind: LeaseKind, operation: &str, now: DateTime<Utc>) -> LeaseRecord {
+fn record(
+    kind: LeaseKind,
+    operation: &str,
+    now: DateTime<Utc>,
+    ttl: chrono::Duration,
+) -> LeaseRecord {
     LeaseRecord {
         kind,
         operation: operation.to_owned(),
         host: gethostname::gethostname().to_string_lossy().into_owned(),
         pid: std::process::id(),
         created: now,
-        expires: now + lease_ttl(),
+        expires: now + ttl,
     }
 }
 
@@ -136,7 +143,7 @@ impl Lease {
         sole: bool,
     ) -> Result<Lease, LeaseError> {
         let key = new_key();
-        let mine = record(kind, operation, now);
+        let mine = record(kind, operation, now, lease_ttl(store));
         write(store, &key, &mine).await?;
         let sole = sole.then_some(&mine);
         if let Err(e) = check_conflicts(store, &key, kind, now, sole).await {
@@ -145,9 +152,11 @@ impl Lease {
         }
         let current = Arc::new(Mutex::new(key));
         // By this machine's clock, whatever instant the caller works at (a simulated one).
-        let expires = Arc::new(Mutex::new(Utc::now() + lease_ttl()));
+        let expires = Arc::new(Mutex::new(Utc::now() + lease_ttl(store)));
+        let stop = Arc::new(tokio::sync::Notify::new());
         let renewer = tokio::spawn(renew(
             store.clone(),
+            stop.clone(),
             current.clone(),
             expires.clone(),
             kind,
@@ -159,7 +168,8 @@ impl Lease {
             operation: operation.to_owned(),
             current,
             expires,
-            renewer,
+            renewer: Some(renewer),
+            stop,
         })
     }
 
@@ -177,11 +187,26 @@ impl Lease {
         Ok(())
     }
 
-    pub async fn release(self) {
-        self.renewer.abort();
+    pub async fn release(mut self) {
+        // Stopped, not aborted: a renewal being written would land after the delete below (a
+        // local write runs on a thread of its own) and keep backups' packs from collection until
+        // it expired.
+        self.stop.notify_one();
+        if let Some(renewer) = self.renewer.take() {
+            let _ = renewer.await;
+        }
         let key = self.current.lock().await.clone();
         if let Err(e) = self.store.delete(&key).await {
             warn!(%key, error = %e, "could not remove lease; it will expire");
+        }
+    }
+}
+
+/// A lease dropped unreleased (its holder's work was cancelled) stops being renewed, and expires.
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
         }
     }
 }
@@ -204,7 +229,7 @@ async fn check_conflicts(
             // Its holder died or lost it. Once it is expired by a whole lease lifetime more (room
             // for clocks that disagree), nobody can still be renewing it: remove it, so locks/
             // holds live leases only.
-            if rec.expires + lease_ttl() <= now {
+            if rec.expires + lease_ttl(store) <= now {
                 match store.delete(&obj.key).await {
                     Ok(()) => {
                         debug!(key = %obj.key, expired = %rec.expires, "removed an expired lease")
@@ -239,6 +264,7 @@ async fn check_conflicts(
 /// the one before.
 async fn renew(
     store: Store,
+    stop: Arc<tokio::sync::Notify>,
     current: Arc<Mutex<String>>,
     expires: Arc<Mutex<DateTime<Utc>>>,
     kind: LeaseKind,
@@ -246,9 +272,12 @@ async fn renew(
     created: DateTime<Utc>,
 ) {
     loop {
-        tokio::time::sleep(LEASE_TTL / 3).await;
+        tokio::select! {
+            _ = tokio::time::sleep(store.lease_ttl() / 3) => {}
+            _ = stop.notified() => return,
+        }
         let key = new_key();
-        let mut next = record(kind, &operation, Utc::now());
+        let mut next = record(kind, &operation, Utc::now(), lease_ttl(&store));
         next.created = created;
         match write(&store, &key, &next).await {
             Ok(()) => {
@@ -294,7 +323,7 @@ pub async fn held(
         let Some(rec) = read(store, &obj.key).await? else {
             continue;
         };
-        if operations.contains(&rec.operation.as_str()) && rec.expires + lease_ttl() > now {
+        if operations.contains(&rec.operation.as_str()) && rec.expires + lease_ttl(store) > now {
             out.push(rec);
         }
     }
@@ -305,6 +334,40 @@ pub async fn held(
 mod tests {
     use super::*;
     use crate::store::open_store;
+
+    /// Renewals that fail for longer than the lease lasts: the holder is told, and a renewal that
+    /// succeeds afterwards does not bring the lease back.
+    #[tokio::test]
+    async fn a_lease_whose_renewals_fail_runs_out_for_its_holder() {
+        use crate::store::faults::{FaultPlan, FaultyBackend};
+        let inner = crate::store::LocalBackend::new(tempfile::tempdir().unwrap().keep());
+        let faulty = FaultyBackend::new(
+            std::sync::Arc::new(inner),
+            FaultPlan {
+                fail_puts_after: Some(1),
+                only_prefix: Some("locks/".into()),
+                ..Default::default()
+            },
+        );
+        let store = Store::new(std::sync::Arc::new(faulty))
+            .with_lease_ttl(std::time::Duration::from_secs(3));
+        let lease = Lease::acquire(&store, LeaseKind::Shared, "backup", Utc::now())
+            .await
+            .unwrap();
+        lease.ensure_held().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+        let err = lease.ensure_held().await.unwrap_err();
+        assert!(matches!(err, LeaseError::Lapsed { .. }), "{err}");
+        assert!(err.to_string().contains("ran out"), "{err}");
+        // Others see it run out too: past its expiry and the room for clocks, nobody holds it.
+        let later = Utc::now() + chrono::Duration::seconds(3);
+        assert!(held(&store, &["backup"], later).await.unwrap().is_empty());
+        assert_eq!(
+            held(&store, &["backup"], Utc::now()).await.unwrap().len(),
+            1
+        );
+        lease.release().await;
+    }
 
     #[tokio::test]
     async fn a_sole_lease_excludes_its_own_operation_only_and_never_lets_two_through() {
@@ -367,7 +430,8 @@ mod tests {
         assert!(err.to_string().contains("backup"), "{err}");
         // The refused lease left nothing behind.
         assert_eq!(store.list("locks/").await.unwrap().len(), 2);
-        let later = now + chrono::Duration::seconds(LEASE_TTL.as_secs() as i64 + 1);
+        let later =
+            now + chrono::Duration::seconds(crate::store::DEFAULT_LEASE_TTL.as_secs() as i64 + 1);
         let ex = Lease::acquire(&store, LeaseKind::Exclusive, "prune", later)
             .await
             .unwrap();
@@ -386,9 +450,10 @@ mod tests {
             let dead = Lease::acquire(&store, LeaseKind::Shared, "backup", now)
                 .await
                 .unwrap();
-            dead.renewer.abort();
+            // Dropped unreleased: no longer renewed, and never deleted.
+            drop(dead);
         }
-        let ttl = chrono::Duration::seconds(LEASE_TTL.as_secs() as i64);
+        let ttl = chrono::Duration::seconds(crate::store::DEFAULT_LEASE_TTL.as_secs() as i64);
         // Just expired: kept (another host's clock may be behind ours).
         let soon = Lease::acquire(&store, LeaseKind::Shared, "backup", now + ttl)
             .await

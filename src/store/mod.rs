@@ -63,15 +63,33 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
+/// How long a lease taken through a store lasts unless renewed, unless `lease_ttl` says otherwise.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// A cheaply clonable handle on a backend.
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    lease_ttl: std::time::Duration,
 }
 
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            lease_ttl: DEFAULT_LEASE_TTL,
+        }
+    }
+
+    /// Leases taken through this store last `ttl` unless renewed (renewed every third of it).
+    pub fn with_lease_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long a lease lasts unless renewed (`lease_ttl`, 5 minutes by default).
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        self.lease_ttl
     }
 
     pub fn location(&self) -> String {

@@ -18,10 +18,10 @@ use super::{LocalBackend, ObjectStoreBackend, Store, StoreError};
 
 /// Options of a repository's store, as given in `repository.options` of the config.
 ///
-/// `retry_timeout` (a duration such as `30s` or `5m`) and `max_retries` are ours; every other key is
-/// handed to the backend's builder (for S3 `endpoint`, `region`, `allow_http`,
+/// `retry_timeout` (a duration such as `30s` or `5m`), `max_retries` and `lease_ttl` are ours; every
+/// other key is handed to the backend's builder (for S3 `endpoint`, `region`, `allow_http`,
 /// `virtual_hosted_style_request`, `timeout`, `connect_timeout`, ...), which rejects keys it does not
-/// know. Local and memory stores take no options at all, so a key meant for S3 is never silently
+/// know. Local and memory stores take `lease_ttl` only, so a key meant for S3 is never silently
 /// ignored.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions(pub BTreeMap<String, String>);
@@ -34,6 +34,24 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 struct Tuning {
     retry_timeout: Duration,
     max_retries: usize,
+    lease_ttl: Duration,
+}
+
+/// The shortest `lease_ttl`: a lease is renewed every third of it, and a renewal is a put.
+const MIN_LEASE_TTL: Duration = Duration::from_secs(3);
+
+fn parse_lease_ttl(value: &str) -> Result<Duration, StoreError> {
+    let bad = |why: String| StoreError::BadOption {
+        option: "lease_ttl".into(),
+        why,
+    };
+    let ttl = parse_duration(value).map_err(bad)?;
+    if ttl < MIN_LEASE_TTL {
+        return Err(bad(format!(
+            "{value:?} is too short: a lease is renewed every third of it; at least 3s"
+        )));
+    }
+    Ok(ttl)
 }
 
 impl StoreOptions {
@@ -46,6 +64,7 @@ impl StoreOptions {
         let mut tuning = Tuning {
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
             max_retries: 10,
+            lease_ttl: super::DEFAULT_LEASE_TTL,
         };
         let mut rest = Vec::new();
         for (key, value) in &self.0 {
@@ -55,6 +74,7 @@ impl StoreOptions {
             };
             match key.as_str() {
                 "retry_timeout" => tuning.retry_timeout = parse_duration(value).map_err(bad)?,
+                "lease_ttl" => tuning.lease_ttl = parse_lease_ttl(value)?,
                 "max_retries" => {
                     tuning.max_retries = value
                         .parse()
@@ -86,14 +106,18 @@ impl StoreOptions {
         Ok((tuning, rest))
     }
 
-    /// Refuses every option: for stores that take none.
-    fn refuse_all(&self, scheme: &str) -> Result<(), StoreError> {
-        match self.0.keys().next() {
+    /// The lease lifetime of a store that takes no other option (local and memory ones); any other
+    /// option is refused.
+    fn lease_ttl_only(&self, scheme: &str) -> Result<Duration, StoreError> {
+        match self.0.keys().find(|k| *k != "lease_ttl") {
             Some(key) => Err(StoreError::BadOption {
                 option: key.clone(),
-                why: format!("{scheme} stores take no options (repository.options is for s3://, gs:// and az://)"),
+                why: format!("{scheme} stores take no options but lease_ttl (repository.options is for s3://, gs:// and az://)"),
             }),
-            None => Ok(()),
+            None => self
+                .0
+                .get("lease_ttl")
+                .map_or(Ok(super::DEFAULT_LEASE_TTL), |v| parse_lease_ttl(v)),
         }
     }
 }
@@ -134,12 +158,12 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
     };
     check_url_shape(url).map_err(|why| bad_url(&why))?;
     if !url.contains("://") {
-        options.refuse_all("local")?;
-        return Ok(local(PathBuf::from(url)));
+        let ttl = options.lease_ttl_only("local")?;
+        return Ok(local(PathBuf::from(url)).with_lease_ttl(ttl));
     }
     let parsed = Url::parse(url).map_err(|e| bad_url(&e.to_string()))?;
     if matches!(parsed.scheme(), "file" | "memory") {
-        options.refuse_all(&format!("{}://", parsed.scheme()))?;
+        options.lease_ttl_only(&format!("{}://", parsed.scheme()))?;
     }
     let (tuning, rest) = options.split()?;
     let prefix = parsed.path().trim_matches('/').to_owned();
@@ -157,7 +181,7 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
             let path = parsed
                 .to_file_path()
                 .map_err(|_| bad_url("not a local path"))?;
-            return Ok(local(path));
+            return Ok(local(path).with_lease_ttl(tuning.lease_ttl));
         }
         "memory" => memory_store(&location),
         "s3" => {
@@ -213,7 +237,8 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
     };
     Ok(Store::new(Arc::new(
         ObjectStoreBackend::new(store, &prefix, location).with_deadline(tuning.retry_timeout),
-    )))
+    ))
+    .with_lease_ttl(tuning.lease_ttl))
 }
 
 /// The rule for what may name a repository, before any store is touched: a URL with a scheme, or
@@ -308,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn local_and_memory_stores_refuse_every_option() {
+    fn local_and_memory_stores_refuse_every_option_but_the_lease_lifetime() {
         let mut o = StoreOptions::default();
         o.0.insert("endpoint".into(), "http://x".into());
         for url in ["file:///srv/repo", "/srv/repo", "memory://"] {
@@ -319,6 +344,24 @@ mod tests {
                 "{url}: {err}"
             );
         }
+        let mut o = StoreOptions::default();
+        o.0.insert("lease_ttl".into(), "30s".into());
+        for url in ["file:///srv/repo", "/srv/repo", "memory://", "s3://b/p"] {
+            let store = open_store(url, &o).unwrap();
+            assert_eq!(store.lease_ttl(), Duration::from_secs(30), "{url}");
+        }
+        assert_eq!(
+            open_store("/srv/repo", &StoreOptions::default())
+                .unwrap()
+                .lease_ttl(),
+            crate::store::DEFAULT_LEASE_TTL
+        );
+        o.0.insert("lease_ttl".into(), "1s".into());
+        let err = open_store("file:///srv/repo", &o).unwrap_err().to_string();
+        assert!(
+            err.contains("lease_ttl") && err.contains("at least 3s"),
+            "{err}"
+        );
     }
 
     #[test]
