@@ -89,6 +89,11 @@ pub struct RepositoryConfig {
     pub allow_insecure_key_file: bool,
     #[serde(default)]
     pub options: BTreeMap<String, OptionValue>,
+    /// The bucket's default Object Lock retention (`{ mode: compliance, days: 30 }`), where it
+    /// has one: prune deletes nothing it still locks, and checks the policies' `immutability`
+    /// against it.
+    #[serde(default)]
+    pub object_lock: Option<crate::repo::object_lock::ObjectLock>,
 }
 
 /// A store option: YAML may write `allow_http: true` or `max_retries: 3`; the store takes text.
@@ -248,6 +253,12 @@ impl Config {
             if matches!(value, OptionValue::Text(s) if s.is_empty()) {
                 return Err((format!("repository.options.{key}"), "empty value".into()));
             }
+        }
+        if self.repository.object_lock.is_some_and(|l| l.days == 0) {
+            return Err((
+                "repository.object_lock.days".into(),
+                "0 days of retention is no lock: leave object_lock out".into(),
+            ));
         }
         for (name, source) in &self.sources {
             source
@@ -485,6 +496,22 @@ targets:
         assert!(e.contains("targets.t") && e.contains("colour"), "{e}");
         let dump = "sources:\n  db: { kind: mysql, url: 'mysql://u@h', mode: dump }\n";
         assert!(Config::parse(dump, "x").is_ok());
+    }
+
+    #[test]
+    fn the_buckets_object_lock_is_stated_and_checked() {
+        let c = Config::parse(
+            "repository: { url: 's3://b/p', object_lock: { mode: compliance, days: 1 } }\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(c.repository.object_lock.unwrap().days, 1);
+        let e = err("repository: { object_lock: { mode: compliance, days: 0 } }\n");
+        assert!(e.contains("repository.object_lock.days"), "{e}");
+        let e = err("repository: { object_lock: { mode: legal, days: 3 } }\n");
+        assert!(e.contains("object_lock") && e.contains("legal"), "{e}");
+        let e = err("repository: { object_lock: { mode: compliance, years: 3 } }\n");
+        assert!(e.contains("object_lock") && e.contains("years"), "{e}");
     }
 
     #[test]

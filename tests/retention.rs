@@ -223,7 +223,7 @@ fn every_command_works_on_a_bucket_under_object_lock() {
     let moto = support::start_moto_locked();
     let repo = TestRepo::new();
     let config = repo.config(&format!(
-        "repository:\n  url: s3://locked/repo\n  key_file: {}\n  options:\n    endpoint: http://127.0.0.1:{}\n    region: us-east-1\n    allow_http: true\n    access_key_id: test\n    secret_access_key: test\n",
+        "repository:\n  url: s3://locked/repo\n  key_file: {}\n  object_lock: {{ mode: compliance, days: 1 }}\n  options:\n    endpoint: http://127.0.0.1:{}\n    region: us-east-1\n    allow_http: true\n    access_key_id: test\n    secret_access_key: test\n",
         repo.key().display(),
         moto.port
     ));
@@ -302,6 +302,110 @@ fn every_command_works_on_a_bucket_under_object_lock() {
         support::moto_lock_mode(moto.port, "repo/heirloom.json"),
         "COMPLIANCE"
     );
+
+    // Prune under the lock: two more backups, and a policy keeping only the newest. The older
+    // ones are the policy's to delete, but the bucket locks them for a day: nothing goes, and
+    // the plan says until when.
+    for n in 1..=2u8 {
+        let out = repo
+            .bare()
+            .arg("--config")
+            .arg(&config)
+            .args(["backup", "--stdin", "--source", "app"])
+            .write_stdin(noise(n, 300_000))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "backup: {}", stderr(&out));
+    }
+    let policy = repo.dir.path().join("last-one.yaml");
+    std::fs::write(&policy, "name: last-one\nkeep: { last: 1 }\n").unwrap();
+    let policy = policy.to_str().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&run(&[
+        "prune", "--policy", policy, "--grace", "0s", "--json",
+    ]))
+    .unwrap();
+    assert!(report["deleted"].as_array().unwrap().is_empty(), "{report}");
+    let locked = report["plans"][0]["locked"].as_array().unwrap();
+    assert_eq!(locked.len(), 2, "{report}");
+    let until: chrono::DateTime<chrono::Utc> =
+        locked[0]["until"].as_str().unwrap().parse().unwrap();
+    let ahead = until - chrono::Utc::now();
+    assert!(
+        ahead > chrono::Duration::hours(23) && ahead <= chrono::Duration::days(1),
+        "{report}"
+    );
+    assert_eq!(report["gc"]["packs_deleted"], 0, "{report}");
+    let text = run(&["prune", "--dry-run", "--policy", policy]);
+    assert!(
+        text.contains("but the bucket locks it until") && text.contains("2 of them locked"),
+        "{text}"
+    );
+    assert_eq!(
+        run(&["list"]).lines().count(),
+        4,
+        "three backups and the header"
+    );
+    // A policy asking for more immutability than the bucket gives is refused, naming both.
+    let strict = repo.dir.path().join("strict.yaml");
+    std::fs::write(
+        &strict,
+        "name: strict\nkeep: { last: 1 }\nimmutability: { mode: compliance, days: 30 }\n",
+    )
+    .unwrap();
+    let out = repo
+        .bare()
+        .arg("--config")
+        .arg(&config)
+        .args(["prune", "--policy", strict.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("compliance, 30 day(s)")
+            && stderr(&out).contains("compliance, 1 day(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let text = run(&["prune", "--dry-run", "--policy", strict.to_str().unwrap()]);
+    assert!(text.contains("IMMUTABILITY NOT MET"), "{text}");
+
+    // Once the clock has passed the lock (the library's clock, two days on), the prune completes;
+    // two days later still, the packs freed go too. moto takes the deletes (a delete marker on a
+    // versioned bucket), and what is kept reads back whole.
+    let config_value = heirloom_backup::config::Config::load(&config).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (deleted, packs_deleted) = runtime.block_on(async {
+        use heirloom_backup::jobs::{self, Clock, JobContext};
+        let settings =
+            heirloom_backup::config::resolve(&config_value, None, None, |_| None).unwrap();
+        let store = heirloom_backup::store::open_store(&settings.url, &settings.options).unwrap();
+        let repository =
+            heirloom_backup::repo::Repository::open(store, &settings.load_key().unwrap())
+                .await
+                .unwrap();
+        let last_one = heirloom_backup::retention::policy::Policy::named_or_file(policy).unwrap();
+        let gc = heirloom_backup::repo::gc::GcOptions {
+            grace: chrono::Duration::zero(),
+            lock: config_value.repository.object_lock,
+            ..Default::default()
+        };
+        let later = chrono::Utc::now() + chrono::Duration::days(2);
+        let ctx =
+            JobContext::new(repository.clone(), Default::default()).with_clock(Clock::fixed(later));
+        let first = jobs::prune(&ctx, &config_value, None, Some(&last_one), &gc)
+            .await
+            .unwrap();
+        let ctx = JobContext::new(repository, Default::default())
+            .with_clock(Clock::fixed(later + chrono::Duration::days(2)));
+        let second = jobs::prune(&ctx, &config_value, None, Some(&last_one), &gc)
+            .await
+            .unwrap();
+        (first.deleted.len(), second.gc.packs_deleted)
+    });
+    assert_eq!(deleted, 2);
+    assert!(packs_deleted > 0);
+    assert_eq!(run(&["list"]).lines().count(), 2);
+    run(&["verify", "--read-data"]);
 }
 
 /// Distinct bytes, so that each backup has packs of its own.

@@ -73,6 +73,7 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
             grace: chrono::Duration::from_std(args.grace)
                 .map_err(|_| UsageError("--grace is too long".into()))?,
             repack_dead: threshold / 100.0,
+            lock: ctx.config.repository.object_lock,
         };
         let report = jobs::prune(
             &job,
@@ -114,6 +115,13 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
             gc.plan.revive.len(),
             gc.plan.waiting.len()
         );
+        if let Some(last) = gc.plan.locked.iter().map(|l| l.1).max() {
+            outln!(
+                "  {} pack(s) the bucket's Object Lock still locks stay marked, the last until {}",
+                gc.plan.locked.len(),
+                last.to_rfc3339()
+            );
+        }
         if let Some(why) = &gc.deferred {
             outln!(
                 "  deletion of {} pack(s) waits: {why}",
@@ -191,8 +199,17 @@ fn print_plan(plan: &SourcePlan) -> anyhow::Result<()> {
             ),
         }
     }
+    if let Some(why) = &plan.immutability_unmet {
+        outln!("  IMMUTABILITY NOT MET: {why}; prune refuses to delete under this policy");
+    }
     for v in &s.verdicts {
-        let reasons: Vec<String> = v.reasons.iter().map(reason_text).collect();
+        let mut reasons: Vec<String> = v.reasons.iter().map(reason_text).collect();
+        if let Some(l) = plan.locked.iter().find(|l| l.backup == v.id) {
+            reasons.push(format!(
+                "but the bucket locks it until {}: it goes at a prune after that",
+                l.until.to_rfc3339()
+            ));
+        }
         outln!(
             "  {:<6}  {}  {}  {}",
             if v.kept() { "keep" } else { "delete" },
@@ -202,14 +219,22 @@ fn print_plan(plan: &SourcePlan) -> anyhow::Result<()> {
         );
     }
     outln!(
-        "  {} kept, {} to delete",
+        "  {} kept, {} to delete{}",
         s.kept().count(),
-        s.deleted().count()
+        s.deleted().count(),
+        match plan.locked.len() {
+            0 => String::new(),
+            n => format!(" ({n} of them locked until later)"),
+        }
     );
     if let Some(log) = &plan.log {
         let line = |verb: &str, st: &LogStretch| -> anyhow::Result<()> {
+            let until = st
+                .locked_until
+                .map(|u| format!(" until {}", u.to_rfc3339()))
+                .unwrap_or_default();
             outln!(
-                "  {verb:<6}  {} {} .. {} ({} objects, {}): {}",
+                "  {verb:<6}  {} {} .. {} ({} objects, {}): {}{until}",
                 log.log,
                 st.first,
                 st.last,

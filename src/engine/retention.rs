@@ -1,9 +1,11 @@
 //! What retention keeps of a source's log: the engine-neutral half. Each engine decides which of
 //! its log objects a set of kept backups needs; the job deletes the rest and records it.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::repo::manifest::BackupId;
+use crate::repo::object_lock::ObjectLock;
 
 /// What the kept backups ask of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +17,9 @@ pub struct LogKeep {
     /// The other backups kept: each keeps the log that makes it consistent (PostgreSQL: from its
     /// start to its stop; a dump needs none).
     pub points: Vec<BackupId>,
+    /// The bucket's Object Lock and the instant judged at: an object still locked then is kept,
+    /// whatever else says, and deleted by a later prune.
+    pub lock: Option<(ObjectLock, DateTime<Utc>)>,
 }
 
 /// A stretch of consecutive log objects with one fate, as their names say (first and last).
@@ -27,6 +32,9 @@ pub struct LogStretch {
     pub bytes: u64,
     /// Why it is kept, or why it may go.
     pub why: String,
+    /// For a stretch kept because the bucket still locks it: when its last object's lock ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 /// One source's log under retention.
@@ -62,10 +70,21 @@ pub struct Judged {
     /// Objects of different groups never share a stretch (a WAL timeline, snapshots).
     pub group: u64,
     pub kept: Option<String>,
+    /// When the store says it was written (Object Lock counts from it).
+    pub written: Option<DateTime<Utc>>,
 }
 
-/// Gathers judged objects, in the log's order, into stretches of one fate and one reason.
-pub fn gather(log: &'static str, objects: Vec<Judged>, deleted_why: &str) -> LogRetention {
+/// Why an object nothing else keeps stays: the bucket still locks it.
+pub const LOCKED: &str = "under the bucket's Object Lock";
+
+/// Gathers judged objects, in the log's order, into stretches of one fate and one reason. An
+/// object nothing keeps that `lock` still locks is kept as [`LOCKED`].
+pub fn gather(
+    log: &'static str,
+    objects: Vec<Judged>,
+    deleted_why: &str,
+    lock: Option<(ObjectLock, DateTime<Utc>)>,
+) -> LogRetention {
     let mut out = LogRetention {
         log,
         ..LogRetention::default()
@@ -73,9 +92,11 @@ pub fn gather(log: &'static str, objects: Vec<Judged>, deleted_why: &str) -> Log
     // The group and fate of the stretch being gathered: kept (with why) or deleted.
     let mut current: Option<(u64, bool, String)> = None;
     for object in objects {
-        let (keep, why) = match object.kept {
-            Some(why) => (true, why),
-            None => (false, deleted_why.to_owned()),
+        let locked = lock.and_then(|(lock, now)| lock.locked_until(object.written, now));
+        let (keep, why, locked) = match (object.kept, locked) {
+            (Some(why), _) => (true, why, None),
+            (None, Some(until)) => (true, LOCKED.to_owned(), Some(until)),
+            (None, None) => (false, deleted_why.to_owned(), None),
         };
         if !keep {
             out.keys.push(object.key);
@@ -91,6 +112,7 @@ pub fn gather(log: &'static str, objects: Vec<Judged>, deleted_why: &str) -> Log
                 stretch.last = object.name;
                 stretch.objects += 1;
                 stretch.bytes += object.bytes;
+                stretch.locked_until = stretch.locked_until.max(locked);
             }
             _ => list.push(LogStretch {
                 first: object.name.clone(),
@@ -98,6 +120,7 @@ pub fn gather(log: &'static str, objects: Vec<Judged>, deleted_why: &str) -> Log
                 objects: 1,
                 bytes: object.bytes,
                 why: why.clone(),
+                locked_until: locked,
             }),
         }
         current = Some((object.group, keep, why));
@@ -116,6 +139,7 @@ mod tests {
             bytes: 10,
             group: 0,
             kept: kept.map(str::to_owned),
+            written: None,
         }
     }
 
@@ -132,6 +156,7 @@ mod tests {
                 judged("6", Some("window")),
             ],
             "needed by no kept backup",
+            None,
         );
         assert_eq!(got.keys, ["wal/app/1", "wal/app/2", "wal/app/4"]);
         let spans = |v: &[LogStretch]| {
@@ -149,5 +174,39 @@ mod tests {
         );
         assert_eq!(got.bytes_deleted(), 30);
         assert_eq!(got.objects_deleted(), 3);
+    }
+
+    #[test]
+    fn what_the_bucket_still_locks_is_kept_and_says_until_when() {
+        use crate::repo::object_lock::LockMode;
+        let now = DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        let lock = ObjectLock {
+            mode: LockMode::Compliance,
+            days: 1,
+        };
+        let at = |hours_ago: i64, name: &str| Judged {
+            written: Some(now - chrono::Duration::hours(hours_ago)),
+            ..judged(name, None)
+        };
+        let got = gather(
+            "WAL",
+            vec![at(50, "1"), at(30, "2"), at(20, "3"), at(10, "4")],
+            "needed by no kept backup",
+            Some((lock, now)),
+        );
+        assert_eq!(got.keys, ["wal/app/1", "wal/app/2"]);
+        assert_eq!(got.kept.len(), 1);
+        assert_eq!(got.kept[0].why, LOCKED);
+        assert_eq!(
+            (got.kept[0].first.as_str(), got.kept[0].last.as_str()),
+            ("3", "4")
+        );
+        assert_eq!(
+            got.kept[0].locked_until,
+            Some(now - chrono::Duration::hours(10) + chrono::Duration::days(1))
+        );
+        assert!(got.deleted.iter().all(|s| s.locked_until.is_none()));
     }
 }

@@ -1,5 +1,7 @@
 //! What each source's retention policy keeps, as of an instant: the plan `prune` shows.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -9,7 +11,9 @@ use crate::config::Config;
 use crate::engine::retention::{LogKeep, LogRetention};
 use crate::engine::LogCoverage;
 use crate::repo::gc::{GcOptions, GcReport};
+use crate::repo::layout::ObjectKind;
 use crate::repo::manifest::{BackupId, BackupKind, Manifest};
+use crate::repo::object_lock::ObjectLock;
 use crate::repo::prune_record::{Deleted, DeletedLog, Deletions};
 use crate::repo::source::SourceName;
 use crate::retention::policy::Policy;
@@ -25,6 +29,36 @@ pub struct SourcePlan {
     /// What the kept backups and the window ask of the log, and what nothing needs; `None` for a
     /// source without a log (stream backups only).
     pub log: Option<LogRetention>,
+    /// Backups no rule keeps whose manifest the bucket's Object Lock still locks: they stay (and
+    /// so does the log they need) until a prune after their lock ends.
+    pub locked: Vec<LockedBackup>,
+    /// Why the repository does not give what the policy's `immutability` asks, if it does not: a
+    /// prune under such a policy is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immutability_unmet: Option<String>,
+}
+
+/// A backup the policy lets go that the bucket still locks.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockedBackup {
+    pub backup: BackupId,
+    pub until: DateTime<Utc>,
+}
+
+/// Why `lock` (the repository's) does not give what `policy` asks, if it does not.
+pub fn immutability_unmet(policy: &Policy, lock: Option<&ObjectLock>) -> Option<String> {
+    let asked = policy.immutability.as_ref()?;
+    match lock {
+        Some(lock) if lock.satisfies(asked) => None,
+        Some(lock) => Some(format!(
+            "policy {} asks for an Object Lock of {asked}; repository.object_lock says the bucket locks {lock}",
+            policy.name
+        )),
+        None => Some(format!(
+            "policy {} asks for an Object Lock of {asked}; the repository states none (repository.object_lock in the config)",
+            policy.name
+        )),
+    }
 }
 
 /// The instant a backup restores to, as retention counts it: its consistency point, or a stream
@@ -59,6 +93,20 @@ pub async fn plan_retention(
     sources.sort();
     sources.dedup();
     let holds = ctx.repo.holds().await?;
+    let lock = config.repository.object_lock;
+    // When each manifest was written, which its lock counts from (only read under a lock).
+    let written: HashMap<String, Option<DateTime<Utc>>> = match lock {
+        Some(_) => ctx
+            .repo
+            .store()
+            .list(ObjectKind::Manifest.prefix())
+            .await
+            .map_err(crate::repo::RepoError::from)?
+            .into_iter()
+            .map(|o| (o.key, o.last_modified))
+            .collect(),
+        None => HashMap::new(),
+    };
     let mut plans = Vec::new();
     for name in sources {
         let mine: Vec<&Manifest> = manifests.iter().filter(|m| m.source == name).collect();
@@ -92,15 +140,36 @@ pub async fn plan_retention(
         // A source with a log: a configured database, or one whose backups are database ones.
         let database =
             config.sources.contains_key(&name) || mine.iter().any(|m| m.kind != BackupKind::Stream);
-        let (selection, log) = if database {
+        let locked_now = |selection: &Selection| -> Vec<LockedBackup> {
+            let Some(lock) = lock else {
+                return Vec::new();
+            };
+            selection
+                .deleted()
+                .filter_map(|v| {
+                    let written = written.get(&v.id.key()).copied().flatten();
+                    Some(LockedBackup {
+                        backup: v.id.clone(),
+                        until: lock.locked_until(written, at)?,
+                    })
+                })
+                .collect()
+        };
+        let (selection, log, locked) = if database {
             let engine = described(ctx, config, &name, None).await?;
             let coverage = engine.coverage(ctx, &mine).await?;
             let selection = select(&candidates, &log_spans(&coverage, at), &held, &policy, at);
-            let keep = log_keep(&selection, &candidates);
+            let locked = locked_now(&selection);
+            let mut keep = log_keep(&selection, &candidates);
+            // A locked backup stays, consistent: it keeps its log like a kept one.
+            keep.points.extend(locked.iter().map(|l| l.backup.clone()));
+            keep.lock = lock.map(|l| (l, at));
             let log = engine.log_retention(ctx, &mine, &keep).await?;
-            (selection, Some(log))
+            (selection, Some(log), locked)
         } else {
-            (select(&candidates, &[], &held, &policy, at), None)
+            let selection = select(&candidates, &[], &held, &policy, at);
+            let locked = locked_now(&selection);
+            (selection, None, locked)
         };
         plans.push(SourcePlan {
             source: name,
@@ -108,6 +177,8 @@ pub async fn plan_retention(
             zone: policy.zone.name().to_owned(),
             selection,
             log,
+            locked,
+            immutability_unmet: immutability_unmet(&policy, lock.as_ref()),
         });
     }
     Ok(plans)
@@ -155,6 +226,7 @@ fn log_keep(selection: &Selection, candidates: &[Candidate]) -> LogKeep {
             .cloned()
             .collect(),
         from,
+        lock: None,
     }
 }
 
@@ -191,6 +263,11 @@ pub async fn prune(
         .map_err(crate::repo::RepoError::from)?;
     let result = async {
         let plans = plan_retention(ctx, config, source, policy, now).await?;
+        if let Some(why) = plans.iter().find_map(|p| p.immutability_unmet.clone()) {
+            return Err(JobError::Usage(format!(
+                "{why}: nothing is pruned under a policy whose immutability the bucket does not give"
+            )));
+        }
         let (deletions, log_keys) = deletions(ctx, &plans, now).await?;
         let io = ctx.concurrency.io.max(1);
         if deletions.is_empty() {
@@ -247,6 +324,9 @@ async fn deletions(
     for plan in plans {
         let mut held_since = false;
         for v in plan.selection.deleted() {
+            if plan.locked.iter().any(|l| l.backup == v.id) {
+                continue;
+            }
             if holds
                 .iter()
                 .any(|h| h.hold.backup == v.id && h.active_at(now))

@@ -22,8 +22,9 @@ use tracing::{info, warn};
 use super::crypto::MetaKind;
 use super::ids::{ChunkId, PackId};
 use super::index::IndexedPack;
-use super::layout::{pack_key, pack_mark_key, ObjectKey, ObjectKind};
+use super::layout::{self, pack_key, pack_mark_key, ObjectKey, ObjectKind};
 use super::lease::{self, PACK_WRITERS};
+use super::object_lock::ObjectLock;
 use super::pack::{read_pack, PackWriter};
 use super::prune_record::{DeletedPack, Deletions};
 use super::{RepoError, Repository};
@@ -35,6 +36,9 @@ pub struct GcOptions {
     pub grace: chrono::Duration,
     /// A pack at least this much dead (a fraction of its bytes) is repacked; above 1, never.
     pub repack_dead: f64,
+    /// The bucket's Object Lock: a pack it still locks, or named by an index file it still
+    /// locks, is not deleted yet.
+    pub lock: Option<ObjectLock>,
 }
 
 impl Default for GcOptions {
@@ -42,6 +46,7 @@ impl Default for GcOptions {
         Self {
             grace: chrono::Duration::hours(24),
             repack_dead: 0.5,
+            lock: None,
         }
     }
 }
@@ -97,6 +102,9 @@ pub struct Holdings {
     /// The chunks some manifest references, with the bases of the delta chunks among them.
     pub live: HashSet<ChunkId>,
     pub marks: Vec<Mark>,
+    /// When each pack and index file was written, by key, as the store says (Object Lock counts
+    /// from it).
+    pub written: HashMap<String, DateTime<Utc>>,
 }
 
 /// What collection decides, before it does anything.
@@ -112,6 +120,9 @@ pub struct GcPlan {
     pub revive: Vec<MarkedPack>,
     /// Marked, still inside the grace period: each with the instant it may go.
     pub waiting: Vec<(MarkedPack, DateTime<Utc>)>,
+    /// Due, but the bucket's Object Lock still locks it or an index file naming it: each with
+    /// the instant the last of those locks ends. It stays marked.
+    pub locked: Vec<(MarkedPack, DateTime<Utc>)>,
     /// Marked packs no longer stored (deleted before their mark was updated).
     #[serde(skip)]
     pub gone: Vec<String>,
@@ -203,13 +214,30 @@ pub fn plan_gc(h: &Holdings, now: DateTime<Utc>, options: &GcOptions) -> GcPlan 
             plan.revive.push(mp.clone());
         }
     }
+    // The index files naming each pack: deleting a pack rewrites them.
+    let mut naming: HashMap<PackId, Vec<&str>> = HashMap::new();
+    for (key, packs) in &h.index_files {
+        for p in packs {
+            naming.entry(p.id).or_default().push(key);
+        }
+    }
+    let locked_until = |id: &PackId| -> Option<DateTime<Utc>> {
+        let lock = options.lock?;
+        let pack = pack_key(id);
+        std::iter::once(pack.as_str())
+            .chain(naming.get(id).into_iter().flatten().copied())
+            .filter_map(|key| lock.locked_until(h.written.get(key).copied(), now))
+            .max()
+    };
     for id in &condemned {
         let (at, mp) = &marked[id];
         let due = *at + options.grace;
-        if due <= now {
-            plan.delete.push(mp.clone());
-        } else {
+        if due > now {
             plan.waiting.push((mp.clone(), due));
+        } else if let Some(until) = locked_until(id) {
+            plan.locked.push((mp.clone(), until));
+        } else {
+            plan.delete.push(mp.clone());
         }
     }
     // Phase one: what nothing needs now and is not marked yet.
@@ -236,8 +264,9 @@ pub fn plan_gc(h: &Holdings, now: DateTime<Utc>, options: &GcOptions) -> GcPlan 
     ] {
         list.sort_by(|a, b| a.pack.cmp(&b.pack));
     }
-    plan.waiting
-        .sort_by(|a, b| (a.1, &a.0.pack).cmp(&(b.1, &b.0.pack)));
+    for list in [&mut plan.waiting, &mut plan.locked] {
+        list.sort_by(|a, b| (a.1, &a.0.pack).cmp(&(b.1, &b.0.pack)));
+    }
     plan
 }
 
@@ -258,8 +287,17 @@ pub struct GcReport {
 impl Repository {
     /// Reads what collection needs: packs stored, index files, manifests' chunks and marks.
     pub async fn gc_holdings(&self) -> Result<Holdings, RepoError> {
-        let stored = self.stored_packs().await?;
+        let packs = self.store().list(ObjectKind::Pack.prefix()).await?;
         let files = self.store().list(ObjectKind::Index.prefix()).await?;
+        let written: HashMap<String, DateTime<Utc>> = packs
+            .iter()
+            .chain(&files)
+            .filter_map(|o| Some((o.key.clone(), o.last_modified?)))
+            .collect();
+        let stored: Vec<(PackId, u64)> = packs
+            .iter()
+            .filter_map(|o| Some((layout::pack_id_from_key(&o.key)?, o.size)))
+            .collect();
         let index_files: Vec<(String, Vec<IndexedPack>)> = futures::stream::iter(files)
             .map(|obj| async move {
                 let bytes = self.store().get(&obj.key).await?;
@@ -303,6 +341,7 @@ impl Repository {
             index_files,
             live,
             marks,
+            written,
         })
     }
 

@@ -55,6 +55,7 @@ fn holdings(
                 },
             })
             .collect(),
+        written: HashMap::new(),
     }
 }
 
@@ -131,4 +132,50 @@ fn mostly_dead_packs_are_repacked_and_unindexed_ones_marked() {
         ..options
     };
     assert!(plan_gc(&h, now(), &never).repack.is_empty());
+}
+
+#[test]
+fn a_pack_the_bucket_still_locks_stays_marked_until_its_lock_and_its_index_files_end() {
+    use crate::repo::object_lock::{LockMode, ObjectLock};
+    let options = GcOptions {
+        lock: Some(ObjectLock {
+            mode: LockMode::Compliance,
+            days: 3,
+        }),
+        ..GcOptions::default()
+    };
+    let mut h = holdings(
+        vec![pack(1, &[1]), pack(2, &[3])],
+        &[1],
+        vec![(now() - Duration::days(2), vec![2])],
+    );
+    let two = pack_key(&PackId([2; 32]));
+    // Written two days ago under a three-day lock: due, but locked one more day.
+    h.written.insert(two.clone(), now() - Duration::days(2));
+    h.written.insert(
+        "index/a".into(),
+        now() - Duration::days(2) - Duration::hours(1),
+    );
+    let plan = plan_gc(&h, now(), &options);
+    assert!(plan.delete.is_empty());
+    assert_eq!(
+        ids(&plan.locked.iter().map(|l| l.0.clone()).collect::<Vec<_>>()),
+        ["02"]
+    );
+    assert_eq!(plan.locked[0].1, now() + Duration::days(1));
+    // An index file naming it, rewritten an hour ago, holds it longer.
+    h.written
+        .insert("index/a".into(), now() - Duration::hours(1));
+    let plan = plan_gc(&h, now() + Duration::days(1), &options);
+    assert_eq!(
+        plan.locked[0].1,
+        now() + Duration::days(3) - Duration::hours(1)
+    );
+    // Once every lock has ended, it goes.
+    let plan = plan_gc(&h, now() + Duration::days(3), &options);
+    assert!(plan.locked.is_empty());
+    assert_eq!(ids(&plan.delete), ["02"]);
+    // Without a lock, the times do not matter.
+    let plan = plan_gc(&h, now(), &GcOptions::default());
+    assert_eq!(ids(&plan.delete), ["02"]);
 }

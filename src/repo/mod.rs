@@ -16,6 +16,7 @@ pub mod keys;
 pub mod layout;
 pub mod lease;
 pub mod manifest;
+pub mod object_lock;
 pub mod pack;
 pub mod prune_record;
 mod sealed;

@@ -103,21 +103,9 @@ pub struct Keep {
     pub yearly: u32,
 }
 
-/// The Object Lock retention the bucket applies by default to every object written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Immutability {
-    pub mode: LockMode,
-    /// The bucket's default retention, in days.
-    pub days: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LockMode {
-    Compliance,
-    Governance,
-}
+/// What a policy asks of the bucket: every object locked at least this long, at least this
+/// bindingly (`immutability`); the repository's `object_lock` says what the bucket does.
+pub type Immutability = crate::repo::object_lock::ObjectLock;
 
 /// A retention policy.
 #[derive(Debug, Clone, PartialEq)]

@@ -149,9 +149,11 @@ impl LocalBackend {
                     continue;
                 };
                 if key.starts_with(prefix) {
+                    let meta = entry.metadata()?;
                     out.push(ObjectInfo {
                         key,
-                        size: entry.metadata()?.len(),
+                        size: meta.len(),
+                        last_modified: meta.modified().ok().map(chrono::DateTime::from),
                     });
                 }
             }

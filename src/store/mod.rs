@@ -38,6 +38,9 @@ pub struct ObjectInfo {
     /// The key relative to the repository root, with `/` separators.
     pub key: String,
     pub size: u64,
+    /// When the object was written, as the store says (a file's modification time); `None` where
+    /// it says nothing. Object Lock's retention counts from it.
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The operations the repository needs from a store, on keys relative to the repository root.

@@ -238,8 +238,11 @@ impl ObjectStoreBackend {
                     Some(s) => full.strip_prefix(s.as_str())?.to_owned(),
                     None => full,
                 };
-                key.starts_with(prefix)
-                    .then_some(ObjectInfo { key, size: m.size })
+                key.starts_with(prefix).then_some(ObjectInfo {
+                    key,
+                    size: m.size,
+                    last_modified: Some(m.last_modified),
+                })
             })
             .collect())
     }

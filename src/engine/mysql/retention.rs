@@ -11,7 +11,9 @@ use super::MyError;
 use crate::engine::retention::{gather, Judged, LogKeep, LogRetention};
 use crate::repo::layout::ObjectKind;
 use crate::repo::manifest::Manifest;
+use crate::repo::object_lock::ObjectLock;
 use crate::repo::Repository;
+use chrono::{DateTime, Utc};
 
 /// One stored segment: its name, key and stored size.
 #[derive(Debug, Clone)]
@@ -19,11 +21,18 @@ pub struct Stored {
     pub name: SegmentName,
     pub key: String,
     pub bytes: u64,
+    /// When the store says it was written.
+    pub written: Option<DateTime<Utc>>,
 }
 
 /// Judges the chain (in sequence order): segments from `cut` on are kept (`why`), so is the last;
-/// `None` keeps every segment.
-pub fn judge(chain: Vec<Stored>, cut: Option<u64>, why: &str) -> LogRetention {
+/// `None` keeps every segment. What `lock` still locks is kept.
+pub fn judge(
+    chain: Vec<Stored>,
+    cut: Option<u64>,
+    why: &str,
+    lock: Option<(ObjectLock, DateTime<Utc>)>,
+) -> LogRetention {
     let last = chain.last().map(|s| s.name.seq);
     let judged = chain
         .into_iter()
@@ -45,6 +54,7 @@ pub fn judge(chain: Vec<Stored>, cut: Option<u64>, why: &str) -> LogRetention {
                 bytes: s.bytes,
                 group: 0,
                 kept,
+                written: s.written,
             }
         })
         .collect();
@@ -52,6 +62,7 @@ pub fn judge(chain: Vec<Stored>, cut: Option<u64>, why: &str) -> LogRetention {
         "binlog",
         judged,
         "before the window's base, and no dump needs binlog",
+        lock,
     )
 }
 
@@ -75,6 +86,7 @@ pub async fn binlog_retention(
             name,
             key: info.key,
             bytes: info.size,
+            written: info.last_modified,
         });
     }
     chain.sort_by_key(|s| s.name.seq);
@@ -102,13 +114,17 @@ pub async fn binlog_retention(
         .unwrap_or_default();
     // The lowest number kept: the cut, or the chain's last segment when the cut lies past it.
     let lowest_kept = cut.zip(names.last()).map(|(c, last)| c.min(last.seq));
-    let mut out = judge(chain, cut, &why);
+    let mut out = judge(chain, cut, &why, keep.lock);
     if let Some(lowest) = lowest_kept {
         let claims = ObjectKind::BinlogClaim.source_prefix(source);
         for info in repo.store().list(&claims).await? {
-            if info.key[claims.len()..]
-                .parse::<u64>()
-                .is_ok_and(|seq| seq < lowest)
+            let locked = keep
+                .lock
+                .and_then(|(lock, now)| lock.locked_until(info.last_modified, now));
+            if locked.is_none()
+                && info.key[claims.len()..]
+                    .parse::<u64>()
+                    .is_ok_and(|seq| seq < lowest)
             {
                 out.keys.push(info.key);
             }
@@ -135,22 +151,23 @@ mod tests {
             key: name.key("db"),
             name,
             bytes: 50,
+            written: None,
         }
     }
 
     #[test]
     fn keeps_from_the_cut_and_always_the_chain_end() {
         let chain: Vec<Stored> = (0..6).map(stored).collect();
-        let got = judge(chain.clone(), Some(3), "window");
+        let got = judge(chain.clone(), Some(3), "window", None);
         assert_eq!(got.keys.len(), 3);
         assert_eq!(got.deleted[0].objects, 3);
         assert_eq!(got.kept[0].why, "window");
         assert_eq!(got.kept[0].objects, 3);
         // A cut past the chain's end still keeps its last segment.
-        let got = judge(chain.clone(), Some(u64::MAX), "window");
+        let got = judge(chain.clone(), Some(u64::MAX), "window", None);
         assert_eq!(got.keys.len(), 5);
         assert!(got.kept[0].why.starts_with("the chain's end"));
         // No cut: everything stays.
-        assert!(judge(chain, None, "").keys.is_empty());
+        assert!(judge(chain, None, "", None).keys.is_empty());
     }
 }

@@ -7,7 +7,9 @@ use super::PgError;
 use crate::engine::retention::{gather, Judged, LogRetention};
 use crate::repo::layout::{ObjectKey, ObjectKind};
 use crate::repo::manifest::{BackupId, Manifest};
+use crate::repo::object_lock::ObjectLock;
 use crate::repo::Repository;
+use chrono::{DateTime, Utc};
 
 /// The segment size a source's backups recorded (16 MiB unless initdb was told otherwise).
 pub fn segment_size<'a>(manifests: impl IntoIterator<Item = &'a Manifest>) -> u64 {
@@ -26,6 +28,8 @@ pub struct WalObject {
     pub name: WalFileName,
     pub bytes: u64,
     pub snapshot: bool,
+    /// When the store says it was written.
+    pub written: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Every WAL object stored for `source`: archived files in name order, then snapshots. Objects
@@ -44,6 +48,7 @@ pub async fn wal_objects(repo: &Repository, source: &str) -> Result<Vec<WalObjec
                 name,
                 bytes: o.size,
                 snapshot: false,
+                written: o.last_modified,
             })
         })
         .collect();
@@ -59,6 +64,7 @@ pub async fn wal_objects(repo: &Repository, source: &str) -> Result<Vec<WalObjec
                 key: o.key,
                 bytes: o.size,
                 snapshot: true,
+                written: o.last_modified,
             }),
             _ => None,
         })
@@ -109,12 +115,13 @@ fn number_of(name: &WalFileName, segment_size: u64) -> Option<u64> {
 
 /// Judges every object (in the order given): kept with why, or needed by nothing kept.
 /// `from` keeps everything from its start segment on, on every timeline (a timeline that
-/// branched later continues from it); `None` keeps everything.
+/// branched later continues from it); `None` keeps everything. What `lock` still locks is kept.
 pub fn wal_retention(
     objects: Vec<WalObject>,
     segment_size: u64,
     from: Option<(&Needs, &str)>,
     points: &[Needs],
+    lock: Option<(ObjectLock, DateTime<Utc>)>,
 ) -> LogRetention {
     let judged = objects
         .into_iter()
@@ -141,6 +148,7 @@ pub fn wal_retention(
                 bytes: o.bytes,
                 group: u64::from(timeline) | (u64::from(o.snapshot) << 32),
                 kept,
+                written: o.written,
             }
         })
         .collect();
@@ -148,6 +156,7 @@ pub fn wal_retention(
         "WAL",
         judged,
         "needed by no backup kept and before the window",
+        lock,
     )
 }
 
@@ -164,6 +173,7 @@ mod tests {
             name,
             bytes: 100,
             snapshot: false,
+            written: None,
         }
     }
 
@@ -186,10 +196,11 @@ mod tests {
             name: "00000002.history".parse().unwrap(),
             bytes: 40,
             snapshot: false,
+            written: None,
         });
         let base = needs(9, 8, 9);
         let points = [needs(1, 2, 3), needs(2, 5, 5)];
-        let got = wal_retention(objects, SIZE, Some((&base, "window")), &points);
+        let got = wal_retention(objects, SIZE, Some((&base, "window")), &points, None);
         let names: Vec<String> = got
             .keys
             .iter()
@@ -218,7 +229,7 @@ mod tests {
     #[test]
     fn without_a_backup_to_start_from_the_whole_log_stays() {
         let objects: Vec<WalObject> = (1..=3).map(|n| seg(1, n)).collect();
-        let got = wal_retention(objects, SIZE, None, &[]);
+        let got = wal_retention(objects, SIZE, None, &[], None);
         assert!(got.keys.is_empty());
         assert_eq!(got.kept.len(), 1);
         assert_eq!(got.kept[0].objects, 3);

@@ -208,6 +208,7 @@ impl Source for PgSource {
             size,
             from.as_ref().zip(why.as_deref()),
             &points,
+            keep.lock,
         ))
     }
 
