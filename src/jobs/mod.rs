@@ -63,9 +63,22 @@ async fn described(
             .ok_or_else(|| JobError::Usage(format!("no engine is called {engine}")));
     }
     let manifests = ctx.repo.manifests(Some(name)).await?;
+    described_by(config, name, manifests.iter())
+}
+
+/// Opens the source `name` as the config describes it, else by `manifests` (its backups, already
+/// read).
+fn described_by<'a>(
+    config: &Config,
+    name: &SourceName,
+    manifests: impl IntoIterator<Item = &'a crate::repo::manifest::Manifest>,
+) -> Result<Box<dyn Source>, JobError> {
+    if let Some(source) = config.sources.get(name) {
+        return Ok(engine::open(name, source));
+    }
     crate::repo::manifest::newest(
         manifests
-            .iter()
+            .into_iter()
             .filter(|m| m.kind != crate::repo::manifest::BackupKind::Stream),
     )
     .and_then(|m| engine::open_by_kind(name, m.kind))

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::{described, JobContext, JobError};
+use super::{described_by, JobContext, JobError};
 use crate::config::Config;
 use crate::engine::retention::{LogKeep, LogRetention};
 use crate::engine::LogCoverage;
@@ -156,7 +156,7 @@ pub async fn plan_retention(
                 .collect()
         };
         let (selection, log, locked) = if database {
-            let engine = described(ctx, config, &name, None).await?;
+            let engine = described_by(config, &name, mine.iter().copied())?;
             let coverage = engine.coverage(ctx, &mine).await?;
             let selection = select(&candidates, &log_spans(&coverage, at), &held, &policy, at);
             let locked = locked_now(&selection);
