@@ -165,7 +165,7 @@ fn count(v: &serde_json::Value) -> usize {
 /// meanwhile): they are marked, their deletion waits while the backup runs, and once it has
 /// committed they are revived. Everything reads back, verified byte for byte.
 fn a_backup_running_through_prunes_keeps_every_chunk(repo: &Repo) {
-    let old = support::mixed_data(2 << 20, 11);
+    let old = support::mixed_data(6 << 20, 11);
     let old_id = repo.backup(&old);
     let newer_id = repo.backup(&support::mixed_data(1 << 20, 12));
     let (mut running, started) = repo.slow_backup(&old, 6, "tail");
@@ -233,7 +233,7 @@ fn a_backup_running_through_prunes_keeps_every_chunk_on_s3() {
 #[test]
 fn a_backup_suspended_past_its_lease_does_not_commit() {
     let repo = Repo::file();
-    let old = support::mixed_data(2 << 20, 21);
+    let old = support::mixed_data(6 << 20, 21);
     repo.backup(&old);
     let newer_id = repo.backup(&support::mixed_data(1 << 20, 22));
     let (mut sleeper, started) = repo.slow_backup(&old, 1, "late");

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{described_by, JobContext, JobError};
@@ -288,11 +287,9 @@ pub async fn prune(
                 Err(e) => return Err(e.into()),
             }
         }
-        let store = ctx.repo.store();
-        futures::stream::iter(log_keys.iter())
-            .map(|key| async move { store.delete(key).await })
-            .buffer_unordered(io)
-            .try_collect::<Vec<()>>()
+        ctx.repo
+            .store()
+            .delete_many(&log_keys, io)
             .await
             .map_err(crate::repo::RepoError::from)?;
         let gc = ctx.repo.collect_garbage(now, gc, io).await?;

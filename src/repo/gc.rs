@@ -526,12 +526,12 @@ impl Repository {
             }
             return Ok(Deletion::Deferred(why));
         }
-        let store = self.store();
-        futures::stream::iter(packs.iter().filter_map(|p| p.pack.parse::<PackId>().ok()))
-            .map(|id| async move { store.delete(&pack_key(&id)).await })
-            .buffer_unordered(concurrency.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+        let keys: Vec<String> = packs
+            .iter()
+            .filter_map(|p| p.pack.parse::<PackId>().ok())
+            .map(|id| pack_key(&id))
+            .collect();
+        self.store().delete_many(&keys, concurrency).await?;
         Ok(Deletion::Done { record })
     }
 

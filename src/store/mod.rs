@@ -64,6 +64,21 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes `keys` (missing ones are not an error): in batches where the store has a batch
+    /// call (S3's DeleteObjects takes a thousand keys a request), else one by one, `concurrency`
+    /// at a time.
+    async fn delete_many(&self, keys: &[String], concurrency: usize) -> Result<(), StoreError> {
+        use futures::{StreamExt, TryStreamExt};
+        for batch in keys.chunks(1000) {
+            let deletes: Vec<_> = batch.iter().map(|key| self.delete(key)).collect();
+            futures::stream::iter(deletes)
+                .buffer_unordered(concurrency.max(1))
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// How long a lease taken through a store lasts unless renewed, unless `lease_ttl` says otherwise.
@@ -123,5 +138,10 @@ impl Store {
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.backend.delete(key).await
+    }
+
+    /// Deletes `keys`, in batches where the store can (see [`Backend::delete_many`]).
+    pub async fn delete_many(&self, keys: &[String], concurrency: usize) -> Result<(), StoreError> {
+        self.backend.delete_many(keys, concurrency).await
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -185,6 +185,27 @@ impl Backend for ObjectStoreBackend {
             }
         };
         self.bounded("delete", key, delete).await
+    }
+
+    async fn delete_many(&self, keys: &[String], _concurrency: usize) -> Result<(), StoreError> {
+        // A thousand a call: S3's DeleteObjects limit, and each call bounded by the deadline.
+        for batch in keys.chunks(1000) {
+            let delete = async {
+                let paths: Vec<object_store::Result<Path>> =
+                    batch.iter().map(|k| Ok(self.path(k))).collect();
+                let paths = futures::stream::iter(paths).boxed();
+                let mut done = self.inner.delete_stream(paths);
+                while let Some(result) = done.next().await {
+                    match result {
+                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(self.error("delete", &batch[0], e)),
+                    }
+                }
+                Ok(())
+            };
+            self.bounded("delete", &batch[0], delete).await?;
+        }
+        Ok(())
     }
 }
 
