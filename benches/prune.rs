@@ -18,24 +18,18 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures::{StreamExt, TryStreamExt};
 use heirloom_backup::config::Config;
-use heirloom_backup::engine::postgres::names::WalFileName;
-use heirloom_backup::engine::postgres::wal::wal_push;
 use heirloom_backup::jobs::{self, Clock, JobContext};
-use heirloom_backup::pipeline::backup::{store_files, Cutting, SourceFile};
 use heirloom_backup::pipeline::Concurrency;
-use heirloom_backup::position::Lsn;
-use heirloom_backup::progress::Progress;
 use heirloom_backup::repo::format::InitParams;
 use heirloom_backup::repo::gc::GcOptions;
 use heirloom_backup::repo::keys::KeySource;
-use heirloom_backup::repo::manifest::{BackupKind, PostgresPoint};
 use heirloom_backup::repo::Repository;
 use heirloom_backup::store::{
     Backend, LocalBackend, ObjectInfo, PutOutcome, PutPayload, Store, StoreError,
 };
 
-const SEGMENT_SIZE: u64 = 16 << 20;
-const SYSTEM_ID: u64 = 7_350_000_000_000_000_001;
+#[path = "../tests/support/synthetic_wal.rs"]
+mod synthetic_wal;
 
 /// Counts every store request by kind.
 #[derive(Debug)]
@@ -99,15 +93,6 @@ fn peak_rss_mib() -> u64 {
 
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// A WAL segment's first bytes: a long page header naming the cluster, then filler.
-fn segment_bytes(n: u64) -> Vec<u8> {
-    let mut b = vec![0u8; 1024];
-    b[2..4].copy_from_slice(&0x0002u16.to_le_bytes());
-    b[24..32].copy_from_slice(&SYSTEM_ID.to_le_bytes());
-    b[32..40].copy_from_slice(&n.to_le_bytes());
-    b
 }
 
 fn arg(n: usize, default: u64) -> u64 {
@@ -239,16 +224,7 @@ async fn generate(
     let spool = dir.join("spool");
     std::fs::create_dir_all(&spool).expect("spool");
     futures::stream::iter(1..=segments)
-        .map(|n| {
-            let path = spool.join(WalFileName::segment(1, n, SEGMENT_SIZE).to_string());
-            async move {
-                tokio::fs::write(&path, segment_bytes(n))
-                    .await
-                    .expect("segment");
-                wal_push(repo, "pg", &path).await.expect("wal-push");
-                tokio::fs::remove_file(&path).await.expect("spool");
-            }
-        })
+        .map(|n| synthetic_wal::push_segment(repo, "pg", &spool, n))
         .buffer_unordered(8)
         .collect::<()>()
         .await;
@@ -257,59 +233,10 @@ async fn generate(
         .map(|b| {
             let at = start + step * i32::try_from(b).expect("backup number");
             let n = 1 + b * (segments - 1) / backups;
-            async move { backup(repo, at, n).await }
+            synthetic_wal::physical_backup(repo, "pg", at, n)
         })
         .buffer_unordered(4)
-        .try_collect::<Vec<()>>()
+        .try_collect::<Vec<_>>()
         .await
         .expect("backups");
-}
-
-async fn backup(
-    repo: &Repository,
-    at: DateTime<Utc>,
-    segment: u64,
-) -> Result<(), heirloom_backup::repo::RepoError> {
-    let mut m = repo.new_manifest(
-        &"pg"
-            .parse()
-            .map_err(heirloom_backup::repo::RepoError::Invalid)?,
-        BackupKind::PostgresPhysical,
-        Default::default(),
-        at,
-    );
-    let body: Vec<u8> = (0..4096u32)
-        .flat_map(|i| (i ^ segment as u32).to_le_bytes())
-        .collect();
-    let files = std::iter::once(Ok(SourceFile {
-        path: "base/1/1259".into(),
-        mode: Some(0o600),
-        reader: Box::new(std::io::Cursor::new(body)),
-    }));
-    let stored = store_files(
-        repo,
-        Box::new(files),
-        Concurrency::default(),
-        Progress::none(),
-        &Cutting::default(),
-    )
-    .await?;
-    let start_wal = WalFileName::segment(1, segment, SEGMENT_SIZE).to_string();
-    let stop_wal = WalFileName::segment(1, segment + 1, SEGMENT_SIZE).to_string();
-    m.postgres = Some(PostgresPoint {
-        system_identifier: SYSTEM_ID.to_string(),
-        server_version: 150_000,
-        segment_size: SEGMENT_SIZE,
-        timeline: 1,
-        start_lsn: Lsn(segment * SEGMENT_SIZE + 40),
-        stop_lsn: Lsn((segment + 1) * SEGMENT_SIZE + 40),
-        start_wal: start_wal.clone(),
-        stop_wal,
-        consistent_at: at + Duration::minutes(5),
-        backup_label: format!("START WAL LOCATION: 0/0 (file {start_wal})\n"),
-        tablespace_map: None,
-    });
-    m.finished = at + Duration::minutes(5);
-    m.files = stored.files;
-    repo.save_manifest(&m).await
 }

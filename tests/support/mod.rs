@@ -15,6 +15,7 @@ use heirloom_backup::store::{open_store, Store, StoreOptions};
 pub mod cli;
 pub mod mysql;
 pub mod postgres;
+pub mod synthetic_wal;
 
 pub const BUCKET: &str = "heirloom-test";
 
