@@ -48,14 +48,6 @@ fn load_more(server: &MariaDb) {
     server.sql("INSERT INTO notes.notes (author_id, title, body) VALUES (1, 'more', 'x')");
 }
 
-fn markers(server: &MariaDb) -> Vec<String> {
-    server
-        .sql("SELECT name FROM notes.markers ORDER BY name")
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Sleeps until the wall clock is `margin` into a second that is later than the current one.
 async fn next_second(margin: Duration) {
     let now = Utc::now();
@@ -198,7 +190,7 @@ async fn point_in_time_restore_under_a_notes_workload_into_a_second_server() {
         ],
     )
     .await;
-    assert_eq!(markers(&copy), ["t1", "t2"]);
+    assert_eq!(copy.markers(), ["t1", "t2"]);
     assert_eq!(
         copy.notes_checksums(),
         expected,
@@ -221,7 +213,7 @@ async fn point_in_time_restore_under_a_notes_workload_into_a_second_server() {
         ],
     )
     .await;
-    assert_eq!(markers(&copy), ["t1", "t2", "t3"]);
+    assert_eq!(copy.markers(), ["t1", "t2", "t3"]);
     assert_eq!(copy.notes_checksums(), source.notes_checksums());
     assert_chain_matches_server(&world, &source, "notes").await;
 
@@ -239,7 +231,7 @@ async fn point_in_time_restore_under_a_notes_workload_into_a_second_server() {
         ],
     )
     .await;
-    assert_eq!(markers(&copy), ["t1", "t2"]);
+    assert_eq!(copy.markers(), ["t1", "t2"]);
     assert_eq!(
         copy.notes_checksums(),
         expected,
@@ -293,7 +285,7 @@ async fn a_streamer_killed_mid_transaction_resumes_without_gap_or_duplicate() {
         &["restore", "notes", "--to", &copy.url(), "--latest"],
     )
     .await;
-    assert_eq!(markers(&copy), ["after-kill", "end"]);
+    assert_eq!(copy.markers(), ["after-kill", "end"]);
     assert_eq!(copy.notes_checksums(), source.notes_checksums());
 }
 
@@ -332,7 +324,7 @@ async fn rotations_and_a_server_restart_while_streaming_and_a_purge_reported_as_
         &["restore", "notes", "--to", &copy.url(), "--latest"],
     )
     .await;
-    assert_eq!(markers(&copy), ["after-restart", "before-restart"]);
+    assert_eq!(copy.markers(), ["after-restart", "before-restart"]);
     assert_eq!(copy.notes_checksums(), source.notes_checksums());
 
     // Binlog written and purged while no streamer ran: the gap is reported, not skipped.
@@ -544,7 +536,7 @@ async fn a_failover_to_the_replica_is_followed_by_gtid_and_restored_across() {
         ],
     )
     .await;
-    assert_eq!(markers(&copy), ["after-failover", "before-failover"]);
+    assert_eq!(copy.markers(), ["after-failover", "before-failover"]);
     ok(
         &world,
         &[
@@ -557,7 +549,7 @@ async fn a_failover_to_the_replica_is_followed_by_gtid_and_restored_across() {
         ],
     )
     .await;
-    assert_eq!(markers(&copy), ["after-failover", "before-failover"]);
+    assert_eq!(copy.markers(), ["after-failover", "before-failover"]);
     assert_eq!(copy.notes_checksums(), replica.notes_checksums());
     let _ = &mut primary;
 }
@@ -622,7 +614,7 @@ async fn transactions_the_promoted_replica_never_received_leave_the_history_afte
         &["restore", "notes", "--to", &copy.url(), "--latest"],
     )
     .await;
-    assert_eq!(markers(&copy), ["new-primary", "shared"]);
+    assert_eq!(copy.markers(), ["new-primary", "shared"]);
     assert_eq!(copy.notes_checksums(), replica.notes_checksums());
     // Before the failover, the primary's last transactions were history.
     ok(
@@ -638,7 +630,7 @@ async fn transactions_the_promoted_replica_never_received_leave_the_history_afte
         ],
     )
     .await;
-    assert_eq!(markers(&copy), ["lost", "shared"]);
+    assert_eq!(copy.markers(), ["lost", "shared"]);
     let _ = &mut primary;
 }
 
@@ -706,7 +698,7 @@ async fn closed_files_pushed_from_the_data_directory_come_back_byte_for_byte() {
         &["restore", "notes", "--to", &copy.url(), "--latest"],
     )
     .await;
-    assert_eq!(markers(&copy), ["pushed"]);
+    assert_eq!(copy.markers(), ["pushed"]);
     assert_eq!(copy.notes_checksums(), source.notes_checksums());
 }
 
@@ -805,7 +797,7 @@ async fn a_physical_backup_restores_into_a_directory_at_an_instant() {
     .await;
     assert!(!dir.join("stray").exists());
     let copy = MariaDb::adopt(world.path(), "copy", 2);
-    assert_eq!(markers(&copy), ["t1"]);
+    assert_eq!(copy.markers(), ["t1"]);
     assert_eq!(
         copy.notes_checksums(),
         expected,
@@ -935,6 +927,6 @@ async fn backup_stream_and_restore_run_as_library_jobs() {
     assert!(summary.log_bytes > 0 && summary.backup_bytes == backup.size);
     let done = planned.run(&ctx).await.unwrap();
     assert!(done.transactions >= Some(2), "{done:?}");
-    assert_eq!(markers(&copy), ["after-dump", "streamed"]);
+    assert_eq!(copy.markers(), ["after-dump", "streamed"]);
     assert_eq!(copy.notes_checksums(), source.notes_checksums());
 }

@@ -6,18 +6,6 @@ mod support;
 
 use support::postgres::{archive_everything, chown_postgres, PgCluster, PgWorld};
 
-async fn markers(cluster: &PgCluster) -> Vec<i32> {
-    cluster
-        .client()
-        .await
-        .query("SELECT id FROM markers ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 fn wal_files(world: &PgWorld) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(world.repo().join("wal/pg"))
         .unwrap()
@@ -150,7 +138,7 @@ async fn prune_deletes_wal_no_kept_backup_needs_and_what_it_keeps_still_restores
         ])
         .success();
     let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
-    assert_eq!(markers(&restored).await, [1, 2]);
+    assert_eq!(restored.markers().await, [1, 2]);
     restored.stop();
     // The latest state: replayed from the newest backup over the WAL after it.
     world
@@ -159,7 +147,7 @@ async fn prune_deletes_wal_no_kept_backup_needs_and_what_it_keeps_still_restores
         ])
         .success();
     let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
-    assert_eq!(markers(&restored).await, [1, 2, 3, 4]);
+    assert_eq!(restored.markers().await, [1, 2, 3, 4]);
     restored.stop();
 
     // A hole nobody recorded is still one.
@@ -175,5 +163,113 @@ async fn prune_deletes_wal_no_kept_backup_needs_and_what_it_keeps_still_restores
         "{}{}",
         damaged.stdout(),
         damaged.stderr()
+    );
+}
+
+/// The WAL on a bucket under S3 Object Lock (moto, a default COMPLIANCE retention of a day):
+/// archived by `wal-push` from archive_command and streamed by `stream`, then restored from there
+/// to the latest commit; verify reads it, and prune deletes nothing the bucket still locks.
+#[tokio::test(flavor = "multi_thread")]
+async fn wal_archived_and_streamed_to_a_bucket_under_object_lock_restores_the_latest_commit() {
+    use std::process::{Command, Stdio};
+    let moto = support::start_moto_locked();
+    let world = PgWorld::new();
+    let mut source = world.cluster("source", "pg");
+    std::fs::write(
+        world.config(),
+        format!(
+            "repository:\n  url: s3://locked/pg\n  key_file: {}\n  object_lock: {{ mode: compliance, days: 1 }}\n  options:\n    endpoint: http://127.0.0.1:{}\n    region: us-east-1\n    allow_http: true\n    access_key_id: test\n    secret_access_key: test\nsources:\n  pg: {{ kind: postgres, url: \"{}\", data_dir: {} }}\n",
+            world.key().display(),
+            moto.port,
+            source.url(),
+            source.data.display()
+        ),
+    )
+    .unwrap();
+    chown_postgres(&world.config());
+    world.cli(&["init"]).success();
+    source.start();
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY); INSERT INTO markers VALUES (1)")
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    world.cli(&["backup", "pg"]).success();
+    client
+        .execute("INSERT INTO markers VALUES (2)", &[])
+        .await
+        .unwrap();
+    archive_everything(&client).await;
+    world.cli(&["backup", "pg"]).success();
+    // The streamer stores what the open segment holds, without waiting for it to fill.
+    let spool = world.path().join("spool");
+    let mut streamer = Command::new(world.bin())
+        .arg("--config")
+        .arg(world.config())
+        .args(["stream", "pg", "--flush-interval", "300ms", "--spool"])
+        .arg(&spool)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(world.path().join("run/streamer.log")).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    client
+        .execute("INSERT INTO markers VALUES (3)", &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(streamer.id().to_string())
+        .status();
+    let status = streamer.wait().unwrap();
+    assert!(
+        status.success(),
+        "the streamer failed on the locked bucket: {}",
+        std::fs::read_to_string(world.path().join("run/streamer.log")).unwrap_or_default()
+    );
+    source.stop();
+    let verified = world.cli(&["verify"]);
+    assert!(verified.code() == Some(0), "{}", verified.stderr());
+
+    let port = support::free_port();
+    let dir = world.path().join("restored");
+    std::fs::create_dir_all(&dir).unwrap();
+    chown_postgres(&dir);
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--latest",
+            "--start",
+            "--port",
+            &port.to_string(),
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
+    assert_eq!(restored.markers().await, [1, 2, 3]);
+    restored.stop();
+
+    let policy = world.path().join("last-one.yaml");
+    std::fs::write(&policy, "name: last-one\nkeep: { last: 1 }\n").unwrap();
+    let done = world
+        .cli(&[
+            "prune",
+            "pg",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--json",
+        ])
+        .success();
+    let done: serde_json::Value = serde_json::from_str(&done.stdout()).unwrap();
+    assert!(done["deleted"].as_array().unwrap().is_empty(), "{done}");
+    assert_eq!(done["log_objects_deleted"], 0, "{done}");
+    assert_eq!(
+        done["plans"][0]["locked"].as_array().unwrap().len(),
+        1,
+        "{done}"
     );
 }

@@ -8,18 +8,6 @@ use std::time::Duration;
 
 use support::postgres::{archive_everything, bin_dir, chown_postgres, PgCluster, PgWorld};
 
-async fn markers(cluster: &PgCluster) -> Vec<i32> {
-    cluster
-        .client()
-        .await
-        .query("SELECT id FROM markers ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
 /// pgbench's invariant: every transaction adds the same delta to an account, a teller, a branch
 /// and the history, so the four sums agree in any consistent state.
 async fn assert_pgbench_consistent(cluster: &PgCluster) {
@@ -241,7 +229,7 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
     let mut at_time = PgCluster::adopt(world.path(), dir.clone());
     at_time.start();
     at_time.wait_promoted().await;
-    assert_eq!(markers(&at_time).await, vec![1, 2], "{}", at_time.log());
+    assert_eq!(at_time.markers().await, vec![1, 2], "{}", at_time.log());
     // The copy never archives into its source's WAL stream.
     let archive_mode: String = at_time
         .client()
@@ -272,7 +260,7 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
     let mut latest = PgCluster::adopt(world.path(), dir);
     latest.start();
     latest.wait_promoted().await;
-    assert_eq!(markers(&latest).await, vec![1, 2, 3]);
+    assert_eq!(latest.markers().await, vec![1, 2, 3]);
     assert_pgbench_consistent(&latest).await;
     assert_same_rows(&source_dump, &dump_data(&latest));
     latest.stop();
@@ -442,7 +430,7 @@ async fn a_logical_backup_restores_into_a_second_running_cluster() {
     world
         .cli(&["restore", "pg", "--to", &target, "--latest"])
         .success();
-    assert_eq!(markers(&other).await, vec![1, 2, 3]);
+    assert_eq!(other.markers().await, vec![1, 2, 3]);
     assert_pgbench_consistent(&other).await;
     assert_same_rows(&dump_data(&source), &dump_data(&other));
 
@@ -618,7 +606,7 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
         copy.start();
         copy.wait_promoted().await;
         assert_eq!(
-            markers(&copy).await,
+            copy.markers().await,
             expected,
             "restore to {t}:\n{}",
             copy.log()
@@ -644,7 +632,7 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
     let mut copy = PgCluster::adopt(world.path(), dir);
     copy.start();
     copy.wait_promoted().await;
-    assert!(markers(&copy).await.is_empty(), "{}", copy.log());
+    assert!(copy.markers().await.is_empty(), "{}", copy.log());
     copy.stop();
 }
 
@@ -693,7 +681,7 @@ async fn a_remote_backup_without_the_data_directory_restores_exactly() {
         ])
         .success();
     let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
-    assert_eq!(markers(&restored).await, vec![1, 2]);
+    assert_eq!(restored.markers().await, vec![1, 2]);
     assert_pgbench_consistent(&restored).await;
     assert_amcheck_clean(&restored);
     assert_same_rows(&source_dump, &dump_data(&restored));
@@ -801,7 +789,7 @@ async fn streamed_wal_survives_a_killed_streamer_and_recent_commits_are_restorab
         ])
         .success();
     let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
-    assert_eq!(markers(&restored).await, vec![1, 2, 3, 4]);
+    assert_eq!(restored.markers().await, vec![1, 2, 3, 4]);
     // The open segment was stored as a whole snapshot and then increments (the restarted
     // streamer continued the chain its predecessor left).
     let snapshots: Vec<String> = walk_names(&world.repo().join("wal-partial"));
@@ -859,7 +847,7 @@ async fn an_instant_from_physical_backups_reaches_a_second_running_cluster() {
             &target.to_rfc3339(),
         ])
         .success();
-    assert_eq!(markers(&other).await, vec![1, 2]);
+    assert_eq!(other.markers().await, vec![1, 2]);
     assert_pgbench_consistent(&other).await;
     assert_same_rows(&at_target, &dump_data(&other));
     other.stop();
@@ -928,7 +916,7 @@ async fn a_cluster_with_a_tablespace_restores_it_inside_the_new_data_directory()
         std::fs::read_to_string(dir.join("heirloom-restore.log")).unwrap_or_default()
     );
     let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
-    assert_eq!(markers(&restored).await, vec![1, 2]);
+    assert_eq!(restored.markers().await, vec![1, 2]);
     let rows: i64 = restored
         .client()
         .await
@@ -1039,7 +1027,7 @@ async fn restores_stop_at_a_named_restore_point_or_a_wal_location() {
         ])
         .success();
     let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
-    assert_eq!(markers(&restored).await, vec![1]);
+    assert_eq!(restored.markers().await, vec![1]);
     restored.stop();
 
     world
@@ -1048,7 +1036,7 @@ async fn restores_stop_at_a_named_restore_point_or_a_wal_location() {
         ])
         .success();
     let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
-    assert_eq!(markers(&restored).await, vec![1, 2]);
+    assert_eq!(restored.markers().await, vec![1, 2]);
     restored.stop();
 
     let bad = world.cli(&[
@@ -1123,7 +1111,7 @@ async fn a_second_backup_stores_changed_pages_as_deltas_and_restores_exactly() {
         ])
         .success();
     let mut restored = PgCluster::started_by_restore(world.path(), dir.clone(), port);
-    assert_eq!(markers(&restored).await, vec![1, 2]);
+    assert_eq!(restored.markers().await, vec![1, 2]);
     assert_pgbench_consistent(&restored).await;
     assert_amcheck_clean(&restored);
     assert_same_rows(&source_dump, &dump_data(&restored));

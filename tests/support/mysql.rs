@@ -224,6 +224,14 @@ impl MariaDb {
     }
 
     /// A checksum of every table of `notes`, row by row, in one consistent snapshot.
+    /// The names in `notes.markers`, sorted: which of a test's marked moments a server holds.
+    pub fn markers(&self) -> Vec<String> {
+        self.sql("SELECT name FROM notes.markers ORDER BY name")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn notes_checksums(&self) -> String {
         checksums_sql(self, "notes")
     }

@@ -333,6 +333,18 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The ids in table `markers`, sorted: which of a test's marked moments a cluster holds.
+    pub async fn markers(&self) -> Vec<i32> {
+        self.client()
+            .await
+            .query("SELECT id FROM markers ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
             .await
