@@ -119,10 +119,7 @@ async fn prune_deletes_wal_no_kept_backup_needs_and_what_it_keeps_still_restores
     // The archival point: its own WAL is enough to make it consistent.
     let port = support::free_port();
     let port_text = port.to_string();
-    // Owned by postgres, as a user would prepare it.
-    let dir = world.path().join("restored");
-    std::fs::create_dir_all(&dir).unwrap();
-    chown_postgres(&dir);
+    let dir = world.restore_dir("restored");
     let to = dir.to_str().unwrap();
     world
         .cli(&[
@@ -171,7 +168,6 @@ async fn prune_deletes_wal_no_kept_backup_needs_and_what_it_keeps_still_restores
 /// to the latest commit; verify reads it, and prune deletes nothing the bucket still locks.
 #[tokio::test(flavor = "multi_thread")]
 async fn wal_archived_and_streamed_to_a_bucket_under_object_lock_restores_the_latest_commit() {
-    use std::process::{Command, Stdio};
     let moto = support::start_moto_locked();
     let world = PgWorld::new();
     let mut source = world.cluster("source", "pg");
@@ -203,40 +199,20 @@ async fn wal_archived_and_streamed_to_a_bucket_under_object_lock_restores_the_la
     archive_everything(&client).await;
     world.cli(&["backup", "pg"]).success();
     // The streamer stores what the open segment holds, without waiting for it to fill.
-    let spool = world.path().join("spool");
-    let mut streamer = Command::new(world.bin())
-        .arg("--config")
-        .arg(world.config())
-        .args(["stream", "pg", "--flush-interval", "300ms", "--spool"])
-        .arg(&spool)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(world.path().join("run/streamer.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let streamer = world.start_wal_streamer(&world.path().join("spool"));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     client
         .execute("INSERT INTO markers VALUES (3)", &[])
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(streamer.id().to_string())
-        .status();
-    let status = streamer.wait().unwrap();
-    assert!(
-        status.success(),
-        "the streamer failed on the locked bucket: {}",
-        std::fs::read_to_string(world.path().join("run/streamer.log")).unwrap_or_default()
-    );
+    world.stop_wal_streamer(streamer);
     source.stop();
     let verified = world.cli(&["verify"]);
     assert!(verified.code() == Some(0), "{}", verified.stderr());
 
     let port = support::free_port();
-    let dir = world.path().join("restored");
-    std::fs::create_dir_all(&dir).unwrap();
-    chown_postgres(&dir);
+    let dir = world.restore_dir("restored");
     world
         .cli(&[
             "restore",

@@ -393,16 +393,11 @@ async fn a_restore_as_the_postgres_user_checks_ownership_before_writing() {
     let mut restored = PgCluster::adopt(world.path(), own);
     restored.start();
     restored.wait_promoted().await;
-    let rows: Vec<i32> = restored
-        .client()
-        .await
-        .query("SELECT id FROM markers ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(rows, vec![1, 2], "the restored cluster holds both markers");
+    assert_eq!(
+        restored.markers().await,
+        vec![1, 2],
+        "the restored cluster holds both markers"
+    );
     restored.stop();
 
     // root's directory: refused with what to change, and nothing written into it.

@@ -116,13 +116,6 @@ fn assert_same_rows(source: &[String], restored: &[String]) {
 }
 
 /// A directory for a restored cluster, owned by postgres as a user would prepare it.
-fn restore_dir(world: &PgWorld, name: &str) -> std::path::PathBuf {
-    let dir = world.path().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    chown_postgres(&dir);
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() {
     let world = PgWorld::new();
@@ -198,7 +191,7 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
     );
 
     // Dry run: the plan, and nothing touched.
-    let dir = restore_dir(&world, "at-time");
+    let dir = world.restore_dir("at-time");
     let t = target.to_rfc3339();
     let plan = world
         .cli(&[
@@ -253,7 +246,7 @@ async fn restore_to_a_time_between_commits_and_to_the_latest_under_write_load() 
     );
 
     // Restore everything: all markers, and the same data as the source.
-    let dir = restore_dir(&world, "latest");
+    let dir = world.restore_dir("latest");
     world
         .cli(&["restore", "pg", "--to", dir.to_str().unwrap(), "--latest"])
         .success();
@@ -315,7 +308,7 @@ async fn damaged_wal_stops_recovery_and_missing_wal_shows_in_the_plan() {
     bytes[at] ^= 0x01;
     std::fs::write(&object, bytes).unwrap();
 
-    let dir = restore_dir(&world, "damaged");
+    let dir = world.restore_dir("damaged");
     world
         .cli(&["restore", "pg", "--to", dir.to_str().unwrap(), "--latest"])
         .success();
@@ -466,7 +459,7 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
     source.stop();
 
     // Fail over: restore everything and promote; the copy becomes the source, on timeline 2.
-    let dir = restore_dir(&world, "tl2");
+    let dir = world.restore_dir("tl2");
     let port = support::free_port();
     world
         .cli(&[
@@ -597,7 +590,7 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
         ("t-before", before_backup, vec![1, 2]),
         ("t-after", after_backup, vec![1, 2, 3, 4]),
     ] {
-        let dir = restore_dir(&world, name);
+        let dir = world.restore_dir(name);
         let t = at.to_rfc3339();
         world
             .cli(&["restore", "pg", "--to", dir.to_str().unwrap(), "--time", &t])
@@ -618,7 +611,7 @@ async fn a_restored_copy_promoted_to_timeline_two_is_backed_up_and_restored_on_e
     let listed: serde_json::Value =
         serde_json::from_str(&world.cli(&["list", "--json"]).success().stdout()).unwrap();
     let first = listed[0]["id"].as_str().unwrap().to_owned();
-    let dir = restore_dir(&world, "backup-itself");
+    let dir = world.restore_dir("backup-itself");
     world
         .cli(&[
             "restore",
@@ -666,7 +659,7 @@ async fn a_remote_backup_without_the_data_directory_restores_exactly() {
     let source_dump = dump_data(&source);
     source.stop();
 
-    let dir = restore_dir(&world, "remote");
+    let dir = world.restore_dir("remote");
     let port = support::free_port();
     world
         .cli(&[
@@ -688,22 +681,6 @@ async fn a_remote_backup_without_the_data_directory_restores_exactly() {
     restored.stop();
 }
 
-/// Starts `stream pg` in its own process group (so a test can kill it with its pg_receivewal).
-fn start_wal_streamer(world: &PgWorld, spool: &std::path::Path) -> Child {
-    use std::os::unix::process::CommandExt;
-    Command::new(world.bin())
-        .arg("--config")
-        .arg(world.config())
-        .args(["stream", "pg", "--flush-interval", "300ms", "--spool"])
-        .arg(spool)
-        .env_remove("HEIRLOOM_PASSPHRASE")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(world.path().join("run/streamer.log")).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn streamed_wal_survives_a_killed_streamer_and_recent_commits_are_restorable() {
     let world = PgWorld::new();
@@ -721,7 +698,7 @@ async fn streamed_wal_survives_a_killed_streamer_and_recent_commits_are_restorab
         .unwrap();
     assert!(init.status.success());
     let spool = world.path().join("spool");
-    let mut streamer = start_wal_streamer(&world, &spool);
+    let mut streamer = world.start_wal_streamer(&spool);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     world.cli(&["backup", "pg"]).success();
     client
@@ -743,27 +720,18 @@ async fn streamed_wal_survives_a_killed_streamer_and_recent_commits_are_restorab
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut streamer = start_wal_streamer(&world, &spool);
+    let streamer = world.start_wal_streamer(&spool);
     client
         .batch_execute("INSERT INTO markers (id) VALUES (4)")
         .await
         .unwrap();
     // Recent commits are stored within the flush interval, while the segment is still open.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(streamer.id().to_string())
-        .status();
-    let status = streamer.wait().unwrap();
-    assert!(
-        status.success(),
-        "the streamer failed: {}",
-        std::fs::read_to_string(world.path().join("run/streamer.log")).unwrap_or_default()
-    );
+    world.stop_wal_streamer(streamer);
     let source_dump = dump_data(&source);
     source.stop();
 
-    let dir = restore_dir(&world, "streamed");
+    let dir = world.restore_dir("streamed");
     let port = support::free_port();
     let plan = world
         .cli(&[
@@ -896,7 +864,7 @@ async fn a_cluster_with_a_tablespace_restores_it_inside_the_new_data_directory()
     source.stop();
     let before: Vec<_> = walkdir_count(&location);
 
-    let dir = restore_dir(&world, "restored");
+    let dir = world.restore_dir("restored");
     let port = support::free_port();
     let run = world.cli(&[
         "restore",
@@ -1009,7 +977,7 @@ async fn restores_stop_at_a_named_restore_point_or_a_wal_location() {
     archive_everything(&client).await;
     source.stop();
 
-    let dir = restore_dir(&world, "named");
+    let dir = world.restore_dir("named");
     let port = support::free_port();
     let port_text = port.to_string();
     let to = dir.to_str().unwrap();
@@ -1096,7 +1064,7 @@ async fn a_second_backup_stores_changed_pages_as_deltas_and_restores_exactly() {
     source.stop();
 
     // The latest backup is the one of deltas: every page comes back exactly.
-    let dir = restore_dir(&world, "from-deltas");
+    let dir = world.restore_dir("from-deltas");
     let port = support::free_port();
     world
         .cli(&[

@@ -188,7 +188,9 @@ pub fn plan_gc(h: &Holdings, now: DateTime<Utc>, options: &GcOptions) -> GcPlan 
         }
     }
     // A marked pack holding a live chunk that no pack outside the marked (and repacked) ones
-    // holds is needed: revive it, and look again, since its copies now count.
+    // holds is needed: revive it, and look again, since its copies now count. (A chunk whose
+    // other home is being repacked revives the marked pack even though the repack copies the
+    // chunk: a redundant copy is kept, never a chunk lost.)
     let mut condemned: HashSet<PackId> = marked.keys().copied().collect();
     loop {
         // One at a time: reviving one pack may make another's chunks safe.

@@ -114,6 +114,45 @@ impl PgWorld {
         chown_postgres(&self.config());
     }
 
+    /// A directory owned by the postgres user, as a user would prepare one to restore into.
+    pub fn restore_dir(&self, name: &str) -> PathBuf {
+        let dir = self.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        chown_postgres(&dir);
+        dir
+    }
+
+    /// Starts `stream pg` (flushing every 300 ms) in its own process group, so that a test can
+    /// kill it with its pg_receivewal; it logs to run/streamer.log.
+    pub fn start_wal_streamer(&self, spool: &Path) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(self.bin())
+            .arg("--config")
+            .arg(self.config())
+            .args(["stream", "pg", "--flush-interval", "300ms", "--spool"])
+            .arg(spool)
+            .env_remove("HEIRLOOM_PASSPHRASE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(self.path().join("run/streamer.log")).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Stops a streamer as a supervisor would (SIGTERM) and insists it ended cleanly.
+    pub fn stop_wal_streamer(&self, mut streamer: std::process::Child) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(streamer.id().to_string())
+            .status();
+        let status = streamer.wait().unwrap();
+        assert!(
+            status.success(),
+            "the streamer failed: {}",
+            std::fs::read_to_string(self.path().join("run/streamer.log")).unwrap_or_default()
+        );
+    }
+
     /// Makes `cluster` the config's physical source `pg` (url and data_dir).
     pub fn use_physical_source(&self, cluster: &PgCluster) {
         self.write_config(&format!(
