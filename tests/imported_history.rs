@@ -149,34 +149,18 @@ fn imported_dumps_are_kept_by_the_dates_they_were_taken() {
 fn a_given_time_is_refused_where_it_cannot_be_true() {
     let repo = TestRepo::new();
     let before = repo.snapshot();
+    // `backup --stdin --source app ARGS` of one byte.
+    let piped = |args: &[&str]| {
+        let mut all = vec!["backup", "--stdin", "--source", "app"];
+        all.extend_from_slice(args);
+        repo.cmd(&all).write_stdin("x").output().unwrap()
+    };
     // In the future.
-    let out = repo
-        .cmd(&[
-            "backup",
-            "--stdin",
-            "--source",
-            "app",
-            "--time",
-            "2999-01-01T00:00:00Z",
-        ])
-        .write_stdin("x")
-        .output()
-        .unwrap();
+    let out = piped(&["--time", "2999-01-01T00:00:00Z"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("in the future"), "{}", stderr(&out));
     // Not a time.
-    let out = repo
-        .cmd(&[
-            "backup",
-            "--stdin",
-            "--source",
-            "app",
-            "--time",
-            "yesterday",
-        ])
-        .write_stdin("x")
-        .output()
-        .unwrap();
+    let out = piped(&["--time", "yesterday"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--time"), "{}", stderr(&out));
     // A database source: its backups are physical or dated by its server, and it has a log.
@@ -230,36 +214,17 @@ fn a_given_time_is_refused_where_it_cannot_be_true() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!marker.exists(), "the producer ran");
     // --tz without --time.
-    let out = repo
-        .cmd(&[
-            "backup",
-            "--stdin",
-            "--source",
-            "app",
-            "--tz",
-            "Europe/Berlin",
-        ])
-        .write_stdin("x")
-        .output()
-        .unwrap();
+    let out = piped(&["--tz", "Europe/Berlin"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(repo.snapshot(), before, "a refused backup wrote something");
     // A zone given: the wall-clock time is read in it, and a backup without --time stays version 1.
-    let out = repo
-        .cmd(&[
-            "backup",
-            "--stdin",
-            "--source",
-            "app",
-            "--time",
-            "2025-07-01 12:00",
-            "--tz",
-            "Europe/Berlin",
-            "--json",
-        ])
-        .write_stdin("x")
-        .output()
-        .unwrap();
+    let out = piped(&[
+        "--time",
+        "2025-07-01 12:00",
+        "--tz",
+        "Europe/Berlin",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"]
         .as_str()

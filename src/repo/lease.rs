@@ -340,7 +340,8 @@ mod tests {
     #[tokio::test]
     async fn a_lease_whose_renewals_fail_runs_out_for_its_holder() {
         use crate::store::faults::{FaultPlan, FaultyBackend};
-        let inner = crate::store::LocalBackend::new(tempfile::tempdir().unwrap().keep());
+        let dir = tempfile::tempdir().unwrap();
+        let inner = crate::store::LocalBackend::new(dir.path().to_owned());
         let faulty = FaultyBackend::new(
             std::sync::Arc::new(inner),
             FaultPlan {
