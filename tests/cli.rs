@@ -178,6 +178,73 @@ fn a_flipped_byte_in_a_pack_is_named_and_cat_never_emits_wrong_bytes() {
     );
 }
 
+/// Every verify leaves a record in the repository: when, what it read, what it found. A verify
+/// that finds damage is recorded too, naming the object.
+#[test]
+fn each_verify_is_recorded_with_what_it_read_and_found() {
+    let (repo, _) = repo_with_backup();
+    let said = repo.ok_text(&["verify"]);
+    assert!(said.contains("recorded in verifies/"), "{said}");
+    let report: serde_json::Value = serde_json::from_str(&repo.ok_text(&[
+        "verify",
+        "--read-data",
+        "--subset",
+        "1/2",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        report["record"].as_str().unwrap().starts_with("verifies/"),
+        "{report}"
+    );
+    let packs = repo.files_under("data");
+    let victim = &packs[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(victim, &bytes).unwrap();
+    let out = repo.cmd(&["verify", "--read-data"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(repo.files_under("verifies").len(), 3);
+
+    let records = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = heirloom_backup::store::open_store(
+            &format!("file://{}", repo.path().display()),
+            &Default::default(),
+        )
+        .unwrap();
+        let key = heirloom_backup::repo::keys::KeySource::key_file(
+            &repo.key(),
+            heirloom_backup::repo::keys::Permissions::Any,
+        )
+        .unwrap();
+        let repository = heirloom_backup::repo::Repository::open(store, &key)
+            .await
+            .unwrap();
+        repository.verify_records().await.unwrap()
+    });
+    let records: Vec<_> = records.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0].read_data, None);
+    assert_eq!((records[0].backups, records[0].packs_read), (1, 0));
+    assert_eq!(records[1].read_data.as_deref(), Some("1/2"));
+    assert!(records[1].packs_read <= records[1].packs);
+    assert!(records[0].problems.is_empty() && records[1].problems.is_empty());
+    assert_eq!(records[2].read_data.as_deref(), Some("all"));
+    assert_eq!(records[2].packs_read, records[2].packs);
+    let pack_name = victim.file_name().unwrap().to_str().unwrap();
+    assert!(
+        records[2]
+            .problems
+            .iter()
+            .any(|p| p.object.contains(pack_name)),
+        "{:?}",
+        records[2].problems
+    );
+    assert_eq!(records[2].tool_version, env!("CARGO_PKG_VERSION"));
+    assert!(records.windows(2).all(|w| w[0].finished <= w[1].finished));
+}
+
 #[test]
 fn a_truncated_pack_is_named() {
     let (repo, data) = repo_with_backup();

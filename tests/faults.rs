@@ -165,3 +165,32 @@ async fn a_truncated_read_is_an_integrity_error_and_no_wrong_byte_is_written() {
     // The stored data was never touched.
     assert_valid(&healthy).await;
 }
+
+/// A verify whose record cannot be written (a store that refuses puts there, as read-only
+/// credentials would) still checks everything, and says that it is not recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verify_that_cannot_be_recorded_still_checks_and_says_so() {
+    let setup = Setup::new().await;
+    let healthy = setup.healthy().await;
+    backup(&healthy, &mixed_data(2 * MIB, 5)).await.unwrap();
+    let faulty = setup
+        .faulty(FaultPlan {
+            fail_puts_after: Some(0),
+            only_prefix: Some("verifies/".into()),
+            ..Default::default()
+        })
+        .await;
+    let ctx = heirloom_backup::jobs::JobContext::new(faulty, Concurrency::default());
+    let report = heirloom_backup::jobs::verify(&ctx, Some(Subset::All))
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.backups, 1);
+    assert!(report.record.is_none());
+    let why = report.record_failed.unwrap();
+    assert!(
+        why.contains("injected fault") && why.contains("verifies/"),
+        "{why}"
+    );
+    assert!(healthy.verify_records().await.unwrap().is_empty());
+}

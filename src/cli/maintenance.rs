@@ -76,6 +76,13 @@ pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
         } else {
             eprintln!("{} problem(s) found", report.problems.len());
         }
+        match (&report.record, &report.record_failed) {
+            (Some(key), _) => outln!("recorded in {key}"),
+            (None, Some(why)) => {
+                eprintln!("warning: this verify could not be recorded in the repository: {why}")
+            }
+            (None, None) => {}
+        }
     }
     Ok(if report.ok() {
         Exit::Ok

@@ -1,13 +1,70 @@
 //! `verify`: the repository's structure and, with `read_data`, its bytes; packs, WAL archives and
 //! binlog chains alike, in one report.
 
+use chrono::{DateTime, Utc};
+use tracing::warn;
+
 use super::{JobContext, JobError};
 use crate::engine::mysql::segment::verify_chains;
 use crate::engine::postgres::check::verify_wal;
 use crate::pipeline::verify::{verify as verify_packs, Subset, VerifyReport};
+use crate::repo::verify_record::{FoundProblem, VerifyRecord, VERIFY_RECORD_VERSION};
 
-/// Checks everything the repository holds; `read_data` reads the chosen part of it back.
+/// Checks everything the repository holds; `read_data` reads the chosen part of it back. The
+/// result is recorded in the repository (`verifies/`) for audits to cite; a record that cannot be
+/// written is said in the report, and the checks stand.
 pub async fn verify(ctx: &JobContext, read_data: Option<Subset>) -> Result<VerifyReport, JobError> {
+    let started = ctx.now();
+    let mut report = check(ctx, read_data).await?;
+    let record = record_of(&report, read_data, started, ctx.now());
+    match ctx.repo.record_verify(&record).await {
+        Ok(key) => report.record = Some(key),
+        Err(e) => {
+            warn!(error = %e, "the verify could not be recorded");
+            report.record_failed = Some(e.to_string());
+        }
+    }
+    Ok(report)
+}
+
+fn record_of(
+    report: &VerifyReport,
+    read_data: Option<Subset>,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+) -> VerifyRecord {
+    let n = |v: usize| v as u64;
+    VerifyRecord {
+        version: VERIFY_RECORD_VERSION,
+        started,
+        finished,
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        read_data: read_data.map(|s| s.to_string()),
+        index_files: n(report.index_files),
+        packs: n(report.packs),
+        backups: n(report.backups),
+        wal_files: n(report.wal_files),
+        wal_files_read: n(report.wal_files_read),
+        binlog_segments: n(report.binlog_segments),
+        binlog_segments_read: n(report.binlog_segments_read),
+        packs_read: n(report.packs_read),
+        chunks_read: n(report.chunks_read),
+        bytes_read: report.bytes_read,
+        unindexed_packs: n(report.unindexed_packs),
+        unknown_objects: n(report.unknown_objects.len()),
+        problems: report
+            .problems
+            .iter()
+            .map(|p| FoundProblem {
+                object: p.object.clone(),
+                problem: p.problem.clone(),
+            })
+            .collect(),
+    }
+}
+
+async fn check(ctx: &JobContext, read_data: Option<Subset>) -> Result<VerifyReport, JobError> {
     let repo = &ctx.repo;
     let mut report = verify_packs(repo, read_data, ctx.concurrency).await?;
     let chains = verify_chains(repo, |seq| {

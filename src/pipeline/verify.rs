@@ -56,6 +56,17 @@ impl FromStr for Subset {
     }
 }
 
+/// As `--subset` takes it: `all`, `N/T`, `P%`.
+impl std::fmt::Display for Subset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subset::All => f.write_str("all"),
+            Subset::Part { n, t } => write!(f, "{n}/{t}"),
+            Subset::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 impl Subset {
     /// For objects numbered in order (binlog segments): the same parts, by number.
     pub fn contains_number(&self, n: u64) -> bool {
@@ -110,6 +121,13 @@ pub struct VerifyReport {
     /// counted as damage, listed so that someone looks.
     pub unknown_objects: Vec<String>,
     pub problems: Vec<Problem>,
+    /// The record of this verify in the repository (`verifies/`), once written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// Why the record could not be written (read-only credentials, say): the checks stand, but
+    /// an audit will not see them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_failed: Option<String>,
     /// The manifests that opened, for the checks that follow (the WAL archive's).
     #[serde(skip)]
     pub manifests: Vec<crate::repo::manifest::Manifest>,

@@ -45,6 +45,8 @@ pub enum MetaKind {
     PruneRecord,
     /// Packs a prune found unneeded; sealed with its key bound in.
     PackMark,
+    /// What a verify checked and found; sealed with its key bound in.
+    VerifyRecord,
 }
 
 impl MetaKind {
@@ -59,6 +61,7 @@ impl MetaKind {
             MetaKind::Hold => b"hold",
             MetaKind::PruneRecord => b"prune-record",
             MetaKind::PackMark => b"pack-mark",
+            MetaKind::VerifyRecord => b"verify-record",
         };
         [META_AAD, name].concat()
     }

@@ -47,11 +47,13 @@ pub enum ObjectKind {
     PruneRecord,
     /// `marks/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`: packs found unneeded, to delete after a grace period.
     PackMark,
+    /// `verifies/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`: what one `verify` checked and found.
+    VerifyRecord,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `docs/FORMAT.md` lists them.
-    pub const ALL: [ObjectKind; 16] = [
+    pub const ALL: [ObjectKind; 17] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -68,6 +70,7 @@ impl ObjectKind {
         ObjectKind::Release,
         ObjectKind::PruneRecord,
         ObjectKind::PackMark,
+        ObjectKind::VerifyRecord,
     ];
 
     /// What a listing of every object of this kind starts with.
@@ -89,6 +92,7 @@ impl ObjectKind {
             ObjectKind::Release => "releases/",
             ObjectKind::PruneRecord => "prunes/",
             ObjectKind::PackMark => "marks/",
+            ObjectKind::VerifyRecord => "verifies/",
         }
     }
 
@@ -158,6 +162,10 @@ pub enum ObjectKey {
     PackMark {
         name: String,
     },
+    /// `name` is `<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`.
+    VerifyRecord {
+        name: String,
+    },
 }
 
 impl ObjectKey {
@@ -179,6 +187,7 @@ impl ObjectKey {
             ObjectKey::Release { .. } => ObjectKind::Release,
             ObjectKey::PruneRecord { .. } => ObjectKind::PruneRecord,
             ObjectKey::PackMark { .. } => ObjectKind::PackMark,
+            ObjectKey::VerifyRecord { .. } => ObjectKind::VerifyRecord,
         }
     }
 
@@ -278,6 +287,9 @@ impl ObjectKey {
             "marks" => is_record_name(rest).then(|| ObjectKey::PackMark {
                 name: rest.to_owned(),
             })?,
+            "verifies" => is_record_name(rest).then(|| ObjectKey::VerifyRecord {
+                name: rest.to_owned(),
+            })?,
             _ => return None,
         };
         // Only the one spelling of a key counts: what parses must print back the same.
@@ -331,6 +343,9 @@ impl fmt::Display for ObjectKey {
             ObjectKey::Release { id } => write!(f, "{}{id}", p(ObjectKind::Release)),
             ObjectKey::PruneRecord { name } => write!(f, "{}{name}", p(ObjectKind::PruneRecord)),
             ObjectKey::PackMark { name } => write!(f, "{}{name}", p(ObjectKind::PackMark)),
+            ObjectKey::VerifyRecord { name } => {
+                write!(f, "{}{name}", p(ObjectKind::VerifyRecord))
+            }
         }
     }
 }
@@ -385,6 +400,14 @@ fn is_record_name(s: &str) -> bool {
 /// The key of a new prune record written at `at`.
 pub fn prune_record_key(at: chrono::DateTime<chrono::Utc>, tail: u64) -> String {
     ObjectKey::PruneRecord {
+        name: record_name(at, tail),
+    }
+    .key()
+}
+
+/// `verifies/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`.
+pub fn verify_record_key(at: chrono::DateTime<chrono::Utc>, tail: u64) -> String {
+    ObjectKey::VerifyRecord {
         name: record_name(at, tail),
     }
     .key()
@@ -477,6 +500,12 @@ mod tests {
                     name: format!("{}-{tail:016x}", t.format("%Y%m%dT%H%M%S%.3fZ")),
                 }
             }),
+            (0i64..4_000_000_000_000, any::<u64>()).prop_map(|(ms, tail)| {
+                let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+                ObjectKey::VerifyRecord {
+                    name: format!("{}-{tail:016x}", t.format("%Y%m%dT%H%M%S%.3fZ")),
+                }
+            }),
         ]
     }
 
@@ -514,6 +543,7 @@ mod tests {
             "releases/XYZ",
             "prunes/20261120T140300Z-0123456789abcdef",
             "marks/20261120T140300.000Z-0123",
+            "verifies/20261120T140300Z-0123456789abcdef",
             ".tmp/x",
         ] {
             assert_eq!(ObjectKey::parse(stray), None, "{stray:?}");

@@ -22,6 +22,7 @@ pub mod prune_record;
 mod sealed;
 pub mod source;
 pub mod stats;
+pub mod verify_record;
 
 use std::sync::Arc;
 
