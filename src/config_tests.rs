@@ -1,0 +1,238 @@
+//! Tests of `config.rs`: reading heirloom.yaml, its errors, and how settings combine.
+
+use super::*;
+
+const EXAMPLE: &str = r#"
+repository:
+  url: s3://bucket/prefix
+  key_file: /etc/heirloom/key
+  options: { endpoint: "http://127.0.0.1:9000", region: us-east-1, allow_http: true }
+sources:
+  prod-pg: { kind: postgres, url: "postgres://u@db/app", data_dir: /var/lib/postgresql/data }
+targets:
+  staging: { kind: postgres, data_dir: /restore/pgdata }
+"#;
+
+fn err(text: &str) -> String {
+    Config::parse(text, "heirloom.yaml")
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let c = Config::parse(EXAMPLE, "x").unwrap();
+    assert_eq!(c.sources["prod-pg"].engine(), "postgres");
+    assert_eq!(c.targets["staging"].engine(), "postgres");
+    assert_eq!(c.store_options().0["allow_http"], "true");
+}
+
+#[test]
+fn unknown_keys_name_their_path() {
+    let e = err("repository:\n  url: file:///x\n  colour: blue\n");
+    assert!(e.contains("repository") && e.contains("colour"), "{e}");
+    let e = err("sources:\n  a: { kind: postgres, url: 'postgres://x', dta_dir: /x }\n");
+    assert!(e.contains("sources.a") && e.contains("dta_dir"), "{e}");
+}
+
+#[test]
+fn bad_values_say_why() {
+    let e = err("sources:\n  a: { kind: oracle, url: 'x://y' }\n");
+    assert!(e.contains("sources.a.kind") && e.contains("oracle"), "{e}");
+    let e = err("sources:\n  a: { kind: postgres, url: 'mysql://y' }\n");
+    assert!(
+        e.contains("sources.a.url") && e.contains("postgres://"),
+        "{e}"
+    );
+    let e = err("repository:\n  url: ftp://x\n");
+    assert!(e.contains("repository.url") && e.contains("ftp"), "{e}");
+}
+
+#[test]
+fn sources_missing_what_their_kind_needs_are_refused_at_load() {
+    let e = err("sources:\n  pg: { kind: postgres }\n");
+    assert!(
+        e.contains("sources.pg.url") && e.contains("PostgreSQL"),
+        "{e}"
+    );
+    let e = err("sources:\n  db: { kind: mysql, data_dir: /var/lib/mysql }\n");
+    assert!(e.contains("sources.db.url"), "{e}");
+    let e = err("sources:\n  db: { kind: mysql, url: 'mysql://u@h', mode: physical }\n");
+    assert!(
+        e.contains("sources.db.data_dir") && e.contains("mariabackup"),
+        "{e}"
+    );
+    let e = err("targets:\n  t: { kind: mysql }\n");
+    assert!(e.contains("targets.t"), "{e}");
+    let e = err("sources:\n  pg: { kind: postgres, url: 'postgres://h', mode: sideways }\n");
+    assert!(
+        e.contains("sources.pg.mode") && e.contains("sideways"),
+        "{e}"
+    );
+    assert!(Config::parse(
+            "sources:\n  pg: { kind: postgres, data_dir: /d }\n  db: { kind: mysql, url: 'mysql://u@h', mode: physical, data_dir: /m }\n",
+            "x"
+        )
+        .is_ok());
+}
+
+#[test]
+fn each_engine_checks_its_own_fields_and_names_them() {
+    let e = err("sources:\n  pg: { kind: postgres, url: 'postgres://h', mode: sideways }\n");
+    assert!(
+        e.contains("sources.pg.mode") && e.contains("sideways"),
+        "{e}"
+    );
+    let e = err("sources:\n  pg: { url: 'postgres://h' }\n");
+    assert!(
+        e.contains("sources.pg.kind") && e.contains("postgres | mysql"),
+        "{e}"
+    );
+    let e = err("sources:\n  pg: { kind: 3, url: 'postgres://h' }\n");
+    assert!(e.contains("sources.pg.kind"), "{e}");
+    let e = err("sources:\n  pg: { kind: postgres, data_dir: /d, mode: logical }\n");
+    assert!(e.contains("sources.pg.url") && e.contains("pg_dump"), "{e}");
+    let e = err("targets:\n  t: { kind: mysql, url: 'mysql://h', data_dir: /d }\n");
+    assert!(e.contains("targets.t") && e.contains("not both"), "{e}");
+    let e = err("targets:\n  t: { kind: postgres, url: 'mysql://h' }\n");
+    assert!(
+        e.contains("targets.t.url") && e.contains("postgres://"),
+        "{e}"
+    );
+    let e = err("targets:\n  t: { kind: mysql, data_dir: 7, colour: red }\n");
+    assert!(e.contains("targets.t") && e.contains("colour"), "{e}");
+    let dump = "sources:\n  db: { kind: mysql, url: 'mysql://u@h', mode: dump }\n";
+    assert!(Config::parse(dump, "x").is_ok());
+}
+
+#[test]
+fn the_buckets_object_lock_is_stated_and_checked() {
+    let c = Config::parse(
+        "repository: { url: 's3://b/p', object_lock: { mode: compliance, days: 1 } }\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(c.repository.object_lock.unwrap().days, 1);
+    let e = err("repository: { object_lock: { mode: compliance, days: 0 } }\n");
+    assert!(e.contains("repository.object_lock.days"), "{e}");
+    let e = err("repository: { object_lock: { mode: legal, days: 3 } }\n");
+    assert!(e.contains("object_lock") && e.contains("legal"), "{e}");
+    let e = err("repository: { object_lock: { mode: compliance, years: 3 } }\n");
+    assert!(e.contains("object_lock") && e.contains("years"), "{e}");
+}
+
+#[test]
+fn policies_are_named_per_source_with_a_default_and_checked_at_load() {
+    let c = Config::parse(
+            "retention: { default: pitr-7-days }\nsources:\n  pg: { kind: postgres, url: 'postgres://h', policy: seven-year-finance }\n  db: { kind: mysql, url: 'mysql://h' }\n",
+            "x",
+        )
+        .unwrap();
+    assert_eq!(
+        c.policy_for(&"pg".parse().unwrap()).unwrap().name,
+        "seven-year-finance"
+    );
+    assert_eq!(
+        c.policy_for(&"db".parse().unwrap()).unwrap().name,
+        "pitr-7-days"
+    );
+    assert_eq!(
+        Config::default()
+            .policy_for(&"any".parse().unwrap())
+            .unwrap()
+            .name,
+        "three-year"
+    );
+    let e = err("sources:\n  pg: { kind: postgres, url: 'postgres://h', policy: forever }\n");
+    assert!(
+        e.contains("sources.pg.policy") && e.contains("forever"),
+        "{e}"
+    );
+    let e = err("retention: { default: 7 }\n");
+    assert!(e.contains("retention.default"), "{e}");
+    let e = err("retention: { keep: forever }\n");
+    assert!(e.contains("retention") && e.contains("keep"), "{e}");
+    // A policy file beside the config.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mine.yaml"),
+        "name: mine\nkeep: { daily: 2 }\n",
+    )
+    .unwrap();
+    let path = dir.path().join("heirloom.yaml");
+    std::fs::write(&path, "retention: { default: mine.yaml }\n").unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.policy_for(&"x".parse().unwrap()).unwrap().keep.daily, 2);
+    assert_eq!(c.repack_threshold(None).unwrap(), 50.0);
+    // Packs are shared: the lowest threshold of the policies in force is the repository's.
+    std::fs::write(
+        dir.path().join("tight.yaml"),
+        "name: tight\nkeep: { daily: 2 }\nrepack_threshold: 20\n",
+    )
+    .unwrap();
+    std::fs::write(
+            &path,
+            "retention: { default: mine.yaml }\nsources:\n  pg: { kind: postgres, url: 'postgres://h', policy: tight.yaml }\n",
+        )
+        .unwrap();
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.repack_threshold(None).unwrap(), 20.0);
+    let loose = Policy::parse("name: l\nkeep: { daily: 1 }\nrepack_threshold: 90\n", "l").unwrap();
+    assert_eq!(c.repack_threshold(Some(&loose)).unwrap(), 90.0);
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "name: bad\nkeep: { daily: -2 }\n",
+    )
+    .unwrap();
+    std::fs::write(&path, "retention: { default: bad.yaml }\n").unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("retention.default") && e.contains("keep.daily"),
+        "{e}"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_say_where() {
+    let e = err("repository:\n  url: [unclosed\n");
+    assert!(e.contains("heirloom.yaml"), "{e}");
+}
+
+#[test]
+fn source_names_that_could_leave_their_folder_are_refused_at_load() {
+    let e = err("sources:\n  ../../escaped: { kind: postgres, url: 'postgres://x' }\n");
+    assert!(
+        e.contains("sources") && e.contains("../../escaped") && e.contains("not starting with '.'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn relative_repository_paths_are_refused() {
+    let e = err("repository:\n  url: s3//bucket/p\n");
+    assert!(
+        e.contains("repository.url") && e.contains("s3://bucket/p"),
+        "{e}"
+    );
+}
+
+#[test]
+fn environment_overrides_the_file_and_flags_override_both() {
+    let c = Config::parse(EXAMPLE, "x").unwrap();
+    let env = |k: &str| match k {
+        "HEIRLOOM_REPO" => Some("file:///env".to_owned()),
+        "HEIRLOOM_PASSPHRASE" => Some("pw".to_owned()),
+        _ => None,
+    };
+    let s = resolve(&c, None, None, env).unwrap();
+    assert_eq!(s.url, "file:///env");
+    assert!(matches!(s.key, KeySpec::File(ref p) if p == Path::new("/etc/heirloom/key")));
+    let s = resolve(&c, Some("memory://"), None, env).unwrap();
+    assert_eq!(s.url, "memory://");
+    let s = resolve(&Config::default(), None, None, env).unwrap();
+    assert!(matches!(s.key, KeySpec::Passphrase(ref p) if p == "pw"));
+    assert!(matches!(
+        resolve(&Config::default(), None, None, |_| None),
+        Err(ConfigError::NoRepository)
+    ));
+}
