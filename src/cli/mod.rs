@@ -125,6 +125,8 @@ enum Command {
     BinlogFetch(binlog::BinlogFetchArgs),
     /// Restore a source at an instant into a target
     Restore(restore::RestoreArgs),
+    /// Restore a source into a scratch server, start it and check its data: recorded proof that backups restore
+    Drill(restore::DrillArgs),
     /// Check the repository's structure, and with --read-data every stored byte
     Verify(maintenance::VerifyArgs),
     /// Sizes, object counts, deduplication and compression
@@ -265,6 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::BinlogPush(args) => binlog::push(&ctx, args).await,
         Command::BinlogFetch(args) => binlog::fetch(&ctx, args).await,
         Command::Restore(args) => restore::run(&ctx, args).await,
+        Command::Drill(args) => restore::drill(&ctx, args).await,
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,
         Command::Demo(args) => demo::demo(&ctx, args).await,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use heirloom_backup::config::KeySpec;
-use heirloom_backup::jobs::{plan_restore, RestoreOptions};
+use heirloom_backup::jobs::{plan_restore, DrillAt, RestoreOptions};
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::restore::point::{parse_tz, PointWords};
 use heirloom_backup::restore::summary::PlanSummary;
@@ -109,6 +109,136 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
         outln!("{}", report.done);
     }
     Ok(Exit::Ok)
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The source to drill
+    pub source: SourceName,
+    /// Restore into this target (from the config, a URL or a directory) instead of a scratch server
+    #[arg(long = "to", value_name = "TARGET")]
+    pub to: Option<String>,
+    /// Restore this instant: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` in --tz [default: the latest]
+    #[arg(long, value_name = "TIME", conflicts_with = "random_in_window")]
+    pub time: Option<String>,
+    /// The time zone of a --time without one
+    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_tz)]
+    pub tz: chrono_tz::Tz,
+    /// Restore an instant drawn at random from the source's point-in-time windows
+    #[arg(long)]
+    pub random_in_window: bool,
+    /// How long the restored server may take to recover
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = heirloom_backup::store::parse_duration)]
+    pub start_timeout: std::time::Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `drill`: exit 0 when the drill passed, 3 when it failed (the record says why).
+pub async fn drill(ctx: &Context, args: &DrillArgs) -> anyhow::Result<Exit> {
+    let at = match (&args.time, args.random_in_window) {
+        (Some(time), _) => {
+            let point = PointWords {
+                time: Some(time),
+                zone: Some(args.tz),
+                ..PointWords::default()
+            }
+            .point()
+            .map_err(UsageError)?;
+            match point {
+                heirloom_backup::restore::point::RestorePoint::Time(t) => DrillAt::Time(t),
+                _ => bail!(UsageError(format!("--time {time}: not an instant"))),
+            }
+        }
+        (None, true) => DrillAt::RandomInWindow,
+        (None, false) => DrillAt::Latest,
+    };
+    let options = RestoreOptions {
+        start_timeout: args.start_timeout,
+        restore_command: restore_command(ctx, &args.source).map_err(|e| format!("{e:#}")),
+        ..RestoreOptions::default()
+    };
+    let (job, bar) = ctx.job(ctx.open().await?, "drill");
+    let report = heirloom_backup::jobs::drill(
+        &job,
+        &ctx.config,
+        &args.source,
+        at,
+        args.to.as_deref(),
+        &options,
+    )
+    .await
+    .with_context(|| format!("drilling {}", args.source))?;
+    bar.finish_and_clear();
+    let r = &report.record;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        outln!(
+            "drill of {} {}",
+            r.source,
+            if r.passed { "PASSED" } else { "FAILED" }
+        );
+        match r.point.at {
+            Some(at) => outln!(
+                "point           {}{}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                r.point
+                    .drawn_from
+                    .map(|[a, b]| format!(
+                        " (drawn from {} .. {})",
+                        a.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        b.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ))
+                    .unwrap_or_default()
+            ),
+            None => outln!("point           latest"),
+        }
+        outln!("into            {}", r.target);
+        if let Some(backup) = &r.backup {
+            outln!("backup          {backup}");
+        }
+        if let Some(log) = &r.log {
+            outln!(
+                "{:<15} {} .. {} ({} objects)",
+                log.log,
+                log.first,
+                log.last,
+                log.objects
+            );
+        }
+        if let Some(reached) = r.reached {
+            outln!(
+                "reached         {}",
+                reached.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            );
+        }
+        outln!(
+            "restore took    {:.1} s (checks {:.1} s)",
+            r.restore_seconds,
+            r.check_seconds
+        );
+        for check in &r.checks {
+            outln!(
+                "{} {:<14} {}",
+                if check.passed { "ok  " } else { "FAIL" },
+                check.name,
+                check.detail
+            );
+        }
+        if let Some(why) = &r.failure {
+            outln!("failure         {why}");
+        }
+        match (&report.key, &report.record_failed) {
+            (Some(key), _) => outln!("recorded        {key}"),
+            (None, Some(why)) => outln!("NOT RECORDED    {why}"),
+            (None, None) => {}
+        }
+    }
+    if let Some(why) = &report.record_failed {
+        eprintln!("heirloom-backup: warning: the drill could not be recorded: {why}");
+    }
+    Ok(if r.passed { Exit::Ok } else { Exit::Integrity })
 }
 
 /// The plan, in words: what `--dry-run` shows.

@@ -6,6 +6,7 @@
 //! pushes its log, and plans restores ([`PlannedRestore`]) into the targets it takes. Jobs reach an
 //! engine only through these, so a new engine is a new folder and one line in [`engines!`].
 
+pub mod drill;
 pub mod mysql;
 pub mod postgres;
 pub mod private_dir;
@@ -79,6 +80,11 @@ pub trait Source: Send + Sync {
         target: &RestoreTarget,
         options: &RestoreOptions,
     ) -> Result<Box<dyn PlannedRestore>, JobError>;
+
+    /// Restores `request.point` into a server of the drill's own (or `request.into`), starts it
+    /// and checks its data. A step that fails ends the drill, said in the outcome, never as an
+    /// error: a failed drill is a result to record.
+    async fn drill(&self, ctx: &JobContext, request: &drill::DrillRequest) -> drill::DrillOutcome;
 }
 
 /// A restore planned and not yet begun.
@@ -237,6 +243,8 @@ pub struct RestoreReport {
     pub transactions: Option<u64>,
     /// The restored server was started and runs.
     pub started: bool,
+    /// The commit time of the last transaction replayed, when the engine knows it.
+    pub last_event: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A restore target as the engines take one: a running server's URL, or a directory to restore

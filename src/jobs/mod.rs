@@ -6,6 +6,7 @@
 
 mod backup;
 mod catalog;
+mod drill;
 mod holds;
 mod push;
 mod restore;
@@ -21,6 +22,7 @@ pub use crate::engine::{
 pub use crate::pipeline::backup::{BackupOptions, BackupSummary};
 pub use backup::{backup_source, backup_stream, check_given_time};
 pub use catalog::{coverage, list, stats};
+pub use drill::{drill, DrillAt, DrillReport};
 pub use holds::{forget, hold, holds, release};
 pub use push::push_log;
 pub use restore::{plan_restore, restore};

@@ -47,6 +47,8 @@ pub enum MetaKind {
     PackMark,
     /// What a verify checked and found; sealed with its key bound in.
     VerifyRecord,
+    /// One restore drill and its checks; sealed with its key bound in.
+    DrillRecord,
 }
 
 impl MetaKind {
@@ -62,6 +64,7 @@ impl MetaKind {
             MetaKind::PruneRecord => b"prune-record",
             MetaKind::PackMark => b"pack-mark",
             MetaKind::VerifyRecord => b"verify-record",
+            MetaKind::DrillRecord => b"drill-record",
         };
         [META_AAD, name].concat()
     }

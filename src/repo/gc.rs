@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::crypto::MetaKind;
 use super::ids::{ChunkId, PackId};
 use super::index::IndexedPack;
-use super::layout::{self, pack_key, pack_mark_key, ObjectKey, ObjectKind};
+use super::layout::{self, pack_key, pack_mark_key, ObjectKind};
 use super::lease::{self, PACK_WRITERS};
 use super::object_lock::ObjectLock;
 use super::pack::{read_pack, PackWriter};
@@ -324,20 +324,12 @@ impl Repository {
             .filter_map(|e| e.base)
             .collect();
         live.extend(bases);
-        let mut marks = Vec::new();
-        for obj in self.store().list(ObjectKind::PackMark.prefix()).await? {
-            if !matches!(ObjectKey::parse(&obj.key), Some(ObjectKey::PackMark { .. })) {
-                continue;
-            }
-            let record: MarkRecord = self
-                .get_sealed_json(MetaKind::PackMark, &obj.key, MARK_VERSION)
-                .await?;
-            marks.push(Mark {
-                key: obj.key,
-                record,
-            });
-        }
-        marks.sort_by(|a, b| a.key.cmp(&b.key));
+        let marks = self
+            .sealed_records(ObjectKind::PackMark, MetaKind::PackMark, MARK_VERSION)
+            .await?
+            .into_iter()
+            .map(|(key, record)| Mark { key, record })
+            .collect();
         Ok(Holdings {
             stored,
             index_files,

@@ -49,11 +49,13 @@ pub enum ObjectKind {
     PackMark,
     /// `verifies/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`: what one `verify` checked and found.
     VerifyRecord,
+    /// `drills/<source>/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`: one restore drill and its checks.
+    DrillRecord,
 }
 
 impl ObjectKind {
     /// Every kind, in the order `docs/FORMAT.md` lists them.
-    pub const ALL: [ObjectKind; 17] = [
+    pub const ALL: [ObjectKind; 18] = [
         ObjectKind::Config,
         ObjectKind::Key,
         ObjectKind::Pack,
@@ -71,6 +73,7 @@ impl ObjectKind {
         ObjectKind::PruneRecord,
         ObjectKind::PackMark,
         ObjectKind::VerifyRecord,
+        ObjectKind::DrillRecord,
     ];
 
     /// What a listing of every object of this kind starts with.
@@ -93,6 +96,7 @@ impl ObjectKind {
             ObjectKind::PruneRecord => "prunes/",
             ObjectKind::PackMark => "marks/",
             ObjectKind::VerifyRecord => "verifies/",
+            ObjectKind::DrillRecord => "drills/",
         }
     }
 
@@ -166,6 +170,10 @@ pub enum ObjectKey {
     VerifyRecord {
         name: String,
     },
+    DrillRecord {
+        source: String,
+        name: String,
+    },
 }
 
 impl ObjectKey {
@@ -188,6 +196,7 @@ impl ObjectKey {
             ObjectKey::PruneRecord { .. } => ObjectKind::PruneRecord,
             ObjectKey::PackMark { .. } => ObjectKind::PackMark,
             ObjectKey::VerifyRecord { .. } => ObjectKind::VerifyRecord,
+            ObjectKey::DrillRecord { .. } => ObjectKind::DrillRecord,
         }
     }
 
@@ -290,6 +299,10 @@ impl ObjectKey {
             "verifies" => is_record_name(rest).then(|| ObjectKey::VerifyRecord {
                 name: rest.to_owned(),
             })?,
+            "drills" => {
+                let (source, name) = source_and(rest)?;
+                is_record_name(&name).then_some(ObjectKey::DrillRecord { source, name })?
+            }
             _ => return None,
         };
         // Only the one spelling of a key counts: what parses must print back the same.
@@ -345,6 +358,9 @@ impl fmt::Display for ObjectKey {
             ObjectKey::PackMark { name } => write!(f, "{}{name}", p(ObjectKind::PackMark)),
             ObjectKey::VerifyRecord { name } => {
                 write!(f, "{}{name}", p(ObjectKind::VerifyRecord))
+            }
+            ObjectKey::DrillRecord { source, name } => {
+                write!(f, "{}{source}/{name}", p(ObjectKind::DrillRecord))
             }
         }
     }
@@ -408,6 +424,15 @@ pub fn prune_record_key(at: chrono::DateTime<chrono::Utc>, tail: u64) -> String 
 /// `verifies/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`.
 pub fn verify_record_key(at: chrono::DateTime<chrono::Utc>, tail: u64) -> String {
     ObjectKey::VerifyRecord {
+        name: record_name(at, tail),
+    }
+    .key()
+}
+
+/// `drills/<source>/<YYYYMMDDTHHMMSS.mmmZ>-<16 hex>`.
+pub fn drill_record_key(source: &str, at: chrono::DateTime<chrono::Utc>, tail: u64) -> String {
+    ObjectKey::DrillRecord {
+        source: source.to_owned(),
         name: record_name(at, tail),
     }
     .key()
@@ -506,6 +531,13 @@ mod tests {
                     name: format!("{}-{tail:016x}", t.format("%Y%m%dT%H%M%S%.3fZ")),
                 }
             }),
+            (source(), 0i64..4_000_000_000_000, any::<u64>()).prop_map(|(source, ms, tail)| {
+                let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+                ObjectKey::DrillRecord {
+                    source,
+                    name: format!("{}-{tail:016x}", t.format("%Y%m%dT%H%M%S%.3fZ")),
+                }
+            }),
         ]
     }
 
@@ -544,6 +576,8 @@ mod tests {
             "prunes/20261120T140300Z-0123456789abcdef",
             "marks/20261120T140300.000Z-0123",
             "verifies/20261120T140300Z-0123456789abcdef",
+            "drills/20261120T140300.000Z-0123456789abcdef",
+            "drills/pg/20261120T140300Z-0123456789abcdef",
             ".tmp/x",
         ] {
             assert_eq!(ObjectKey::parse(stray), None, "{stray:?}");

@@ -6,6 +6,7 @@
 pub mod blob;
 pub mod chunker;
 pub mod crypto;
+pub mod drill_record;
 mod error;
 pub mod format;
 pub mod gc;

@@ -6,7 +6,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::MetaKind;
-use super::layout::{prune_record_key, ObjectKey, ObjectKind};
+use super::layout::{prune_record_key, ObjectKind};
 use super::manifest::BackupId;
 use super::source::SourceName;
 use super::{RepoError, Repository};
@@ -106,28 +106,14 @@ impl Repository {
 
     /// Every prune's record, oldest first.
     pub async fn prune_records(&self) -> Result<Vec<PruneRecord>, RepoError> {
-        let mut keys: Vec<String> = self
-            .store()
-            .list(ObjectKind::PruneRecord.prefix())
-            .await?
-            .into_iter()
-            .filter(|o| {
-                matches!(
-                    ObjectKey::parse(&o.key),
-                    Some(ObjectKey::PruneRecord { .. })
-                )
-            })
-            .map(|o| o.key)
-            .collect();
-        keys.sort();
-        let mut records = Vec::with_capacity(keys.len());
-        for key in keys {
-            records.push(
-                self.get_sealed_json(MetaKind::PruneRecord, &key, RECORD_VERSION)
-                    .await?,
-            );
-        }
-        Ok(records)
+        let records = self
+            .sealed_records(
+                ObjectKind::PruneRecord,
+                MetaKind::PruneRecord,
+                RECORD_VERSION,
+            )
+            .await?;
+        Ok(records.into_iter().map(|(_, r)| r).collect())
     }
 }
 

@@ -2,9 +2,11 @@
 //! written once, read back refusing a `version` newer than the reader knows.
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::crypto::MetaKind;
+use super::layout::{ObjectKey, ObjectKind};
 use super::{put_new, RepoError, Repository};
 
 impl Repository {
@@ -47,5 +49,33 @@ impl Repository {
             ));
         }
         serde_json::from_value(version).map_err(|e| RepoError::corrupt(key, e.to_string()))
+    }
+
+    /// Every sealed record of `kind` with its key, in key order (oldest first, for the kinds
+    /// named by time), each opened as `meta` refusing a `version` above `newest`. Objects under
+    /// the prefix whose names are not of the kind are left alone.
+    pub(crate) async fn sealed_records<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: ObjectKind,
+        meta: MetaKind,
+        newest: u32,
+    ) -> Result<Vec<(String, T)>, RepoError> {
+        let mut keys: Vec<String> = self
+            .store()
+            .list(kind.prefix())
+            .await?
+            .into_iter()
+            .filter(|o| ObjectKey::parse(&o.key).is_some_and(|k| k.kind() == kind))
+            .map(|o| o.key)
+            .collect();
+        keys.sort();
+        futures::stream::iter(keys)
+            .map(|key| async move {
+                let record = self.get_sealed_json(meta, &key, newest).await?;
+                Ok::<_, RepoError>((key, record))
+            })
+            .buffered(8)
+            .try_collect()
+            .await
     }
 }

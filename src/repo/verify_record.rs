@@ -7,7 +7,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::MetaKind;
-use super::layout::{verify_record_key, ObjectKey, ObjectKind};
+use super::layout::{verify_record_key, ObjectKind};
 use super::{RepoError, Repository};
 
 /// One thing a verify found wrong.
@@ -61,27 +61,11 @@ impl Repository {
 
     /// Every verify's record with its key, oldest first.
     pub async fn verify_records(&self) -> Result<Vec<(String, VerifyRecord)>, RepoError> {
-        let mut keys: Vec<String> = self
-            .store()
-            .list(ObjectKind::VerifyRecord.prefix())
-            .await?
-            .into_iter()
-            .filter(|o| {
-                matches!(
-                    ObjectKey::parse(&o.key),
-                    Some(ObjectKey::VerifyRecord { .. })
-                )
-            })
-            .map(|o| o.key)
-            .collect();
-        keys.sort();
-        let mut records = Vec::with_capacity(keys.len());
-        for key in keys {
-            let record = self
-                .get_sealed_json(MetaKind::VerifyRecord, &key, VERIFY_RECORD_VERSION)
-                .await?;
-            records.push((key, record));
-        }
-        Ok(records)
+        self.sealed_records(
+            ObjectKind::VerifyRecord,
+            MetaKind::VerifyRecord,
+            VERIFY_RECORD_VERSION,
+        )
+        .await
     }
 }

@@ -19,6 +19,8 @@ pub struct MysqlUrl {
     opts: Opts,
     /// `user@host:port`, never the password: for messages.
     display: String,
+    /// The URL as given, password and all: only ever passed on as a target.
+    given: String,
 }
 
 impl std::fmt::Debug for MysqlUrl {
@@ -46,7 +48,16 @@ impl MysqlUrl {
             opts.ip_or_hostname(),
             opts.tcp_port()
         );
-        Ok(Self { opts, display })
+        Ok(Self {
+            opts,
+            display,
+            given: url.to_owned(),
+        })
+    }
+
+    /// The URL as it was given (with its password: never for messages).
+    pub fn as_url(&self) -> &str {
+        &self.given
     }
 
     pub fn database(&self) -> Option<&str> {

@@ -266,6 +266,14 @@ impl Source for MySource {
             summary,
         }))
     }
+
+    async fn drill(
+        &self,
+        ctx: &JobContext,
+        request: &crate::engine::drill::DrillRequest,
+    ) -> crate::engine::drill::DrillOutcome {
+        super::drill::drill(self, ctx, request).await
+    }
 }
 
 /// Plans `point`, reading the segment headers the planner asks for (in parallel) until it can
@@ -393,6 +401,7 @@ impl PlannedRestore for MyRestore {
             done,
             transactions: Some(report.transactions),
             started: false,
+            last_event: report.last_event_time,
         })
     }
 }

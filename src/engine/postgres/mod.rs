@@ -8,6 +8,7 @@ mod config;
 pub mod conninfo;
 pub mod coverage;
 mod datadir;
+mod drill;
 mod error;
 pub mod logical;
 pub mod names;

@@ -263,6 +263,19 @@ impl Source for PgSource {
             }
         }
     }
+
+    async fn drill(
+        &self,
+        ctx: &JobContext,
+        request: &crate::engine::drill::DrillRequest,
+    ) -> crate::engine::drill::DrillOutcome {
+        let url = self
+            .config
+            .url
+            .clone()
+            .or_else(|| request.options.source_url.clone());
+        super::drill::drill(self, url.as_deref(), ctx, request).await
+    }
 }
 
 impl PgSource {
@@ -438,6 +451,7 @@ impl PlannedRestore for Physical {
                 ),
                 transactions: None,
                 started: false,
+                last_event: None,
             });
         }
         let major = self
@@ -457,6 +471,7 @@ impl PlannedRestore for Physical {
             ),
             transactions: None,
             started: true,
+            last_event: None,
         })
     }
 }
@@ -502,6 +517,7 @@ impl PlannedRestore for Scratch {
             ),
             transactions: None,
             started: false,
+            last_event: None,
         })
     }
 }
@@ -531,6 +547,7 @@ impl PlannedRestore for Logical {
             done: format!("restored {} into {}", self.manifest.id, redact(&self.url)),
             transactions: None,
             started: false,
+            last_event: None,
         })
     }
 }
