@@ -123,7 +123,7 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     assert!(records.iter().all(|(_, r)| r.passed));
 
     // Every pack damaged: the drill fails, names a pack, and is recorded as failed.
-    for pack in walk(&world.repo().join("data")) {
+    for pack in support::files_under(&world.repo().join("data")) {
         let mut bytes = std::fs::read(&pack).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x55;
@@ -145,17 +145,4 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     assert_eq!(records.len(), 3);
     assert!(!records[2].1.passed && records[2].1.failure.as_deref() == Some(why));
     source.stop();
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

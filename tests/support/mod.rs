@@ -558,3 +558,18 @@ pub mod repo {
         hex::encode(Sha256::digest(data))
     }
 }
+
+/// Every file under `dir`, at any depth.
+#[allow(dead_code)] // not every test binary that shares this module uses it
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

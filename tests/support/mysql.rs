@@ -351,6 +351,22 @@ impl MyWorld {
         self.write_config(&format!("  {name}: {{ kind: mysql, url: \"{url}\" }}\n"));
     }
 
+    /// A library job context on this world's repository.
+    #[allow(dead_code)] // not every test binary that shares this module uses it
+    pub async fn job(&self) -> heirloom_backup::jobs::JobContext {
+        use heirloom_backup::repo::keys::{KeySource, Permissions};
+        let store = heirloom_backup::store::open_store(
+            &format!("file://{}", self.repo().display()),
+            &Default::default(),
+        )
+        .unwrap();
+        let key = KeySource::key_file(&self.key(), Permissions::Any).unwrap();
+        let repo = heirloom_backup::repo::Repository::open(store, &key)
+            .await
+            .unwrap();
+        heirloom_backup::jobs::JobContext::new(repo, Default::default())
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("heirloom-backup"));
         cmd.arg("--config").arg(self.config()).args(args);

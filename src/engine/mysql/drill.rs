@@ -19,6 +19,7 @@ use crate::engine::Source;
 use crate::repo::drill_record::TableRows;
 use crate::repo::manifest::{newest, BackupKind};
 use crate::restore::point::RestorePoint;
+use crate::restore::summary::PlanSummary;
 use crate::restore::target::{Destination, RestoreTarget};
 
 /// Schemas of the server itself, never restored.
@@ -127,10 +128,7 @@ async fn into_directory(
         true,
         "a server started on the restored directory and answers",
     );
-    let databases = summary
-        .detail
-        .get("databases")
-        .and_then(|d| serde_json::from_value::<Vec<String>>(d.clone()).ok());
+    let databases = restored_databases(&summary);
     let checked = check(&server.url, databases.as_deref(), out).await;
     out.checked(began);
     let stopped = server.stop().await;
@@ -167,13 +165,19 @@ async fn into_server(
         true,
         format!("the restore into {} completed", url.display()),
     );
-    let databases = summary
-        .detail
-        .get("databases")
-        .and_then(|d| serde_json::from_value::<Vec<String>>(d.clone()).ok());
+    let databases = restored_databases(&summary);
     check(url, databases.as_deref(), out).await?;
     out.checked(began);
     Ok(())
+}
+
+/// The databases the plan restores; `None` for all of them (a physical backup names none).
+fn restored_databases(summary: &PlanSummary) -> Option<Vec<String>> {
+    summary
+        .detail
+        .get("databases")
+        .and_then(|d| serde_json::from_value::<Vec<String>>(d.clone()).ok())
+        .filter(|d| !d.is_empty())
 }
 
 /// `CHECK TABLE` and a row count on every base table of `databases` (every database but the
