@@ -22,17 +22,6 @@ fn mark(source: &MariaDb, name: &str) -> (DateTime<Utc>, DateTime<Utc>) {
     (before, after)
 }
 
-fn rows_of(record: &serde_json::Value, table: &str) -> u64 {
-    record["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == table)
-        .unwrap_or_else(|| panic!("no {table} in {record}"))["rows"]
-        .as_u64()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails_them() {
     let world = MyWorld::new();
@@ -59,7 +48,7 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(checks, ["started", "CHECK TABLE", "row counts"], "{latest}");
-    assert_eq!(rows_of(record, "notes.markers"), 3);
+    assert_eq!(support::drill_rows(record, "notes.markers"), 3);
     // Every table of the source, with the source's own row counts.
     for table in source
         .sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'notes' AND table_type = 'BASE TABLE'")
@@ -70,7 +59,7 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
             .trim()
             .parse()
             .unwrap();
-        assert_eq!(rows_of(record, &format!("notes.{table}")), rows, "{table}");
+        assert_eq!(support::drill_rows(record, &format!("notes.{table}")), rows, "{table}");
     }
     assert!(
         record["log"]["transactions"].as_u64().unwrap() >= 1,
@@ -94,7 +83,7 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
         .iter()
         .filter(|(before, _)| second(*before) <= second(at))
         .count() as u64;
-    let rows = rows_of(record, "notes.markers");
+    let rows = support::drill_rows(record, "notes.markers");
     assert!(
         (surely..=perhaps).contains(&rows),
         "{rows} markers at {at}: expected {surely}..={perhaps}: {random}"
@@ -140,6 +129,6 @@ async fn a_physical_backup_is_prepared_started_and_checked_in_a_scratch_director
     let record = &drilled["record"];
     assert_eq!(record["passed"], true, "{drilled}");
     assert_eq!(record["backup_kind"], "mysql-physical", "{drilled}");
-    assert_eq!(rows_of(record, "notes.markers"), 2, "{drilled}");
+    assert_eq!(support::drill_rows(record, "notes.markers"), 2, "{drilled}");
     assert!(record["target"].as_str().unwrap().contains("scratch"));
 }

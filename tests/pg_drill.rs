@@ -22,17 +22,6 @@ async fn mark(client: &tokio_postgres::Client, id: i32) -> (DateTime<Utc>, DateT
     (before, after)
 }
 
-fn rows_of(record: &serde_json::Value, table: &str) -> u64 {
-    record["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == table)
-        .unwrap_or_else(|| panic!("no {table} in {record}"))["rows"]
-        .as_u64()
-        .unwrap()
-}
-
 fn check_passed(record: &serde_json::Value, name: &str) -> bool {
     record["checks"]
         .as_array()
@@ -70,8 +59,8 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     for check in ["started", "recovery ended", "row counts", "pg_amcheck"] {
         assert!(check_passed(record, check), "{check}: {latest}");
     }
-    assert_eq!(rows_of(record, "postgres.public.markers"), 4);
-    assert_eq!(rows_of(record, "postgres.public.filler"), 5000);
+    assert_eq!(support::drill_rows(record, "postgres.public.markers"), 4);
+    assert_eq!(support::drill_rows(record, "postgres.public.filler"), 5000);
     assert_eq!(record["point"]["kind"], "latest");
     assert!(record["restore_seconds"].as_f64().unwrap() > 0.0);
     let reached: DateTime<Utc> = record["reached"].as_str().unwrap().parse().unwrap();
@@ -106,7 +95,7 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     assert!(from <= at && at <= to, "{at} outside {from} .. {to}");
     let surely = marks.iter().filter(|(_, after)| *after <= at).count() as u64;
     let perhaps = marks.iter().filter(|(before, _)| *before <= at).count() as u64;
-    let rows = rows_of(record, "postgres.public.markers");
+    let rows = support::drill_rows(record, "postgres.public.markers");
     assert!(
         (surely..=perhaps).contains(&rows),
         "{rows} markers at {at}: expected {surely}..={perhaps}"

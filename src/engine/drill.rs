@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::RestoreOptions;
+use super::{RestoreOptions, Source};
+use crate::context::{JobContext, JobError};
 use crate::repo::drill_record::{DrillCheck, TableRows};
 use crate::restore::point::RestorePoint;
 use crate::restore::summary::PlanSummary;
-use crate::restore::target::RestoreTarget;
+use crate::restore::target::{Destination, RestoreTarget};
 
 /// One drill: the point, and where (`None`: a scratch server started from the local binaries on a
 /// private port and a temporary directory, removed afterwards).
@@ -83,4 +84,31 @@ impl DrillOutcome {
     pub fn checked(&mut self, began: Instant) {
         self.checking = began.elapsed().saturating_sub(self.restore);
     }
+}
+
+/// The drill's restore: `source` planned to the request's point into `destination` (with
+/// `options`), and carried out; the plan and what the restore reports go into `out` as they
+/// come. Returns the plan.
+pub async fn restore_into(
+    source: &dyn Source,
+    ctx: &JobContext,
+    request: &DrillRequest,
+    destination: Destination,
+    options: &RestoreOptions,
+    out: &mut DrillOutcome,
+) -> Result<PlanSummary, JobError> {
+    let target = RestoreTarget {
+        given: out.target.clone(),
+        engine: Some(source.engine()),
+        destination,
+    };
+    let planned = source
+        .plan_restore(ctx, &request.point, &target, options)
+        .await?;
+    let summary = planned.summary().clone();
+    out.plan = Some(summary.clone());
+    let report = planned.run(ctx).await?;
+    out.transactions = report.transactions;
+    out.reached = report.last_event;
+    Ok(summary)
 }

@@ -573,3 +573,33 @@ pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// The rows a drill's record (its `--json`) counted in `table`.
+pub fn drill_rows(record: &serde_json::Value, table: &str) -> u64 {
+    record["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == table)
+        .unwrap_or_else(|| panic!("no {table} in {record}"))["rows"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A library job context on the file:// repository at `repo` opened with the key file `key`.
+pub async fn job_context(
+    repo: &std::path::Path,
+    key: &std::path::Path,
+) -> heirloom_backup::jobs::JobContext {
+    use heirloom_backup::repo::keys::{KeySource, Permissions};
+    let store = heirloom_backup::store::open_store(
+        &format!("file://{}", repo.display()),
+        &Default::default(),
+    )
+    .unwrap();
+    let key = KeySource::key_file(key, Permissions::Any).unwrap();
+    let repo = heirloom_backup::repo::Repository::open(store, &key)
+        .await
+        .unwrap();
+    heirloom_backup::jobs::JobContext::new(repo, Default::default())
+}

@@ -354,17 +354,7 @@ impl MyWorld {
     /// A library job context on this world's repository.
     #[allow(dead_code)] // not every test binary that shares this module uses it
     pub async fn job(&self) -> heirloom_backup::jobs::JobContext {
-        use heirloom_backup::repo::keys::{KeySource, Permissions};
-        let store = heirloom_backup::store::open_store(
-            &format!("file://{}", self.repo().display()),
-            &Default::default(),
-        )
-        .unwrap();
-        let key = KeySource::key_file(&self.key(), Permissions::Any).unwrap();
-        let repo = heirloom_backup::repo::Repository::open(store, &key)
-            .await
-            .unwrap();
-        heirloom_backup::jobs::JobContext::new(repo, Default::default())
+        super::job_context(&self.repo(), &self.key()).await
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

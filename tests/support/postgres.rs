@@ -170,21 +170,8 @@ impl PgWorld {
         heirloom_backup::jobs::JobContext,
         heirloom_backup::config::Config,
     ) {
-        use heirloom_backup::repo::keys::{KeySource, Permissions};
-        let store = heirloom_backup::store::open_store(
-            &format!("file://{}", self.repo().display()),
-            &Default::default(),
-        )
-        .unwrap();
-        let key = KeySource::key_file(&self.key(), Permissions::Any).unwrap();
-        let repo = heirloom_backup::repo::Repository::open(store, &key)
-            .await
-            .unwrap();
         let config = heirloom_backup::config::Config::load(&self.config()).unwrap();
-        (
-            heirloom_backup::jobs::JobContext::new(repo, Default::default()),
-            config,
-        )
+        (super::job_context(&self.repo(), &self.key()).await, config)
     }
 
     /// Runs the CLI with this world's config.

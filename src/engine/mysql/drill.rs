@@ -9,18 +9,17 @@ use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 
-use super::config::NAME;
 use super::private_server::PrivateServer;
 use super::server::MysqlUrl;
 use super::MyError;
 use crate::context::{JobContext, JobError};
-use crate::engine::drill::{DrillOutcome, DrillRequest};
+use crate::engine::drill::{restore_into, DrillOutcome, DrillRequest};
 use crate::engine::Source;
 use crate::repo::drill_record::TableRows;
 use crate::repo::manifest::{newest, BackupKind};
 use crate::restore::point::RestorePoint;
 use crate::restore::summary::PlanSummary;
-use crate::restore::target::{Destination, RestoreTarget};
+use crate::restore::target::Destination;
 
 /// Schemas of the server itself, never restored.
 const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
@@ -102,19 +101,8 @@ async fn into_directory(
     out: &mut DrillOutcome,
     began: Instant,
 ) -> Result<(), JobError> {
-    let target = RestoreTarget {
-        given: out.target.clone(),
-        engine: Some(NAME),
-        destination: Destination::Directory(dir.to_owned()),
-    };
-    let planned = source
-        .plan_restore(ctx, &request.point, &target, &request.options)
-        .await?;
-    let summary = planned.summary().clone();
-    out.plan = Some(summary.clone());
-    let report = planned.run(ctx).await?;
-    out.transactions = report.transactions;
-    out.reached = report.last_event;
+    let destination = Destination::Directory(dir.to_owned());
+    let summary = restore_into(source, ctx, request, destination, &request.options, out).await?;
     let server = match PrivateServer::start(dir).await {
         Ok(server) => server,
         Err(e) => {
@@ -146,19 +134,8 @@ async fn into_server(
     out: &mut DrillOutcome,
     began: Instant,
 ) -> Result<(), JobError> {
-    let target = RestoreTarget {
-        given: out.target.clone(),
-        engine: Some(NAME),
-        destination: Destination::Server(url.as_url().to_owned()),
-    };
-    let planned = source
-        .plan_restore(ctx, &request.point, &target, &request.options)
-        .await?;
-    let summary = planned.summary().clone();
-    out.plan = Some(summary.clone());
-    let report = planned.run(ctx).await?;
-    out.transactions = report.transactions;
-    out.reached = report.last_event;
+    let destination = Destination::Server(url.as_url().to_owned());
+    let summary = restore_into(source, ctx, request, destination, &request.options, out).await?;
     out.restored(began);
     out.check(
         "started",

@@ -11,14 +11,14 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::server::{as_owner_of, connect, pg_program, running_as_root, start_and_wait, stop};
-use super::{PgError, NAME};
+use super::PgError;
 use crate::context::{JobContext, JobError};
-use crate::engine::drill::{DrillOutcome, DrillRequest};
+use crate::engine::drill::{restore_into, DrillOutcome, DrillRequest};
 use crate::engine::process::last_lines;
 use crate::engine::{RestoreOptions, Source};
 use crate::redact::redact;
 use crate::repo::drill_record::TableRows;
-use crate::restore::target::{Destination, RestoreTarget};
+use crate::restore::target::Destination;
 
 /// Carries the drill out; a step that fails ends it, recorded in the outcome.
 pub(super) async fn drill(
@@ -101,23 +101,13 @@ async fn into_directory(
     began: Instant,
 ) -> Result<(), JobError> {
     let port = free_port()?;
-    let target = RestoreTarget {
-        given: out.target.clone(),
-        engine: Some(NAME),
-        destination: Destination::Directory(dir.to_owned()),
-    };
     let options = RestoreOptions {
         port: Some(port),
         start: false,
         ..request.options.clone()
     };
-    let planned = source
-        .plan_restore(ctx, &request.point, &target, &options)
-        .await?;
-    let summary = planned.summary().clone();
-    out.plan = Some(summary.clone());
-    let report = planned.run(ctx).await?;
-    out.transactions = report.transactions;
+    let destination = Destination::Directory(dir.to_owned());
+    let summary = restore_into(source, ctx, request, destination, &options, out).await?;
     let major = ctx
         .repo
         .manifest(&summary.backup)
@@ -172,16 +162,8 @@ async fn into_server(
     out: &mut DrillOutcome,
     began: Instant,
 ) -> Result<(), JobError> {
-    let Some(target) = request.into.clone() else {
-        return Ok(());
-    };
-    let planned = source
-        .plan_restore(ctx, &request.point, &target, &request.options)
-        .await?;
-    let summary = planned.summary().clone();
-    out.plan = Some(summary);
-    let report = planned.run(ctx).await?;
-    out.transactions = report.transactions;
+    let destination = Destination::Server(url.to_owned());
+    restore_into(source, ctx, request, destination, &request.options, out).await?;
     out.restored(began);
     out.check("started", true, format!("restored into {}", redact(url)));
     check(&Reach::Url(url.to_owned()), None, out).await;
