@@ -94,12 +94,7 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|(_, r)| r.passed));
 
-    for pack in support::files_under(&world.repo().join("data")) {
-        let mut bytes = std::fs::read(&pack).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x55;
-        std::fs::write(&pack, bytes).unwrap();
-    }
+    support::damage_every_pack(&world.repo());
     let failed = world.cli(&["drill", "notes", "--json"]);
     assert_eq!(failed.status.code(), Some(3));
     let failed: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();

@@ -112,12 +112,7 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     assert!(records.iter().all(|(_, r)| r.passed));
 
     // Every pack damaged: the drill fails, names a pack, and is recorded as failed.
-    for pack in support::files_under(&world.repo().join("data")) {
-        let mut bytes = std::fs::read(&pack).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x55;
-        std::fs::write(&pack, bytes).unwrap();
-    }
+    support::damage_every_pack(&world.repo());
     let failed = world.cli(&["drill", "pg", "--json"]);
     assert_eq!(
         failed.code(),

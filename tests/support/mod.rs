@@ -603,3 +603,13 @@ pub async fn job_context(
         .unwrap();
     heirloom_backup::jobs::JobContext::new(repo, Default::default())
 }
+
+/// Flips a byte in the middle of every pack of the file:// repository at `repo`.
+pub fn damage_every_pack(repo: &std::path::Path) {
+    for pack in files_under(&repo.join("data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+}

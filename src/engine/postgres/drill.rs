@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::server::{as_owner_of, connect, pg_program, running_as_root, start_and_wait, stop};
+use super::scratch::{free_port, scratch_dir};
+use super::server::{as_owner_of, connect, pg_program, start_and_wait, stop};
 use super::PgError;
 use crate::context::{JobContext, JobError};
 use crate::engine::drill::{restore_into, DrillOutcome, DrillRequest};
@@ -33,9 +34,9 @@ pub(super) async fn drill(
         Some(t) => t.given.clone(),
     });
     let result = match request.into.as_ref().map(|t| &t.destination) {
-        None => match scratch_dir() {
+        None => match scratch_dir("heirloom-drill-") {
             Ok(dir) => {
-                let done = into_directory(
+                into_directory(
                     source,
                     source_url,
                     ctx,
@@ -44,8 +45,7 @@ pub(super) async fn drill(
                     &mut out,
                     began,
                 )
-                .await;
-                done
+                .await
             }
             Err(e) => Err(e.into()),
         },
@@ -60,34 +60,6 @@ pub(super) async fn drill(
         out.fail(e.to_string());
     }
     out
-}
-
-/// A temporary directory the PostgreSQL user can own (PostgreSQL will not run as root).
-pub(super) fn scratch_dir() -> Result<tempfile::TempDir, PgError> {
-    let dir = tempfile::Builder::new()
-        .prefix("heirloom-drill-")
-        .tempdir()
-        .map_err(|e| PgError::io("a scratch directory", e))?;
-    if running_as_root() {
-        let chown = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(dir.path())
-            .output()
-            .map_err(|e| PgError::io("chown", e))?;
-        if !chown.status.success() {
-            return Err(PgError::Invalid(
-                "a scratch cluster started as root needs the postgres user to own it: create that user, or run as the PostgreSQL user".into(),
-            ));
-        }
-    }
-    Ok(dir)
-}
-
-fn free_port() -> Result<u16, PgError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| PgError::io("a free port", e))
 }
 
 /// Restores into `dir`, starts a private server on it, checks it, and stops it.

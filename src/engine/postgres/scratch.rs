@@ -44,27 +44,8 @@ pub async fn restore_into_server(
         .map(|u| u.path().trim_start_matches('/').to_owned())
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| "postgres".to_owned());
-    let scratch = tempfile::Builder::new()
-        .prefix("heirloom-scratch-")
-        .tempdir()
-        .map_err(|e| PgError::io("a scratch directory", e))?;
-    if running_as_root() {
-        // PostgreSQL will not run as root: the scratch cluster belongs to the postgres user.
-        let chown = std::process::Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(scratch.path())
-            .output()
-            .map_err(|e| PgError::io("chown", e))?;
-        if !chown.status.success() {
-            return Err(PgError::Invalid(
-                "a scratch cluster started as root needs the postgres user to own it: create that user, or run as the PostgreSQL user".into(),
-            ));
-        }
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| PgError::io("a free port", e))?
-        .port();
+    let scratch = scratch_dir("heirloom-scratch-")?;
+    let port = free_port()?;
     let restore_request = RestoreRequest {
         target_dir: scratch.path(),
         restore_command: request.restore_command.clone(),
@@ -99,4 +80,34 @@ pub async fn restore_into_server(
     copied?;
     stopped?;
     Ok(database)
+}
+
+/// A temporary directory for a scratch cluster, named `prefix…`, that the PostgreSQL user owns
+/// when we are root (PostgreSQL will not run as root).
+pub fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, PgError> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| PgError::io("a scratch directory", e))?;
+    if running_as_root() {
+        let chown = std::process::Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(dir.path())
+            .output()
+            .map_err(|e| PgError::io("chown", e))?;
+        if !chown.status.success() {
+            return Err(PgError::Invalid(
+                "a scratch cluster started as root needs the postgres user to own it: create that user, or run as the PostgreSQL user".into(),
+            ));
+        }
+    }
+    Ok(dir)
+}
+
+/// A free port on 127.0.0.1 for a scratch cluster.
+pub fn free_port() -> Result<u16, PgError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| PgError::io("a free port", e))
 }
