@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod context;
 pub mod engine;
+pub mod host;
 pub mod jobs;
 pub mod pipeline;
 pub mod position;

@@ -2,14 +2,14 @@
 //! reach, from a backup that replay starts from and the unbroken log after it.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::LogCoverage;
 use crate::jobs::backup_time;
 use crate::repo::manifest::Manifest;
 
 /// A span every instant of which is restorable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,

@@ -13,6 +13,7 @@ macro_rules! outln {
     }};
 }
 
+mod audit;
 mod backup;
 mod binlog;
 mod demo;
@@ -129,6 +130,8 @@ enum Command {
     Drill(restore::DrillArgs),
     /// Check the repository's structure, and with --read-data every stored byte
     Verify(maintenance::VerifyArgs),
+    /// Per source what is restorable, from when to when, and whether its retention policy holds (exit 4 when not)
+    Audit(audit::AuditArgs),
     /// Sizes, object counts, deduplication and compression
     Stats(maintenance::StatsArgs),
     /// Back up a generated stream into a throwaway local repository and restore it, to show the tool at work
@@ -148,7 +151,6 @@ pub enum Exit {
     Usage = 2,
     Integrity = 3,
     /// A policy the repository must meet is not met (`audit`).
-    #[allow(dead_code)] // the audit, its first user, comes with the retention work
     Policy = 4,
     /// `wal-fetch` of a damaged WAL file: PostgreSQL aborts recovery on exit codes above 125.
     AbortRecovery = 126,
@@ -269,6 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => restore::run(&ctx, args).await,
         Command::Drill(args) => restore::drill(&ctx, args).await,
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
+        Command::Audit(args) => audit::audit(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,
         Command::Demo(args) => demo::demo(&ctx, args).await,
     }

@@ -9,7 +9,7 @@ use heirloom_backup::repo::gc::GcOptions;
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::restore::point::{parse_time, parse_tz};
 use heirloom_backup::retention::policy::Policy;
-use heirloom_backup::retention::select::{Reason, Rule};
+use heirloom_backup::retention::select::Reason;
 
 use super::{human_bytes, print_json, Context, Exit, UsageError};
 
@@ -149,29 +149,6 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn reason_text(r: &Reason) -> String {
-    match r {
-        Reason::Rule {
-            rule: Rule::Last, ..
-        } => "last".into(),
-        Reason::Rule { rule, period } => {
-            let rule = serde_json::to_value(rule)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            format!("{rule} {period}")
-        }
-        Reason::Window => "point-in-time window base".into(),
-        Reason::InWindow => "inside the window".into(),
-        Reason::MinAge => "younger than min_age".into(),
-        Reason::Held { reason, until } => match until {
-            Some(u) => format!("held ({reason}) until {}", u.to_rfc3339()),
-            None => format!("held ({reason})"),
-        },
-        Reason::AfterNow => "taken after the instant evaluated".into(),
-    }
-}
-
 fn print_plan(plan: &SourcePlan) -> anyhow::Result<()> {
     let s = &plan.selection;
     outln!(
@@ -203,7 +180,7 @@ fn print_plan(plan: &SourcePlan) -> anyhow::Result<()> {
         outln!("  IMMUTABILITY NOT MET: {why}; prune refuses to delete under this policy");
     }
     for v in &s.verdicts {
-        let mut reasons: Vec<String> = v.reasons.iter().map(reason_text).collect();
+        let mut reasons: Vec<String> = v.reasons.iter().map(Reason::to_string).collect();
         if let Some(l) = plan.locked.iter().find(|l| l.backup == v.id) {
             reasons.push(format!(
                 "but the bucket locks it until {}: it goes at a prune after that",

@@ -178,10 +178,23 @@ pub struct LogCoverage {
     /// `WAL` or `binlog`.
     pub log: &'static str,
     pub runs: Vec<LogRun>,
+    /// Where the log breaks: `gaps[i]` lies between `runs[i]` and `runs[i + 1]`.
+    pub gaps: Vec<LogGap>,
+}
+
+/// A break between two runs of the log: what is missing, and why as far as the repository tells.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LogGap {
+    /// The last object before it and the first after it, as their names say.
+    pub after: String,
+    pub before: String,
+    /// What is missing, in the log's own terms (WAL file names; binlog files and positions).
+    pub missing: String,
+    pub cause: String,
 }
 
 /// One unbroken run of log objects.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LogRun {
     /// The first and last object, as their names say (a WAL segment; a binlog file and position).
     pub first: String,

@@ -135,7 +135,7 @@ fn record_of(
         engine: engine.to_owned(),
         started,
         finished,
-        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        host: crate::host::host_name(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         point,
         target: outcome.target,

@@ -4,6 +4,7 @@
 //! goes, the clock, the shutdown signal) and the config; it opens the source's engine, and the
 //! caller only prints or records what it returns.
 
+mod audit;
 mod backup;
 mod catalog;
 mod drill;
@@ -20,13 +21,16 @@ pub use crate::engine::{
     StreamRequest, DEFAULT_ARCHIVE_TIMEOUT,
 };
 pub use crate::pipeline::backup::{BackupOptions, BackupSummary};
+pub use audit::{audit, AuditRequest};
 pub use backup::{backup_source, backup_stream, check_given_time};
 pub use catalog::{coverage, list, stats};
 pub use drill::{drill, DrillAt, DrillReport};
 pub use holds::{forget, hold, holds, release};
 pub use push::push_log;
 pub use restore::{plan_restore, restore};
-pub use retention::{backup_time, plan_retention, prune, PruneReport, SourcePlan};
+pub use retention::{
+    backup_time, plan_retention, plan_retention_of, prune, PruneReport, SourcePlan,
+};
 pub use stream::stream_source;
 pub use verify::verify;
 

@@ -35,6 +35,9 @@ pub struct SourcePlan {
     /// prune under such a policy is refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub immutability_unmet: Option<String>,
+    /// The source's log as the plan read it (for the audit); `None` without a log.
+    #[serde(skip)]
+    pub coverage: Option<LogCoverage>,
 }
 
 /// A backup the policy lets go that the bucket still locks.
@@ -80,6 +83,18 @@ pub async fn plan_retention(
     at: DateTime<Utc>,
 ) -> Result<Vec<SourcePlan>, JobError> {
     let manifests = ctx.repo.manifests(source.map(|s| s.as_str())).await?;
+    plan_retention_of(ctx, config, &manifests, source, policy, at).await
+}
+
+/// [`plan_retention`] of `manifests`, already read (every backup of `source`, or of all).
+pub async fn plan_retention_of(
+    ctx: &JobContext,
+    config: &Config,
+    manifests: &[Manifest],
+    source: Option<&SourceName>,
+    policy: Option<&Policy>,
+    at: DateTime<Utc>,
+) -> Result<Vec<SourcePlan>, JobError> {
     if let Some(s) = source {
         if manifests.is_empty() && !config.sources.contains_key(s) {
             return Err(JobError::Usage(format!(
@@ -154,7 +169,7 @@ pub async fn plan_retention(
                 })
                 .collect()
         };
-        let (selection, log, locked) = if database {
+        let (selection, log, locked, coverage) = if database {
             let engine = described_by(config, &name, mine.iter().copied())?;
             let coverage = engine.coverage(ctx, &mine).await?;
             let selection = select(&candidates, &log_spans(&coverage, at), &held, &policy, at);
@@ -164,11 +179,11 @@ pub async fn plan_retention(
             keep.points.extend(locked.iter().map(|l| l.backup.clone()));
             keep.lock = lock.map(|l| (l, at));
             let log = engine.log_retention(ctx, &mine, &keep).await?;
-            (selection, Some(log), locked)
+            (selection, Some(log), locked, Some(coverage))
         } else {
             let selection = select(&candidates, &[], &held, &policy, at);
             let locked = locked_now(&selection);
-            (selection, None, locked)
+            (selection, None, locked, None)
         };
         plans.push(SourcePlan {
             source: name,
@@ -178,6 +193,7 @@ pub async fn plan_retention(
             log,
             locked,
             immutability_unmet: immutability_unmet(&policy, lock.as_ref()),
+            coverage,
         });
     }
     Ok(plans)

@@ -38,7 +38,7 @@ fn record_of(
         version: VERIFY_RECORD_VERSION,
         started,
         finished,
-        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        host: crate::host::host_name(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         read_data: read_data.map(|s| s.to_string()),
         index_files: n(report.index_files),

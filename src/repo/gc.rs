@@ -392,7 +392,7 @@ impl Repository {
         let record = MarkRecord {
             version: MARK_VERSION,
             at,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            host: crate::host::host_name(),
             packs,
         };
         self.put_sealed_json(MetaKind::PackMark, &key, &record)

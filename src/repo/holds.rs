@@ -59,7 +59,7 @@ impl HoldState {
 }
 
 fn host() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
+    crate::host::host_name()
 }
 
 impl Repository {

@@ -245,7 +245,7 @@ impl KeyEnvelope {
             version: ENVELOPE_VERSION,
             id,
             created: now,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            host: crate::host::host_name(),
             kind: source.kind(),
             kdf,
             wrapped: STANDARD.encode(sealed),

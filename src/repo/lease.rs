@@ -91,7 +91,7 @@ fn record(
     LeaseRecord {
         kind,
         operation: operation.to_owned(),
-        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        host: crate::host::host_name(),
         pid: std::process::id(),
         created: now,
         expires: now + ttl,

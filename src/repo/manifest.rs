@@ -241,7 +241,7 @@ impl Manifest {
             source: source.clone(),
             kind,
             labels,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            host: crate::host::host_name(),
             started,
             finished: started,
             postgres: None,

@@ -75,6 +75,19 @@ impl Repository {
         params: &InitParams,
         now: DateTime<Utc>,
     ) -> Result<Self, RepoError> {
+        Self::init_with_secret(store, source, params, now, MasterSecret::generate()).await
+    }
+
+    /// [`Repository::init`] with a master secret the caller made instead of a fresh random one:
+    /// for a test that needs the same chunk ids and object sizes on every run. A secret that is
+    /// not random weakens every object the repository will hold.
+    pub async fn init_with_secret(
+        store: Store,
+        source: &KeySource,
+        params: &InitParams,
+        now: DateTime<Utc>,
+        secret: MasterSecret,
+    ) -> Result<Self, RepoError> {
         params.validate().map_err(RepoError::Invalid)?;
         match store.get(CONFIG_KEY).await {
             Ok(_) => {
@@ -88,7 +101,6 @@ impl Repository {
         let mut id = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut id);
         let config = RepoConfig::new(hex::encode(id), params, now);
-        let secret = MasterSecret::generate();
         let envelope = KeyEnvelope::wrap(&secret, source, &config.id, now)
             .map_err(|e| RepoError::Internal(format!("wrapping the master key: {e}")))?;
         let key_id = envelope.id.clone();

@@ -94,7 +94,7 @@ impl Repository {
         let record = PruneRecord {
             version: RECORD_VERSION,
             at,
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            host: crate::host::host_name(),
             deleted: deletions.backups,
             logs: deletions.logs,
             packs: deletions.packs,

@@ -8,6 +8,7 @@
 //! min_age: 24h              # nothing younger is deleted, whatever the rules say
 //! immutability: { mode: compliance, days: 30 }   # the bucket's default Object Lock retention
 //! repack_threshold: 50      # percent of a pack's bytes dead at which prune repacks it
+//! audit: { max_backup_age: 26h, verify_within: 7d, drill_within: 30d }   # what `audit` checks
 //! ```
 //!
 //! The semantics are in `docs/RETENTION.md`; [`super::select`] applies them.
@@ -122,6 +123,51 @@ pub struct Policy {
     /// The share of a pack's bytes (percent) that, once dead, has prune copy its live chunks into
     /// a new pack; `None`: the default, [`DEFAULT_REPACK_THRESHOLD`].
     pub repack_threshold: Option<f64>,
+    /// What `audit` holds the source to beyond the rules: how fresh its backups, verifies and
+    /// drills must be.
+    pub audit: AuditLimits,
+}
+
+/// The ages `audit` allows, as a policy states them (`audit:`), else the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditLimits {
+    /// The newest backup is at most this old (a daily schedule and two hours to run it).
+    #[serde(default = "default_max_backup_age")]
+    pub max_backup_age: Span,
+    /// A verify of the repository finished at most this long ago.
+    #[serde(default = "default_verify_within")]
+    pub verify_within: Span,
+    /// A drill of the source finished at most this long ago.
+    #[serde(default = "default_drill_within")]
+    pub drill_within: Span,
+    /// The newest stored log (the data-loss window) is at most this old; `None`: reported, not
+    /// checked (an idle database writes no log).
+    #[serde(default)]
+    pub max_log_age: Option<Span>,
+}
+
+fn default_max_backup_age() -> Span {
+    Span::Hours(26)
+}
+
+fn default_verify_within() -> Span {
+    Span::Days(7)
+}
+
+fn default_drill_within() -> Span {
+    Span::Days(30)
+}
+
+impl Default for AuditLimits {
+    fn default() -> Self {
+        Self {
+            max_backup_age: default_max_backup_age(),
+            verify_within: default_verify_within(),
+            drill_within: default_drill_within(),
+            max_log_age: None,
+        }
+    }
 }
 
 /// The repack threshold (percent dead) of a policy that states none.
@@ -145,6 +191,8 @@ struct RawPolicy {
     immutability: Option<Immutability>,
     #[serde(default)]
     repack_threshold: Option<f64>,
+    #[serde(default)]
+    audit: AuditLimits,
 }
 
 /// The policies this build ships (`policies/` at the project root), by name.
@@ -273,6 +321,7 @@ impl Policy {
             min_age: raw.min_age.filter(|s| !s.is_zero()),
             immutability: raw.immutability,
             repack_threshold: raw.repack_threshold,
+            audit: raw.audit,
         })
     }
 }
@@ -328,6 +377,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("three-year"), "{e}");
+        let p = Policy::parse(
+            "name: a\nkeep: { daily: 1 }\naudit: { max_backup_age: 8d, max_log_age: 1h }\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(p.audit.max_backup_age, Span::Days(8));
+        assert_eq!(p.audit.max_log_age, Some(Span::Hours(1)));
+        assert_eq!(p.audit.drill_within, Span::Days(30));
+        let e = err("name: x\nkeep: { daily: 1 }\naudit: { drill_every: 7d }\n");
+        assert!(e.contains("audit") && e.contains("drill_every"), "{e}");
         // A window alone is a policy.
         let p = Policy::parse("name: w\npoint_in_time: 7d\n", "x").unwrap();
         assert_eq!(p.point_in_time, Some(Span::Days(7)));

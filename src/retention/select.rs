@@ -84,6 +84,39 @@ pub enum Reason {
     AfterNow,
 }
 
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Rule {
+                rule: Rule::Last, ..
+            } => f.write_str("last"),
+            Reason::Rule { rule, period } => {
+                let rule = match rule {
+                    Rule::Last => "last",
+                    Rule::Hourly => "hourly",
+                    Rule::Daily => "daily",
+                    Rule::Weekly => "weekly",
+                    Rule::Monthly => "monthly",
+                    Rule::Yearly => "yearly",
+                };
+                write!(f, "{rule} {period}")
+            }
+            Reason::Window => f.write_str("point-in-time window base"),
+            Reason::InWindow => f.write_str("inside the window"),
+            Reason::MinAge => f.write_str("younger than min_age"),
+            Reason::Held {
+                reason,
+                until: Some(u),
+            } => write!(f, "held ({reason}) until {}", u.to_rfc3339()),
+            Reason::Held {
+                reason,
+                until: None,
+            } => write!(f, "held ({reason})"),
+            Reason::AfterNow => f.write_str("taken after the instant evaluated"),
+        }
+    }
+}
+
 /// One backup's fate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {

@@ -45,6 +45,7 @@ fn policy(keep: Keep) -> Policy {
         min_age: None,
         immutability: None,
         repack_threshold: None,
+        audit: Default::default(),
     }
 }
 

@@ -54,6 +54,18 @@ pub async fn physical_backup(
     at: DateTime<Utc>,
     segment: u64,
 ) -> Result<BackupId, RepoError> {
+    physical_backup_as(repo, source, at, segment, None).await
+}
+
+/// [`physical_backup`] with the id `<at>-<tail>` instead of a random tail, for a repository whose
+/// every name a test fixes.
+pub async fn physical_backup_as(
+    repo: &Repository,
+    source: &str,
+    at: DateTime<Utc>,
+    segment: u64,
+    tail: Option<u32>,
+) -> Result<BackupId, RepoError> {
     let mut m = repo.new_manifest(
         &source.parse().map_err(RepoError::Invalid)?,
         BackupKind::PostgresPhysical,
@@ -87,6 +99,11 @@ pub async fn physical_backup(
         backup_label: format!("START WAL LOCATION: 0/0 (file {start_wal})\n"),
         tablespace_map: None,
     });
+    if let Some(tail) = tail {
+        m.id = format!("{}-{tail:08x}", at.format("%Y%m%dT%H%M%SZ"))
+            .parse()
+            .map_err(RepoError::Invalid)?;
+    }
     m.finished = at + Duration::minutes(5);
     m.files = stored.files;
     repo.save_manifest(&m).await?;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{TimeZone, Utc};
 
 use super::segment::{continues, SegmentName};
-use crate::engine::{LogCoverage, LogRun};
+use crate::engine::{LogCoverage, LogGap, LogRun};
 
 /// The segments where the names alone do not show the chain continuing: their headers say whether
 /// a run resumed there by GTID (a failover or a purge, the history unbroken) or not (a hole).
@@ -30,6 +30,7 @@ pub fn binlog_coverage(names: &[SegmentName], resumed_by_gtid: &BTreeSet<u64>) -
         )
     };
     let mut runs: Vec<LogRun> = Vec::new();
+    let mut gaps = Vec::new();
     let mut prev: Option<&SegmentName> = None;
     for name in names {
         let joined =
@@ -47,16 +48,21 @@ pub fn binlog_coverage(names: &[SegmentName], resumed_by_gtid: &BTreeSet<u64>) -
                 run.bytes += name.end - name.start;
                 run.last_event = time(name.last_time).or(run.last_event);
             }
-            _ => runs.push(LogRun {
-                first: describe(name, false),
-                last: describe(name, true),
-                objects: 1,
-                bytes: name.end - name.start,
-                first_event: time(name.first_time),
-                last_event: time(name.last_time),
-                crossings: Vec::new(),
-                open: false,
-            }),
+            _ => {
+                if let Some(p) = prev {
+                    gaps.push(binlog_gap(p, name));
+                }
+                runs.push(LogRun {
+                    first: describe(name, false),
+                    last: describe(name, true),
+                    objects: 1,
+                    bytes: name.end - name.start,
+                    first_event: time(name.first_time),
+                    last_event: time(name.last_time),
+                    crossings: Vec::new(),
+                    open: false,
+                })
+            }
         }
         prev = Some(name);
     }
@@ -66,6 +72,28 @@ pub fn binlog_coverage(names: &[SegmentName], resumed_by_gtid: &BTreeSet<u64>) -
     LogCoverage {
         log: "binlog",
         runs,
+        gaps,
+    }
+}
+
+/// The binlog missing between segment `p` and the next one stored, `n`, which neither continues
+/// it nor resumed from it by GTID.
+fn binlog_gap(p: &SegmentName, n: &SegmentName) -> LogGap {
+    let after = format!("server {} {}:{}", p.server_id, p.file, p.end);
+    let before = format!("server {} {}:{}", n.server_id, n.file, n.start);
+    let missing = if p.server_id == n.server_id && p.file == n.file {
+        format!(
+            "server {} {} from position {} to {}",
+            p.server_id, p.file, p.end, n.start
+        )
+    } else {
+        format!("the binlog from {after} to {before}")
+    };
+    LogGap {
+        after,
+        before,
+        missing,
+        cause: "never stored: the streamer was down (or behind) while the server wrote it, and streaming resumed later without a GTID position joining the two".into(),
     }
 }
 
@@ -115,5 +143,10 @@ mod tests {
         );
         assert_eq!(coverage.runs[1].first, "server 2 mariadb-bin.000001:300");
         assert!(!coverage.runs[0].open && coverage.runs[1].open);
+        assert_eq!(coverage.gaps.len(), 1);
+        assert_eq!(
+            coverage.gaps[0].missing,
+            "server 2 mariadb-bin.000001 from position 80 to 300"
+        );
     }
 }

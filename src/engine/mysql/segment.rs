@@ -248,7 +248,7 @@ pub fn claim_key(source: &str, seq: u64) -> String {
 pub fn writer_id() -> String {
     format!(
         "{}:{}:{:08x}",
-        gethostname::gethostname().to_string_lossy(),
+        crate::host::host_name(),
         std::process::id(),
         rand::random::<u32>()
     )

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::names::WalFileName;
 use super::plan::WalArchive;
-use crate::engine::{LogCoverage, LogRun};
+use crate::engine::{LogCoverage, LogGap, LogRun};
 
 /// A run being gathered: segment numbers `first..=last`, begun on timeline `began`, now on
 /// `timeline`.
@@ -91,6 +91,39 @@ pub fn wal_coverage(
         }
     }
     runs.sort_by_key(|r| (r.began, r.first));
+    let name =
+        |timeline: u32, no: u64| WalFileName::segment(timeline, no, segment_size).to_string();
+    let gaps = runs
+        .windows(2)
+        .map(|w| {
+            let (r, n) = (&w[0], &w[1]);
+            let (after, before) = (name(r.timeline, r.last), name(n.began, n.first));
+            let (missing, cause) = if n.began == r.timeline && n.first > r.last + 1 {
+                let count = n.first - r.last - 1;
+                let (from, to) = (name(r.timeline, r.last + 1), name(r.timeline, n.first - 1));
+                (
+                    if count == 1 {
+                        format!("WAL file {from}")
+                    } else {
+                        format!("WAL files {from} .. {to} ({count} files)")
+                    },
+                    "not in the archive: never archived (archive_command failing, the archiver or the streamer stopped) or deleted".to_owned(),
+                )
+            } else {
+                (
+                    format!("the WAL joining timeline {} at {after} to timeline {} at {before}", r.timeline, n.began),
+                    match archive.histories.get(&n.began).and_then(|h| h.last()) {
+                        None => format!("the archive holds no history file of timeline {}", n.began),
+                        Some(s) => format!(
+                            "timeline {} branched from timeline {} at {}, where the archive holds no WAL of it",
+                            n.began, s.parent, s.at
+                        ),
+                    },
+                )
+            };
+            LogGap { after, before, missing, cause }
+        })
+        .collect();
     // The log grows at the run holding the newest segment of the newest timeline.
     let open = runs
         .iter()
@@ -124,6 +157,7 @@ pub fn wal_coverage(
                 }
             })
             .collect(),
+        gaps,
     }
 }
 
@@ -178,6 +212,21 @@ mod tests {
         );
         assert_eq!(b.crossings, ["timeline 1 -> 2 at 0/6000200"]);
         assert_eq!(b.bytes, 4 * MIB16);
+        assert_eq!(coverage.gaps.len(), 1);
+        let gap = &coverage.gaps[0];
+        assert_eq!(
+            (
+                gap.after.as_str(),
+                gap.before.as_str(),
+                gap.missing.as_str()
+            ),
+            (
+                "000000010000000000000003",
+                "000000010000000000000005",
+                "WAL file 000000010000000000000004"
+            )
+        );
+        assert!(gap.cause.contains("not in the archive"), "{gap:?}");
     }
 
     #[test]
