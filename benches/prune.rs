@@ -1,9 +1,10 @@
 //! The prune benchmark: a file:// repository with BACKUPS PostgreSQL base backups (default 1,100)
 //! and SEGMENTS archived WAL segments (default 100,000), spread over three simulated years and
-//! generated through the library with small payloads; then `prune --dry-run` and `prune` under the
-//! default policy as of the end of those years, and the second phase of garbage collection a day
-//! later. For each: seconds, peak RSS, and the store requests made, by kind, against the objects
-//! stored. Run by `scripts/bench-prune [BACKUPS] [SEGMENTS]`.
+//! generated through the library with small payloads; then `audit` (gathered, and rendered in all
+//! three formats), `prune --dry-run` and `prune` under the default policy as of the end of those
+//! years, and the second phase of garbage collection a day later. For each: seconds, peak RSS,
+//! and the store requests made, by kind, against the objects stored. Run by
+//! `scripts/bench-prune [BACKUPS] [SEGMENTS]`.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -151,8 +152,28 @@ async fn run(backups: u64, segments: u64) {
         );
     };
 
-    reset_peak_rss();
     let ctx = JobContext::new(repo.clone(), Concurrency::default()).with_clock(Clock::fixed(end));
+    reset_peak_rss();
+    let clock = Instant::now();
+    let audit = jobs::audit(&ctx, &config, &Default::default())
+        .await
+        .expect("audit");
+    let rendered = serde_json::to_string(&audit).expect("json").len()
+        + heirloom_backup::audit::markdown::render(&audit).len()
+        + heirloom_backup::audit::html::render(&audit).len();
+    let secs = clock.elapsed().as_secs_f64();
+    measure("audit (JSON, MD, HTML)", secs, backend.take());
+    let source = &audit.sources[0];
+    println!(
+        "  audit: {} backups, {} windows, {} log objects, {} checks failed; {} KiB rendered",
+        source.backups.len(),
+        source.windows.len(),
+        source.log.as_ref().map_or(0, |l| l.objects),
+        audit.failed.len(),
+        rendered / 1024
+    );
+
+    reset_peak_rss();
     let clock = Instant::now();
     let plans = jobs::plan_retention(&ctx, &config, None, None, end)
         .await

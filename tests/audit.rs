@@ -396,7 +396,18 @@ fn find<'a>(audit: &'a Audit, id: &str) -> &'a heirloom_backup::audit::Check {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_html_opens_in_a_browser_without_errors_with_a_timeline_per_source() {
     let world = world().await;
+    // A second source: a stream piped in, without a log, so with checks that fail.
+    heirloom_backup::pipeline::backup::backup_stream(
+        &world.repo,
+        std::io::Cursor::new(b"the contents of /etc".repeat(500)),
+        &support::repo::options("etc"),
+        heirloom_backup::progress::Progress::none(),
+        at("2026-11-29T01:00:00Z"),
+    )
+    .await
+    .unwrap();
     let audit = golden_audit(&world).await;
+    assert_eq!(audit.sources.len(), 2);
     let dir = artifacts();
     let page = dir.join("audit.html");
     std::fs::write(&page, html::render(&audit)).unwrap();
@@ -407,7 +418,8 @@ async fn the_html_opens_in_a_browser_without_errors_with_a_timeline_per_source()
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/browser_check.py");
     let shot = dir.join("audit.png");
-    let pg = &audit.sources[0];
+    let (etc, pg) = (&audit.sources[0], &audit.sources[1]);
+    assert_eq!((etc.source.as_str(), pg.source.as_str()), ("etc", "pg"));
     let selectors = [
         "svg.timeline[data-source=\"pg\"]",
         "svg.timeline[data-source=\"pg\"] rect.window",
@@ -418,6 +430,10 @@ async fn the_html_opens_in_a_browser_without_errors_with_a_timeline_per_source()
         "div.check[data-status=\"fail\"]",
         "svg.timeline[data-source=\"pg\"] rect.gap.pruned",
         "svg.timeline[data-source=\"pg\"] rect.gap.lost",
+        "svg.timeline[data-source=\"etc\"]",
+        "svg.timeline[data-source=\"etc\"] circle.backup",
+        "svg.timeline[data-source=\"etc\"] rect.window",
+        "svg.timeline",
     ];
     let run = |page: &Path, shot: &Path| {
         let out = std::process::Command::new(&python)
@@ -446,7 +462,25 @@ async fn the_html_opens_in_a_browser_without_errors_with_a_timeline_per_source()
     assert_eq!(count(3), 1, "the held backup is ringed");
     assert_eq!(count(4), 2, "both drills");
     assert_eq!(count(5), 1);
-    assert_eq!(count(6), 0);
+    // The failed checks are the stream source's: no log for the window, a backup of 35 hours
+    // ago, no drill.
+    let failed = audit.failed.len() as u64;
+    assert_eq!(
+        audit.failed,
+        [
+            "etc: window-continuous",
+            "etc: backup-age",
+            "etc: drill-recent",
+            "etc: drill-passed"
+        ]
+    );
+    assert_eq!(count(6), failed);
+    assert_eq!((count(9), count(10), count(11)), (1, 1, 0));
+    assert_eq!(
+        count(12),
+        audit.sources.len() as u64,
+        "a timeline per source"
+    );
     let gaps = pg.log.as_ref().unwrap().gaps.len() as u64;
     assert_eq!(
         (count(7), count(8)),
