@@ -1,13 +1,15 @@
 //! Restore drills of a real MariaDB: dumps with the streamed binlog, drilled at the latest state
 //! and at a random instant of the window into a scratch server the drill creates, checks and
 //! removes; the row counts it records match the source at that instant; a drill against a
-//! damaged pack fails, names the pack, and is recorded as failed.
+//! damaged pack fails, names the pack, and is recorded as failed. The audit of that source passes,
+//! and fails once the newest drill has failed.
 
 mod support;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
+use heirloom_backup::audit::Audit;
 use support::mysql::{MariaDb, MyWorld};
 
 /// Inserts marker `name`, returning the instants just before and just after its commit (binlog
@@ -94,6 +96,26 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|(_, r)| r.passed));
 
+    // The audit of a real source: the binlog's window, no gap, the drills; every check passes.
+    world.ok(&["verify"]);
+    let audit = world.cli(&["audit", "--format", "json"]);
+    let report = Audit::from_json(&String::from_utf8_lossy(&audit.stdout)).unwrap();
+    assert_eq!(
+        (audit.status.code(), report.failed.clone()),
+        (Some(0), Vec::<String>::new()),
+        "{report:#?}"
+    );
+    let notes = &report.sources[0];
+    let log = notes.log.as_ref().unwrap();
+    assert_eq!((log.log.as_str(), log.gaps.len()), ("binlog", 0));
+    assert!(log.newest.as_ref().unwrap().age_seconds < 600, "{log:?}");
+    let window = notes.windows.last().unwrap();
+    assert!(
+        window.to >= marks[2].0.with_nanosecond(0).unwrap(),
+        "{window:?}"
+    );
+    assert_eq!(notes.drills.history.len(), 2);
+
     support::damage_every_pack(&world.repo());
     let failed = world.cli(&["drill", "notes", "--json"]);
     assert_eq!(failed.status.code(), Some(3));
@@ -103,6 +125,21 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     let records = job.repo.drill_records(None).await.unwrap();
     assert_eq!(records.len(), 3);
     assert!(!records[2].1.passed);
+    // The failed drill fails the audit, naming why.
+    let audit = world.cli(&["audit", "--format", "json"]);
+    let report = Audit::from_json(&String::from_utf8_lossy(&audit.stdout)).unwrap();
+    assert_eq!(audit.status.code(), Some(4));
+    assert_eq!(report.failed, ["notes: drill-passed"]);
+    let check = report.sources[0]
+        .checks
+        .iter()
+        .find(|c| c.id == "drill-passed")
+        .unwrap();
+    assert!(
+        check.evidence[0].contains("failed: ") && check.evidence[0].contains("data/"),
+        "{check:?}"
+    );
+    assert!(check.evidence[1].starts_with("the last drill that passed"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

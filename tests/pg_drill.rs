@@ -1,13 +1,15 @@
 //! Restore drills of a real PostgreSQL: physical backups with archived WAL, drilled at the latest
 //! state and at a random instant of the window into a scratch cluster the drill starts, checks
 //! and removes; the row counts it records match the source at that instant; a drill against a
-//! damaged pack fails, names the pack, and is recorded as failed.
+//! damaged pack fails, names the pack, and is recorded as failed. The audit of that source passes,
+//! and fails once the newest drill has failed.
 
 mod support;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use heirloom_backup::audit::Audit;
 use support::postgres::{archive_everything, PgWorld};
 
 /// Inserts marker `id`, returning the instants just before and just after its commit.
@@ -111,6 +113,27 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     assert_eq!(records.len(), 2);
     assert!(records.iter().all(|(_, r)| r.passed));
 
+    // The audit of a real PostgreSQL: its WAL window, no gap, the archive dated by the store, the
+    // drills; every check passes.
+    world.cli(&["verify"]).success();
+    let audit = world.cli(&["audit", "--format", "json"]);
+    let report = Audit::from_json(&audit.stdout()).unwrap();
+    assert_eq!(
+        (audit.code(), report.failed.clone()),
+        (Some(0), Vec::<String>::new()),
+        "{report:#?}"
+    );
+    let pg = &report.sources[0];
+    let log = pg.log.as_ref().unwrap();
+    assert_eq!((log.log.as_str(), log.gaps.len()), ("WAL", 0));
+    assert!(log.newest.as_ref().unwrap().age_seconds < 600, "{log:?}");
+    assert_eq!(pg.backups.len(), 2);
+    assert!(pg
+        .backups
+        .iter()
+        .all(|b| b.status == "kept" && b.stored_bytes > 0));
+    assert_eq!(pg.drills.history.len(), 2);
+
     // Every pack damaged: the drill fails, names a pack, and is recorded as failed.
     support::damage_every_pack(&world.repo());
     let failed = world.cli(&["drill", "pg", "--json"]);
@@ -128,5 +151,10 @@ async fn drills_restore_the_latest_and_a_random_instant_and_a_damaged_pack_fails
     let records = job.repo.drill_records(None).await.unwrap();
     assert_eq!(records.len(), 3);
     assert!(!records[2].1.passed && records[2].1.failure.as_deref() == Some(why));
+    // Until a drill passes again, the audit fails.
+    let audit = world.cli(&["audit", "pg", "--format", "json"]);
+    assert_eq!(audit.code(), Some(4));
+    let report = Audit::from_json(&audit.stdout()).unwrap();
+    assert_eq!(report.failed, ["pg: drill-passed"]);
     source.stop();
 }

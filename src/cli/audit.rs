@@ -9,9 +9,8 @@ use heirloom_backup::audit::{html, markdown, Audit};
 use heirloom_backup::jobs::{self, AuditRequest, JobContext};
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::restore::point::{parse_time, parse_tz};
-use heirloom_backup::retention::policy::Policy;
 
-use super::{Context, Exit, UsageError};
+use super::{policy_flag, Context, Exit, UsageError};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -42,12 +41,7 @@ pub struct AuditArgs {
 }
 
 pub async fn audit(ctx: &Context, args: &AuditArgs) -> anyhow::Result<Exit> {
-    let policy = args
-        .policy
-        .as_deref()
-        .map(Policy::named_or_file)
-        .transpose()
-        .map_err(|e| UsageError(e.to_string()))?;
+    let policy = policy_flag(args.policy.as_deref())?;
     let at = args
         .at
         .as_deref()

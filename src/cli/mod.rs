@@ -433,6 +433,16 @@ fn init_logging(cli: &Cli) {
 }
 
 /// Prints `value` as pretty JSON on stdout.
+/// A `--policy` flag: a shipped policy's name or a policy file; a bad one is a usage error.
+fn policy_flag(
+    flag: Option<&str>,
+) -> anyhow::Result<Option<heirloom_backup::retention::policy::Policy>> {
+    Ok(flag
+        .map(heirloom_backup::retention::policy::Policy::named_or_file)
+        .transpose()
+        .map_err(|e| UsageError(e.to_string()))?)
+}
+
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

@@ -8,10 +8,9 @@ use heirloom_backup::jobs::{self, plan_retention, JobContext, SourcePlan};
 use heirloom_backup::repo::gc::GcOptions;
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::restore::point::{parse_time, parse_tz};
-use heirloom_backup::retention::policy::Policy;
 use heirloom_backup::retention::select::Reason;
 
-use super::{human_bytes, print_json, Context, Exit, UsageError};
+use super::{human_bytes, policy_flag, print_json, Context, Exit, UsageError};
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -49,12 +48,7 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> anyhow::Result<Exit> {
         )
         .into());
     }
-    let policy = args
-        .policy
-        .as_deref()
-        .map(Policy::named_or_file)
-        .transpose()
-        .map_err(|e| UsageError(e.to_string()))?;
+    let policy = policy_flag(args.policy.as_deref())?;
     let job = JobContext::new(ctx.open().await?, ctx.concurrency);
     if !args.dry_run {
         let threshold = match args.repack_threshold {
