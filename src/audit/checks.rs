@@ -27,6 +27,20 @@ pub struct SourceFacts<'a> {
     pub object_lock: Option<crate::repo::object_lock::ObjectLock>,
 }
 
+/// What each check asks, in one sentence, for a reader who has never seen the tool (the
+/// reports end with these; docs/AUDIT.md says more).
+pub const DEFINITIONS: &[(&str, &str)] = &[
+    ("monthly-points", "each of the policy's last `keep.monthly` calendar months has a backup consistent in it, or a point-in-time window reaching into it; months before the source's first backup (kept, or recorded as pruned) are not asked, nor the current month until a backup is due in it"),
+    ("window-continuous", "every instant from `now - point_in_time` (or from the first backup of a younger source) to the end of the log is restorable from one backup and the unbroken log after it"),
+    ("backup-age", "the newest backup was consistent at most `audit.max_backup_age` (26h unless the policy says otherwise) before the audit's instant"),
+    ("log-age", "the newest stored log (WAL as the store dates it, binlog by its last event) is at most `audit.max_log_age` old; without that limit the data-loss window is only reported"),
+    ("immutability", "the Object Lock the repository's configuration states is at least the policy's `immutability`"),
+    ("drill-recent", "a restore drill of the source (a real restore into a scratch server, started and checked) finished at most `audit.drill_within` ago"),
+    ("drill-passed", "the newest drill of the source passed every check: a failed drill fails the audit until a later one passes"),
+    ("encryption", "every object in the store is of a kind the format defines, and the format seals every kind that holds data or metadata with AES-256-GCM, with no unsealed variant; the evidence cites the newest verify, which opened the objects with authenticated decryption"),
+    ("verify-recent", "a verify of the whole repository finished at most `audit.verify_within` ago and found no problem"),
+];
+
 /// Every check of one source, in a fixed order.
 pub fn source_checks(f: &SourceFacts) -> Vec<Check> {
     vec![
@@ -511,3 +525,7 @@ fn describe_verify(v: &VerifyEntry, old: Duration) -> String {
         v.problems
     )
 }
+
+#[cfg(test)]
+#[path = "checks_tests.rs"]
+mod tests;

@@ -118,7 +118,17 @@ fn write_audit(out: &mut String, a: &Audit) -> std::fmt::Result {
     for s in &a.sources {
         write_source(out, s, a.at)?;
     }
-    writeln!(out, "</body>\n</html>")
+    writeln!(out, "<h2>How this report is judged</h2>")?;
+    writeln!(
+        out,
+        "<p>PASS: the promise holds, FAIL: it does not (exit code 4), N/A: the policy asks nothing of it. Every check lists what it was judged on. The JSON form of this report is the source of truth (schema <code>{}</code> version {}); this page is rendered from it.</p><ul>",
+        esc(&a.schema),
+        a.version
+    )?;
+    for (id, what) in super::checks::DEFINITIONS {
+        writeln!(out, "<li><code>{id}</code>: {}.</li>", esc(what))?;
+    }
+    writeln!(out, "</ul>\n</body>\n</html>")
 }
 
 fn write_checks(out: &mut String, checks: &[Check]) -> std::fmt::Result {

@@ -138,6 +138,15 @@ fn write_audit(out: &mut String, a: &Audit) -> std::fmt::Result {
     for s in &a.sources {
         write_source(out, s)?;
     }
+    writeln!(out, "## How this report is judged\n")?;
+    writeln!(
+        out,
+        "PASS: the promise holds, FAIL: it does not (exit code 4), N/A: the policy asks nothing of it. Every check lists what it was judged on. The JSON form of this report is the source of truth (schema `{}` version {}); this text is rendered from it.\n",
+        a.schema, a.version
+    )?;
+    for (id, what) in super::checks::DEFINITIONS {
+        writeln!(out, "- `{id}`: {what}.")?;
+    }
     Ok(())
 }
 
@@ -178,6 +187,16 @@ fn write_source(out: &mut String, s: &SourceAudit) -> std::fmt::Result {
     write_checks(out, &s.checks)?;
 
     writeln!(out, "### Recoverable windows\n")?;
+    if let (Some(first), Some(last)) = (s.windows.first(), s.windows.last()) {
+        writeln!(
+            out,
+            "Restorable at any instant of {} window{}, the earliest from {}, the latest to {}.\n",
+            s.windows.len(),
+            if s.windows.len() == 1 { "" } else { "s" },
+            t(first.from),
+            t(last.to)
+        )?;
+    }
     if s.windows.is_empty() {
         writeln!(
             out,
