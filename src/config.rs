@@ -54,6 +54,8 @@ pub struct Config {
     pub default_policy: Option<Policy>,
     /// `sources.NAME.policy`: a source's own policy.
     pub source_policies: BTreeMap<SourceName, Policy>,
+    /// `sources.NAME.schedules`: the jobs the agent runs for a source, and when.
+    pub schedules: BTreeMap<SourceName, crate::agent::config::Schedules>,
 }
 
 /// `retention:` in the config.
@@ -231,6 +233,14 @@ impl Config {
                 config
                     .source_policies
                     .insert(name.clone(), policy(p, field)?);
+            }
+            // So are `schedules`, the agent's.
+            if let Some(v) = value.as_object_mut().and_then(|m| m.remove("schedules")) {
+                let schedules =
+                    crate::agent::config::parse_schedules(&v).map_err(|(field, why)| {
+                        invalid(under(format!("sources.{name}.schedules"), field), why)
+                    })?;
+                config.schedules.insert(name.clone(), schedules);
             }
             let source = SourceConfig::from_value(value)
                 .map_err(|(field, why)| invalid(under(format!("sources.{name}"), field), why))?;

@@ -236,3 +236,71 @@ fn environment_overrides_the_file_and_flags_override_both() {
         Err(ConfigError::NoRepository)
     ));
 }
+
+const SCHEDULED: &str = r#"
+sources:
+  prod-pg:
+    kind: postgres
+    url: "postgres://u@db/app"
+    schedules:
+      zone: Europe/Berlin
+      backup: "0 2 * * *"
+      prune: { cron: "30 3 * * *", jitter: 10m, deadline: 2h }
+      verify: { cron: "0 4 * * *", read_data_parts: 7 }
+      audit: { cron: "0 6 * * 1", zone: UTC }
+      drill: { cron: "0 0 5 * * 0", random_in_window: true }
+"#;
+
+#[test]
+fn schedules_are_read_per_source_and_job() {
+    use crate::agent::config::Job;
+    let c = Config::parse(SCHEDULED, "x").unwrap();
+    let s = &c.schedules["prod-pg"].jobs;
+    assert_eq!(s.len(), 5);
+    assert_eq!(s[&Job::Backup].cron.zone(), chrono_tz::Europe::Berlin);
+    assert_eq!(s[&Job::Audit].cron.zone(), chrono_tz::UTC);
+    assert_eq!(s[&Job::Prune].jitter.as_secs(), 600);
+    assert_eq!(s[&Job::Prune].deadline.as_secs(), 7200);
+    assert_eq!(s[&Job::Backup].deadline, Job::Backup.default_deadline());
+    assert_eq!(s[&Job::Verify].read_data_parts, Some(7));
+    assert!(s[&Job::Drill].random_in_window);
+    // The engine never sees `schedules`.
+    assert_eq!(c.sources["prod-pg"].engine(), "postgres");
+}
+
+#[test]
+fn bad_schedules_name_their_field() {
+    let with = |schedules: &str| {
+        err(&format!(
+            "sources:\n  a:\n    kind: postgres\n    url: 'postgres://x'\n    schedules: {schedules}\n"
+        ))
+    };
+    let e = with("{ backup: '0 2 * *' }");
+    assert!(
+        e.contains("sources.a.schedules.backup") && e.contains("4 fields"),
+        "{e}"
+    );
+    let e = with("{ backups: '0 2 * * *' }");
+    assert!(
+        e.contains("sources.a.schedules.backups") && e.contains("not a job"),
+        "{e}"
+    );
+    let e = with("{ zone: Mars/Base, backup: '0 2 * * *' }");
+    assert!(e.contains("schedules.zone") && e.contains("Mars"), "{e}");
+    let e = with("{ prune: { cron: '0 3 * * *', jitter: soon } }");
+    assert!(e.contains("schedules.prune.jitter"), "{e}");
+    let e = with("{ prune: { cron: '0 3 * * *', read_data_parts: 3 } }");
+    assert!(
+        e.contains("schedules.prune.read_data_parts") && e.contains("unknown"),
+        "{e}"
+    );
+    let e = with("{ verify: { read_data_parts: 3 } }");
+    assert!(
+        e.contains("schedules.verify.cron") && e.contains("missing"),
+        "{e}"
+    );
+    let e = with("{ verify: { cron: '0 4 * * *', read_data_parts: 0 } }");
+    assert!(e.contains("read_data_parts"), "{e}");
+    let e = with("{ backup: '0 25 * * *' }");
+    assert!(e.contains("schedules.backup"), "{e}");
+}

@@ -4,6 +4,7 @@
 //! `context` (what a job runs with) and `position` (LSNs, GTIDs) are below them all. `unsafe` is
 //! forbidden in the whole crate (`[lints]` in Cargo.toml).
 
+pub mod agent;
 pub mod audit;
 pub mod config;
 pub mod context;

@@ -519,3 +519,76 @@ fn the_stream_demo_reads_back_what_it_backed_up() {
     );
     assert!(stdout.contains("verified every stored byte"), "{stdout}");
 }
+
+#[test]
+fn schedule_prints_the_next_runs_in_the_zone_and_in_utc_across_a_dst_change() {
+    let repo = TestRepo::empty();
+    let config = repo.config(
+        "sources:\n  a:\n    kind: postgres\n    url: 'postgres://x'\n    schedules:\n      zone: Europe/Berlin\n      backup: '30 2 * * *'\n      prune: { cron: '0 4 * * *', jitter: 30m }\n",
+    );
+    let out = repo
+        .bare()
+        .args(["--config", config.to_str().unwrap()])
+        .args([
+            "schedule",
+            "--from",
+            "2026-03-28T12:00:00Z",
+            "-n",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", support::cli::stderr(&out));
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backup = &jobs[0];
+    assert_eq!(
+        (backup["source"].as_str(), backup["job"].as_str()),
+        (Some("a"), Some("backup"))
+    );
+    // 02:30 does not exist on 29 March in Berlin: the run is at 03:00 CEST, once.
+    let runs: Vec<&str> = backup["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, ["2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"]);
+    assert_eq!(backup["runs"][1]["local"], "2026-03-30T02:30:00+02:00");
+    let prune = &jobs[1];
+    let offset = prune["offset_seconds"].as_i64().unwrap();
+    assert!((0..1800).contains(&offset), "{prune}");
+    let first: chrono::DateTime<chrono::Utc> =
+        prune["runs"][0]["at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        first,
+        "2026-03-29T02:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            + chrono::Duration::seconds(offset)
+    );
+    // The text form says the same.
+    let text = repo
+        .bare()
+        .args(["--config", config.to_str().unwrap()])
+        .args(["schedule", "a", "--from", "2026-03-28T12:00:00Z", "-n", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("a backup: \"30 2 * * *\" in Europe/Berlin"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2026-03-29T03:00:00+02:00  (2026-03-29T01:00:00Z)"),
+        "{text}"
+    );
+    // An unknown source is a usage error.
+    let out = repo
+        .bare()
+        .args(["--config", config.to_str().unwrap()])
+        .args(["schedule", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -22,6 +22,7 @@ mod maintenance;
 mod prune;
 mod repository;
 mod restore;
+mod schedule;
 mod stream;
 mod wal;
 
@@ -132,6 +133,8 @@ enum Command {
     Verify(maintenance::VerifyArgs),
     /// Per source what is restorable, from when to when, and whether its retention policy holds (exit 4 when not)
     Audit(audit::AuditArgs),
+    /// The next runs of every scheduled job (sources.NAME.schedules), in its zone and in UTC
+    Schedule(schedule::ScheduleArgs),
     /// Sizes, object counts, deduplication and compression
     Stats(maintenance::StatsArgs),
     /// Back up a generated stream into a throwaway local repository and restore it, to show the tool at work
@@ -272,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Drill(args) => restore::drill(&ctx, args).await,
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
         Command::Audit(args) => audit::audit(&ctx, args).await,
+        Command::Schedule(args) => schedule::schedule(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,
         Command::Demo(args) => demo::demo(&ctx, args).await,
     }
