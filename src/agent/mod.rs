@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod schedule;
+pub mod scheduler;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
