@@ -2,6 +2,7 @@
 //! `schedule` shows of it.
 
 pub mod config;
+pub mod run;
 pub mod schedule;
 pub mod scheduler;
 

@@ -13,6 +13,7 @@ macro_rules! outln {
     }};
 }
 
+mod agent;
 mod audit;
 mod backup;
 mod binlog;
@@ -25,6 +26,7 @@ mod restore;
 mod schedule;
 mod stream;
 mod wal;
+mod wal_fetch_command;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -42,6 +44,7 @@ use heirloom_backup::progress::{Progress, ProgressSink};
 use heirloom_backup::repo::{RepoError, Repository};
 use heirloom_backup::store::{open_store, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
+use wal_fetch_command::restore_command;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,6 +136,8 @@ enum Command {
     Verify(maintenance::VerifyArgs),
     /// Per source what is restorable, from when to when, and whether its retention policy holds (exit 4 when not)
     Audit(audit::AuditArgs),
+    /// Run every source's scheduled jobs (sources.NAME.schedules) until SIGTERM
+    Agent(agent::AgentArgs),
     /// The next runs of every scheduled job (sources.NAME.schedules), in its zone and in UTC
     Schedule(schedule::ScheduleArgs),
     /// Sizes, object counts, deduplication and compression
@@ -275,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Drill(args) => restore::drill(&ctx, args).await,
         Command::Verify(args) => maintenance::verify(&ctx, args).await,
         Command::Audit(args) => audit::audit(&ctx, args).await,
+        Command::Agent(args) => agent::agent(&ctx, args).await,
         Command::Schedule(args) => schedule::schedule(&ctx, args).await,
         Command::Stats(args) => maintenance::stats(&ctx, args).await,
         Command::Demo(args) => demo::demo(&ctx, args).await,
@@ -445,6 +451,22 @@ fn policy_flag(
         .map(heirloom_backup::retention::policy::Policy::named_or_file)
         .transpose()
         .map_err(|e| UsageError(e.to_string()))?)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {

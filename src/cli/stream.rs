@@ -9,7 +9,7 @@ use heirloom_backup::jobs::{stream_source, Shutdown, StreamRequest};
 use heirloom_backup::repo::source::SourceName;
 use heirloom_backup::store::parse_duration;
 
-use super::{print_log_report, Context, Exit};
+use super::{print_log_report, shutdown_signal, Context, Exit};
 
 #[derive(Debug, Args)]
 pub struct StreamArgs {
@@ -60,20 +60,4 @@ pub async fn run(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit> {
         .with_context(|| format!("streaming the log of source {}", args.source))?;
     print_log_report(&args.source, &report, args.json)?;
     Ok(Exit::Ok)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
