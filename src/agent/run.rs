@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -55,8 +56,11 @@ pub async fn run_agent(
         ));
     }
     info!(jobs = scheduler.len(), "agent started");
-    let (done_tx, mut done) = mpsc::unbounded_channel::<(Key, Result<String, String>)>();
-    let mut tasks: HashMap<Key, JoinHandle<()>> = HashMap::new();
+    // Each message names its run by the instant it was due: a cancelled run's late message is
+    // not taken for the next run's.
+    let (done_tx, mut done) =
+        mpsc::unbounded_channel::<(Key, DateTime<Utc>, Result<String, String>)>();
+    let mut tasks: HashMap<Key, (DateTime<Utc>, JoinHandle<()>)> = HashMap::new();
     let mut report = AgentReport::default();
     let shutdown = ctx.shutdown.clone();
     loop {
@@ -74,6 +78,7 @@ pub async fn run_agent(
                         part = ?run.part,
                     );
                     let key = (run.source.clone(), run.job);
+                    let scheduled = run.scheduled;
                     let (ctx, config, options, tx) = (
                         ctx.clone(),
                         config.clone(),
@@ -82,9 +87,9 @@ pub async fn run_agent(
                     );
                     let task = tokio::spawn(async move {
                         let outcome = run_job(&ctx, &config, &options, &run).await;
-                        let _ = tx.send(((run.source.clone(), run.job), outcome));
+                        let _ = tx.send(((run.source.clone(), run.job), run.scheduled, outcome));
                     });
-                    tasks.insert(key, task);
+                    tasks.insert(key, (scheduled, task));
                 }
                 Decision::Skip {
                     source,
@@ -109,7 +114,7 @@ pub async fn run_agent(
                     deadline,
                 } => {
                     report.cancelled += 1;
-                    if let Some(task) = tasks.remove(&(source.clone(), job)) {
+                    if let Some((_, task)) = tasks.remove(&(source.clone(), job)) {
                         task.abort();
                     }
                     scheduler.finished(&source, job);
@@ -127,15 +132,17 @@ pub async fn run_agent(
         // Look again when something falls due, at the latest in a minute (the clock may jump).
         let wait = scheduler
             .next_wake(now)
-            .and_then(|t| (t - ctx.now()).to_std().ok())
-            .unwrap_or(Duration::ZERO)
+            .map(|t| (t - ctx.now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(60))
             .min(Duration::from_secs(60));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            Some((key, outcome)) = done.recv() => {
-                tasks.remove(&key);
-                scheduler.finished(&key.0, key.1);
-                ended(&mut report, &key, &outcome);
+            Some((key, scheduled, outcome)) = done.recv() => {
+                if tasks.get(&key).is_some_and(|(s, _)| *s == scheduled) {
+                    tasks.remove(&key);
+                    scheduler.finished(&key.0, key.1);
+                    ended(&mut report, &key, &outcome);
+                }
             }
             _ = shutdown.signalled() => break,
         }
@@ -148,14 +155,16 @@ pub async fn run_agent(
     let deadline = tokio::time::Instant::now() + options.grace;
     while !tasks.is_empty() {
         match tokio::time::timeout_at(deadline, done.recv()).await {
-            Ok(Some((key, outcome))) => {
-                tasks.remove(&key);
-                ended(&mut report, &key, &outcome);
+            Ok(Some((key, scheduled, outcome))) => {
+                if tasks.get(&key).is_some_and(|(s, _)| *s == scheduled) {
+                    tasks.remove(&key);
+                    ended(&mut report, &key, &outcome);
+                }
             }
             Ok(None) | Err(_) => break,
         }
     }
-    for ((source, job), task) in tasks.drain() {
+    for ((source, job), (_, task)) in tasks.drain() {
         task.abort();
         report.cancelled += 1;
         error!(event = "job cancelled", source = %source, job = job.name(), "the agent stopped");
