@@ -1,6 +1,7 @@
-//! The agent for real: a PostgreSQL started by the test, with a backup every few seconds and an
-//! audit; the agent takes the backups on schedule, logs one JSON event per run start and end,
-//! and on SIGTERM stops scheduling and exits 0 within its grace period.
+//! The agent for real: a PostgreSQL started by the test, with a backup every few seconds, a
+//! verify by halves and a drill due every second; the agent takes the backups on schedule, never
+//! runs two drills at once (it skips the runs due meanwhile), logs one JSON event per run start
+//! and end, and on SIGTERM stops scheduling and exits 0 within its grace period.
 
 mod support;
 
@@ -14,7 +15,7 @@ async fn the_agent_takes_scheduled_backups_and_stops_cleanly_on_sigterm() {
     let mut source = world.cluster("source", "pg");
     source.start();
     world.write_config(&format!(
-        "  pg:\n    kind: postgres\n    url: \"{}\"\n    data_dir: {}\n    schedules:\n      backup: \"*/4 * * * * *\"\n      verify: {{ cron: \"*/5 * * * * *\", read_data_parts: 2 }}\n",
+        "  pg:\n    kind: postgres\n    url: \"{}\"\n    data_dir: {}\n    schedules:\n      backup: \"*/4 * * * * *\"\n      verify: {{ cron: \"*/5 * * * * *\", read_data_parts: 2 }}\n      drill: \"* * * * * *\"\n",
         source.url(),
         source.data.display()
     ));
@@ -97,6 +98,32 @@ async fn the_agent_takes_scheduled_backups_and_stops_cleanly_on_sigterm() {
         finished
             .iter()
             .any(|e| field(e, "job").as_deref() == Some("backup")
+                && field(e, "outcome").as_deref() == Some("success")),
+        "{text}"
+    );
+    // A drill due every second takes longer than that: while one runs the next are skipped, so
+    // no two drills ever overlap (each start is after the previous drill's end).
+    let drill_events: Vec<&str> = events
+        .iter()
+        .filter(|e| field(e, "job").as_deref() == Some("drill"))
+        .filter_map(|e| e["fields"]["event"].as_str())
+        .collect();
+    assert!(drill_events.contains(&"job skipped"), "{text}");
+    let mut running = 0;
+    for event in &drill_events {
+        match *event {
+            "job started" => {
+                running += 1;
+                assert_eq!(running, 1, "two drills at once: {text}");
+            }
+            "job finished" | "job cancelled" => running -= 1,
+            _ => {}
+        }
+    }
+    assert!(
+        finished
+            .iter()
+            .any(|e| field(e, "job").as_deref() == Some("drill")
                 && field(e, "outcome").as_deref() == Some("success")),
         "{text}"
     );
