@@ -425,8 +425,11 @@ impl ProgressSink for BarSink {
 
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
+    // The agent's run events (started, finished) are info: a daemon's log is its record.
+    let daemon = matches!(cli.command, Command::Agent(_));
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
+        (false, 0) if daemon => "info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, _) => "debug",
