@@ -19,3 +19,4 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod store;
+pub mod units;

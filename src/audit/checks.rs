@@ -1,6 +1,7 @@
 //! The policy checks, judged from the facts the audit gathered and an instant: pure functions, no
 //! store and no clock. Each check says what it was judged on, naming backups, instants and counts.
 
+use crate::units::utc_seconds as t;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 
 use super::windows::Window;
@@ -76,10 +77,6 @@ pub fn age(d: Duration) -> String {
         (0, h, m) => format!("{h}h {m}m"),
         (d, h, _) => format!("{d}d {h}h"),
     }
-}
-
-fn t(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The first instant of the calendar month `(year, month)` in `zone`.

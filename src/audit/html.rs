@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::units::utc_seconds as t;
 use chrono::{DateTime, Datelike, Utc};
 
 use super::{bytes_text, Audit, Check, CheckStatus, SourceAudit};
@@ -22,10 +23,6 @@ fn esc(text: &str) -> String {
         }
     }
     out
-}
-
-fn t(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d2430;max-width:1200px}\

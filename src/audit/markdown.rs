@@ -2,13 +2,10 @@
 
 use std::fmt::Write as _;
 
+use crate::units::utc_seconds as t;
 use chrono::{DateTime, Utc};
 
 use super::{bytes_text, Audit, Check, CheckStatus, SourceAudit};
-
-fn t(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 fn opt(at: Option<DateTime<Utc>>) -> String {
     at.map(t).unwrap_or_else(|| "-".into())

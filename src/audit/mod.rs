@@ -316,16 +316,5 @@ impl Audit {
 
 /// Bytes in binary units, as the reports print them: `512 B`, `1.5 KiB`, `3.25 GiB`.
 pub fn bytes_text(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.2} {}", UNITS[unit])
-    }
+    crate::units::binary_bytes(n, 2)
 }

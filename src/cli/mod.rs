@@ -523,16 +523,5 @@ fn print_log_report(source: &str, report: &LogReport, json: bool) -> anyhow::Res
 
 /// `1.5 GiB`-style sizes for people.
 fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    heirloom_backup::units::binary_bytes(n, 1)
 }

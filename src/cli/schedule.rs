@@ -62,7 +62,7 @@ pub async fn schedule(ctx: &Context, args: &ScheduleArgs) -> anyhow::Result<Exit
             outln!(
                 "  {}  ({})",
                 run.local,
-                run.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                heirloom_backup::units::utc_seconds(run.at)
             );
         }
     }

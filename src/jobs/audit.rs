@@ -385,7 +385,7 @@ fn log_audit(
                 .map(|(when, l)| {
                     format!(
                         "deleted by the prune of {} ({} .. {}: {})",
-                        when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        crate::units::utc_seconds(*when),
                         l.first,
                         l.last,
                         l.why
@@ -446,7 +446,7 @@ fn drills<'a>(records: impl Iterator<Item = &'a DrillRecord>) -> Drills {
             started: r.started,
             finished: r.finished,
             point: match r.point.at {
-                Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                Some(t) => crate::units::utc_seconds(t),
                 None => "latest".into(),
             },
             backup: r.backup.as_ref().map(|b| b.to_string()),
