@@ -1,13 +1,19 @@
-//! The agent for real: a PostgreSQL started by the test, with a backup every few seconds, a
-//! verify by halves and a drill due every second; the agent takes the backups on schedule, never
-//! runs two drills at once (it skips the runs due meanwhile), logs one JSON event per run start
-//! and end, and on SIGTERM stops scheduling and exits 0 within its grace period.
+//! The agent for real, against a PostgreSQL and a MariaDB started by the tests:
+//! - scheduled backups, a verify by halves and a drill due every second: the backups happen on
+//!   schedule, no two drills run at once (the runs due meanwhile are skipped), one JSON event per
+//!   run start and end, and on SIGTERM it stops scheduling and exits 0 within its grace period;
+//! - the log streamers it keeps: `/metrics` shows the success timestamps advancing, the points a
+//!   source can be restored to, and the stream's lag; a killed `pg_receivewal` and a MariaDB that
+//!   was down when the agent started are streamed again; SIGTERM stores the open segment, and a
+//!   commit made just before it is restored.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::postgres::{archive_everything, PgWorld};
+use support::agent::{http_get, sample, stop, wait_for_metrics};
+use support::mysql::{MariaDb, MyWorld};
+use support::postgres::{archive_everything, PgCluster, PgWorld};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_takes_scheduled_backups_and_stops_cleanly_on_sigterm() {
@@ -137,4 +143,279 @@ async fn the_agent_takes_scheduled_backups_and_stops_cleanly_on_sigterm() {
         "{text}"
     );
     source.stop();
+}
+
+/// The agent's command with `world`'s config, serving on `port`, logging JSON to `log`.
+fn agent_command(
+    bin: &std::path::Path,
+    config: &std::path::Path,
+    port: u16,
+    log: &std::path::Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--config")
+        .arg(config)
+        .args([
+            "--log-format",
+            "json",
+            "agent",
+            "--grace",
+            "30s",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("HEIRLOOM_HOST", "agent-test")
+        .env_remove("HEIRLOOM_PASSPHRASE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_streams_wal_serves_its_metrics_restarts_a_killed_receiver_and_stores_the_open_segment_on_sigterm(
+) {
+    let world = PgWorld::new();
+    // Nothing is archived by archive_command: all the WAL comes from the agent's streamer.
+    let mut source = world.plain_cluster("source");
+    source.start();
+    let spool = world.path().join("spool");
+    world.write_config(&format!(
+        "  pg:\n    kind: postgres\n    url: \"{}\"\n    data_dir: {}\n    schedules:\n      backup: \"*/5 * * * * *\"\n      stream: {{ flush_interval: 1s, spool: {} }}\n",
+        source.url(),
+        source.data.display(),
+        spool.display()
+    ));
+    let client = source.client().await;
+    client
+        .batch_execute("CREATE TABLE markers (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO markers (id) VALUES (1)")
+        .await
+        .unwrap();
+    let port = support::free_port();
+    let log = world.path().join("run/agent.log");
+    let mut agent = agent_command(&world.bin(), &world.config(), port, &log)
+        .spawn()
+        .unwrap();
+    let pg = r#"{source="pg"}"#;
+    let backup = r#"{source="pg",job="backup"}"#;
+    let success = format!("heirloom_job_last_success_timestamp_seconds{backup}");
+    let first = wait_for_metrics(
+        port,
+        Duration::from_secs(90),
+        "a scheduled backup",
+        &log,
+        |m| sample(m, &success).is_some(),
+    );
+    let first_success = sample(&first, &success).unwrap();
+    let text = wait_for_metrics(
+        port,
+        Duration::from_secs(60),
+        "a second backup",
+        &log,
+        |m| sample(m, &success).is_some_and(|t| t > first_success),
+    );
+    // What the repository holds, as the metrics say it.
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let last_backup = sample(
+        &text,
+        &format!("heirloom_last_available_backup_timestamp_seconds{pg}"),
+    )
+    .expect("the newest backup's time");
+    assert!(last_backup <= now && last_backup > now - 60.0, "{text}");
+    let first_point = sample(
+        &text,
+        &format!("heirloom_first_recoverability_point_seconds{pg}"),
+    )
+    .expect("the first recoverability point");
+    assert!(first_point <= last_backup, "{text}");
+    assert!(
+        sample(&text, &format!("heirloom_backups{pg}")).unwrap() >= 2.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("heirloom_stream_up{pg}")),
+        Some(1.0),
+        "{text}"
+    );
+    let lag = sample(&text, &format!("heirloom_stream_lag_seconds{pg}")).expect("the stream's lag");
+    assert!((0.0..10.0).contains(&lag), "lag {lag}: {text}");
+    assert!(
+        sample(&text, "heirloom_store_written_bytes_total").unwrap() > 0.0,
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            &format!("heirloom_job_duration_seconds_count{backup}")
+        )
+        .unwrap()
+            >= 2.0,
+        "{text}"
+    );
+    assert_eq!(http_get(port, "/healthz").map(|(c, _)| c), Some(200));
+    let ready = http_get(port, "/readyz");
+    assert_eq!(ready.as_ref().map(|(c, _)| *c), Some(200), "{ready:?}");
+
+    // The receiver is killed: the streamer starts another, and WAL flows again.
+    let pid_file = spool.join("heirloom-receiver.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let begun = Instant::now();
+    loop {
+        let now = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let running = !now.trim().is_empty()
+            && now != pid
+            && std::path::Path::new(&format!("/proc/{}", now.trim())).exists();
+        if running {
+            break;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "no new pg_receivewal after the kill: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_metrics(
+        port,
+        Duration::from_secs(30),
+        "the stream up again",
+        &log,
+        |m| sample(m, &format!("heirloom_stream_up{pg}")) == Some(1.0),
+    );
+
+    // A commit just before SIGTERM, well inside the flush interval: the shutdown stores it.
+    client
+        .batch_execute("INSERT INTO markers (id) VALUES (2)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = stop(&mut agent, Duration::from_secs(40));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("\"stream stopped\""), "{text}");
+    drop(client);
+    source.stop();
+
+    let dir = world.restore_dir("restored");
+    let port = support::free_port();
+    world
+        .cli(&[
+            "restore",
+            "pg",
+            "--to",
+            dir.to_str().unwrap(),
+            "--latest",
+            "--start",
+            "--port",
+            &port.to_string(),
+        ])
+        .success();
+    let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
+    assert_eq!(restored.markers().await, vec![1, 2]);
+    restored.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_keeps_restarting_a_binlog_streamer_until_its_server_is_up_and_stores_the_open_segment_on_sigterm(
+) {
+    let world = MyWorld::new();
+    let mut source = MariaDb::start(world.path(), "source", 1, true);
+    source.load_notes_app();
+    world.write_config(&format!(
+        "  notes:\n    kind: mysql\n    url: \"{}\"\n    schedules:\n      backup: \"*/4 * * * * *\"\n      stream: {{ flush_interval: 1s, heartbeat: 1s }}\n",
+        source.url()
+    ));
+    // The server is down when the agent starts: the streamer fails, and is started again.
+    source.stop();
+    let port = support::free_port();
+    let log = world.path().join("agent.log");
+    let bin = assert_cmd::cargo::cargo_bin("heirloom-backup");
+    let mut agent = agent_command(&bin, &world.config(), port, &log)
+        .spawn()
+        .unwrap();
+    let notes = r#"{source="notes"}"#;
+    let backup = r#"{source="notes",job="backup"}"#;
+    let text = wait_for_metrics(
+        port,
+        Duration::from_secs(60),
+        "a restart and a failed backup",
+        &log,
+        |m| {
+            sample(m, &format!("heirloom_stream_restarts_total{notes}")).is_some_and(|n| n >= 1.0)
+                && sample(
+                    m,
+                    &format!("heirloom_job_last_failure_timestamp_seconds{backup}"),
+                )
+                .is_some()
+        },
+    );
+    assert_eq!(
+        sample(&text, &format!("heirloom_stream_up{notes}")),
+        Some(0.0),
+        "{text}"
+    );
+    let ready = http_get(port, "/readyz").unwrap();
+    assert_eq!(ready.0, 503, "{ready:?}");
+    assert!(
+        ready
+            .1
+            .contains("the log streamer of notes is not receiving"),
+        "{ready:?}"
+    );
+    // Alive all the same.
+    assert_eq!(http_get(port, "/healthz").map(|(c, _)| c), Some(200));
+
+    source.restart();
+    let success = format!("heirloom_job_last_success_timestamp_seconds{backup}");
+    let text = wait_for_metrics(
+        port,
+        Duration::from_secs(90),
+        "the streamer up and a backup",
+        &log,
+        |m| {
+            sample(m, &format!("heirloom_stream_up{notes}")) == Some(1.0)
+                && sample(m, &success).is_some()
+        },
+    );
+    let first_success = sample(&text, &success).unwrap();
+    let text = wait_for_metrics(
+        port,
+        Duration::from_secs(60),
+        "a second backup",
+        &log,
+        |m| sample(m, &success).is_some_and(|t| t > first_success),
+    );
+    let lag =
+        sample(&text, &format!("heirloom_stream_lag_seconds{notes}")).expect("the stream's lag");
+    assert!((0.0..10.0).contains(&lag), "lag {lag}: {text}");
+    assert!(
+        sample(
+            &text,
+            &format!("heirloom_last_recoverability_point_seconds{notes}")
+        )
+        .is_some(),
+        "{text}"
+    );
+    let ready = http_get(port, "/readyz").unwrap();
+    assert_eq!(ready.0, 200, "{ready:?}");
+
+    source.sql("INSERT INTO notes.markers (name) VALUES ('before-sigterm')");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = stop(&mut agent, Duration::from_secs(40));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("\"stream stopped\""), "{text}");
+
+    let copy = MariaDb::start(world.path(), "copy", 2, true);
+    world.ok(&["restore", "notes", "--to", &copy.url(), "--latest"]);
+    assert!(
+        copy.markers().contains(&"before-sigterm".to_owned()),
+        "{:?}",
+        copy.markers()
+    );
+    assert_eq!(copy.notes_checksums(), source.notes_checksums());
 }

@@ -11,6 +11,7 @@
 //!       verify: { cron: "0 4 * * *", read_data_parts: 7 }   # a rolling seventh of the data each run
 //!       audit: { cron: "0 6 * * 1", zone: UTC }
 //!       drill: { cron: "0 5 * * 0", random_in_window: true }
+//!       stream: { flush_interval: 5s }        # or `true`: the log streamer, kept running
 //! ```
 
 use std::collections::BTreeMap;
@@ -69,10 +70,102 @@ pub struct JobSchedule {
     pub random_in_window: bool,
 }
 
-/// A source's schedules, by job.
+/// A source's schedules, by job, and its log streamer if the agent keeps one.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schedules {
     pub jobs: BTreeMap<Job, JobSchedule>,
+    pub stream: Option<StreamSettings>,
+}
+
+/// `stream: true`, or a map of how: the agent keeps the source's log streamer running.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamSettings {
+    pub flush_interval: Option<Duration>,
+    pub heartbeat: Option<Duration>,
+    pub replica_server_id: Option<u32>,
+    pub spool: Option<std::path::PathBuf>,
+    pub slot: Option<String>,
+}
+
+impl StreamSettings {
+    /// The request the streamer runs with.
+    pub fn request(&self) -> crate::engine::StreamRequest {
+        crate::engine::StreamRequest {
+            flush_interval: self.flush_interval,
+            heartbeat: self.heartbeat,
+            replica_server_id: self.replica_server_id,
+            spool: self.spool.clone(),
+            slot: self.slot.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+const STREAM_FIELDS: [&str; 5] = [
+    "flush_interval",
+    "heartbeat",
+    "replica_server_id",
+    "spool",
+    "slot",
+];
+
+fn parse_stream(value: &Value) -> Result<Option<StreamSettings>, (String, String)> {
+    let map = match value {
+        Value::Bool(false) => return Ok(None),
+        Value::Bool(true) => return Ok(Some(StreamSettings::default())),
+        Value::Object(map) => map,
+        _ => {
+            return Err((
+                String::new(),
+                format!(
+                    "true, or a map of how to stream ({})",
+                    STREAM_FIELDS.join(", ")
+                ),
+            ))
+        }
+    };
+    if let Some(unknown) = map.keys().find(|k| !STREAM_FIELDS.contains(&k.as_str())) {
+        return Err((
+            unknown.clone(),
+            format!("unknown field; a stream has {}", STREAM_FIELDS.join(", ")),
+        ));
+    }
+    let text = |field: &str| -> Result<Option<&str>, (String, String)> {
+        match map.get(field) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(Some)
+                .ok_or_else(|| (field.to_owned(), "a non-empty string".to_owned())),
+        }
+    };
+    let duration = |field: &str| -> Result<Option<Duration>, (String, String)> {
+        text(field)?
+            .map(|t| crate::store::parse_duration(t).map_err(|why| (field.to_owned(), why)))
+            .transpose()
+    };
+    let replica_server_id = match map.get("replica_server_id") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    (
+                        "replica_server_id".to_owned(),
+                        "a server id from 1 to 4294967295".to_owned(),
+                    )
+                })?,
+        ),
+    };
+    Ok(Some(StreamSettings {
+        flush_interval: duration("flush_interval")?,
+        heartbeat: duration("heartbeat")?,
+        replica_server_id,
+        spool: text("spool")?.map(std::path::PathBuf::from),
+        slot: text("slot")?.map(str::to_owned),
+    }))
 }
 
 /// Reads `schedules` of a source; an error is `(field under schedules, why)`.
@@ -80,7 +173,8 @@ pub fn parse_schedules(value: &Value) -> Result<Schedules, (String, String)> {
     let map = value.as_object().ok_or_else(|| {
         (
             String::new(),
-            "a map of jobs (backup, prune, verify, audit, drill) to their schedules".to_owned(),
+            "a map of jobs (backup, prune, verify, audit, drill, stream) to their schedules"
+                .to_owned(),
         )
     })?;
     let zone = match map.get("zone") {
@@ -88,29 +182,38 @@ pub fn parse_schedules(value: &Value) -> Result<Schedules, (String, String)> {
         Some(z) => parse_zone(z).map_err(|why| ("zone".to_owned(), why))?,
     };
     let mut jobs = BTreeMap::new();
+    let mut stream = None;
     for (key, value) in map {
         if key == "zone" {
+            continue;
+        }
+        if key == "stream" {
+            stream = parse_stream(value).map_err(prefixed(key))?;
             continue;
         }
         let Some(job) = Job::ALL.into_iter().find(|j| j.name() == key) else {
             return Err((
                 key.clone(),
-                "not a job: the jobs are backup, prune, verify, audit and drill".into(),
+                "not a job: the jobs are backup, prune, verify, audit and drill (and stream)"
+                    .into(),
             ));
         };
-        let schedule = parse_job(job, value, zone).map_err(|(f, why)| {
-            (
-                if f.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{key}.{f}")
-                },
-                why,
-            )
-        })?;
+        let schedule = parse_job(job, value, zone).map_err(prefixed(key))?;
         jobs.insert(job, schedule);
     }
-    Ok(Schedules { jobs })
+    Ok(Schedules { jobs, stream })
+}
+
+/// An error of a field under `key`, named from `key` on.
+fn prefixed(key: &str) -> impl Fn((String, String)) -> (String, String) + '_ {
+    move |(field, why)| {
+        let at = if field.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{key}.{field}")
+        };
+        (at, why)
+    }
 }
 
 fn parse_zone(value: &Value) -> Result<chrono_tz::Tz, String> {

@@ -2,9 +2,12 @@
 //! `schedule` shows of it.
 
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod run;
 pub mod schedule;
 pub mod scheduler;
+pub mod streams;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -1,11 +1,13 @@
 //! The agent's loop: the scheduler's decisions carried out with the library's jobs, each run a
-//! task with its deadline, one log event when it starts and one when it ends with its outcome.
-//! On shutdown it stops scheduling, lets running jobs finish within a grace period, then
-//! cancels what is left.
+//! task with its deadline, one log event when it starts and one when it ends with its outcome;
+//! beside them each source's log streamer, kept running, and the metrics and health endpoints.
+//! On shutdown it stops scheduling, lets running jobs finish and streamers store what they hold
+//! within a grace period, then cancels what is left.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
@@ -13,13 +15,18 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use super::config::Job;
+use super::http::{bind, serve, Served};
+use super::metrics::{AgentMetrics, Outcome};
 use super::scheduler::{Decision, Run, Scheduler};
+use super::streams::{keep_streaming, Backoff};
 use crate::config::Config;
-use crate::context::{JobContext, JobError};
+use crate::context::{JobContext, JobError, Shutdown};
+use crate::engine::StreamStatus;
 use crate::jobs::{self, AuditRequest, DrillAt};
 use crate::pipeline::verify::Subset;
 use crate::repo::gc::GcOptions;
 use crate::repo::source::SourceName;
+use crate::store::metered::StoreMeter;
 
 /// How the agent runs.
 #[derive(Clone)]
@@ -29,6 +36,12 @@ pub struct AgentOptions {
     /// Each source's `restore_command` for its drills (PostgreSQL fetches WAL through it), or
     /// why there is none.
     pub restore_commands: BTreeMap<SourceName, Result<String, String>>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None`: nowhere.
+    pub listen: Option<SocketAddr>,
+    /// The counts of the store the context's repository was opened on, served as metrics.
+    pub store_meter: Option<Arc<StoreMeter>>,
+    /// How streamers that end are started again.
+    pub backoff: Backoff,
 }
 
 /// What the agent did, when it stopped.
@@ -39,32 +52,104 @@ pub struct AgentReport {
     pub failed: u64,
     pub skipped: u64,
     pub cancelled: u64,
+    /// Times a log streamer ended and was started again.
+    pub stream_restarts: u64,
 }
 
 type Key = (SourceName, Job);
 
-/// Runs `config`'s schedules until `ctx.shutdown` is signalled.
+/// How often what each source can be restored to is read again, besides after each of its runs.
+const REFRESH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Runs `config`'s schedules and streamers until `ctx.shutdown` is signalled.
 pub async fn run_agent(
     ctx: JobContext,
     config: Arc<Config>,
     options: AgentOptions,
 ) -> Result<AgentReport, JobError> {
     let mut scheduler = Scheduler::new(&config, ctx.now());
-    if scheduler.is_empty() {
+    let streams: Vec<(SourceName, _, StreamStatus)> = config
+        .schedules
+        .iter()
+        .filter_map(|(s, schedules)| {
+            let settings = schedules.stream.clone()?;
+            Some((s.clone(), settings, StreamStatus::default()))
+        })
+        .collect();
+    if scheduler.is_empty() && streams.is_empty() {
         return Err(JobError::Usage(
-            "no schedules: the agent runs the jobs of sources.NAME.schedules in the config".into(),
+            "no schedules: the agent runs the jobs and streamers of sources.NAME.schedules in the config".into(),
         ));
     }
-    info!(jobs = scheduler.len(), "agent started");
+    let watched: Vec<(String, StreamStatus)> = streams
+        .iter()
+        .map(|(s, _, status)| (s.to_string(), status.clone()))
+        .collect();
+    let metrics = Arc::new(AgentMetrics::new(
+        watched.clone(),
+        options.store_meter.clone(),
+        ctx.clock.clone(),
+    ));
+    for (source, schedules) in &config.schedules {
+        for job in schedules.jobs.keys() {
+            metrics.declare(source.as_str(), *job);
+        }
+    }
+    // The endpoints outlive the runs: they answer until the agent has stopped.
+    let (stop_serving, served_until) = Shutdown::new();
+    let server = match options.listen {
+        None => None,
+        Some(address) => {
+            let listener = bind(address)
+                .await
+                .map_err(|e| JobError::Usage(format!("cannot serve metrics on {address}: {e}")))?;
+            let served = Served {
+                metrics: metrics.clone(),
+                repo: ctx.repo.clone(),
+                streams: watched,
+            };
+            Some(tokio::spawn(serve(
+                listener,
+                served,
+                served_until.signalled(),
+            )))
+        }
+    };
+    info!(
+        jobs = scheduler.len(),
+        streams = streams.len(),
+        "agent started"
+    );
+    let streamers: Vec<JoinHandle<u64>> = streams
+        .into_iter()
+        .map(|(source, settings, status)| {
+            tokio::spawn(keep_streaming(
+                ctx.clone(),
+                config.clone(),
+                source,
+                settings,
+                status,
+                metrics.clone(),
+                options.backoff,
+            ))
+        })
+        .collect();
+    let mut next_refresh = ctx.now();
     // Each message names its run by the instant it was due: a cancelled run's late message is
     // not taken for the next run's.
     let (done_tx, mut done) =
         mpsc::unbounded_channel::<(Key, DateTime<Utc>, Result<String, String>)>();
-    let mut tasks: HashMap<Key, (DateTime<Utc>, JoinHandle<()>)> = HashMap::new();
+    let mut tasks: HashMap<Key, Running> = HashMap::new();
     let mut report = AgentReport::default();
     let shutdown = ctx.shutdown.clone();
     loop {
         let now = ctx.now();
+        if now >= next_refresh {
+            next_refresh = now + REFRESH_EVERY;
+            for source in config.schedules.keys() {
+                refresh(&ctx, &config, &metrics, source);
+            }
+        }
         for decision in scheduler.tick(now) {
             match decision {
                 Decision::Start(run) => {
@@ -77,6 +162,7 @@ pub async fn run_agent(
                         deadline = %run.deadline.to_rfc3339(),
                         part = ?run.part,
                     );
+                    metrics.started(run.source.as_str(), run.job);
                     let key = (run.source.clone(), run.job);
                     let scheduled = run.scheduled;
                     let (ctx, config, options, tx) = (
@@ -89,7 +175,14 @@ pub async fn run_agent(
                         let outcome = run_job(&ctx, &config, &options, &run).await;
                         let _ = tx.send(((run.source.clone(), run.job), run.scheduled, outcome));
                     });
-                    tasks.insert(key, (scheduled, task));
+                    tasks.insert(
+                        key,
+                        Running {
+                            scheduled,
+                            began: Instant::now(),
+                            task,
+                        },
+                    );
                 }
                 Decision::Skip {
                     source,
@@ -98,6 +191,7 @@ pub async fn run_agent(
                     running_since,
                 } => {
                     report.skipped += 1;
+                    metrics.skipped(source.as_str(), job);
                     warn!(
                         event = "job skipped",
                         source = %source,
@@ -114,8 +208,15 @@ pub async fn run_agent(
                     deadline,
                 } => {
                     report.cancelled += 1;
-                    if let Some((_, task)) = tasks.remove(&(source.clone(), job)) {
-                        task.abort();
+                    if let Some(running) = tasks.remove(&(source.clone(), job)) {
+                        running.task.abort();
+                        metrics.ended(
+                            source.as_str(),
+                            job,
+                            Outcome::Cancelled,
+                            ctx.now(),
+                            running.began.elapsed(),
+                        );
                     }
                     scheduler.finished(&source, job);
                     error!(
@@ -132,16 +233,20 @@ pub async fn run_agent(
         // Look again when something falls due, at the latest in a minute (the clock may jump).
         let wait = scheduler
             .next_wake(now)
-            .map(|t| (t - ctx.now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(60))
+            .map_or(next_refresh, |t| t.min(next_refresh));
+        let wait = (wait - ctx.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
             .min(Duration::from_secs(60));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             Some((key, scheduled, outcome)) = done.recv() => {
-                if tasks.get(&key).is_some_and(|(s, _)| *s == scheduled) {
-                    tasks.remove(&key);
-                    scheduler.finished(&key.0, key.1);
-                    ended(&mut report, &key, &outcome);
+                if tasks.get(&key).is_some_and(|r| r.scheduled == scheduled) {
+                    if let Some(running) = tasks.remove(&key) {
+                        scheduler.finished(&key.0, key.1);
+                        ended(&mut report, &metrics, &ctx, &key, running.began, &outcome);
+                        refresh(&ctx, &config, &metrics, &key.0);
+                    }
                 }
             }
             _ = shutdown.signalled() => break,
@@ -149,6 +254,7 @@ pub async fn run_agent(
     }
     info!(
         running = tasks.len(),
+        streams = streamers.len(),
         grace_seconds = options.grace.as_secs(),
         "agent stopping: no new runs"
     );
@@ -156,18 +262,34 @@ pub async fn run_agent(
     while !tasks.is_empty() {
         match tokio::time::timeout_at(deadline, done.recv()).await {
             Ok(Some((key, scheduled, outcome))) => {
-                if tasks.get(&key).is_some_and(|(s, _)| *s == scheduled) {
-                    tasks.remove(&key);
-                    ended(&mut report, &key, &outcome);
+                if tasks.get(&key).is_some_and(|r| r.scheduled == scheduled) {
+                    if let Some(running) = tasks.remove(&key) {
+                        ended(&mut report, &metrics, &ctx, &key, running.began, &outcome);
+                    }
                 }
             }
             Ok(None) | Err(_) => break,
         }
     }
-    for ((source, job), (_, task)) in tasks.drain() {
-        task.abort();
+    for ((source, job), running) in tasks.drain() {
+        running.task.abort();
         report.cancelled += 1;
         error!(event = "job cancelled", source = %source, job = job.name(), "the agent stopped");
+    }
+    // The streamers saw the same shutdown: each stores what it holds and ends.
+    for mut streamer in streamers {
+        match tokio::time::timeout_at(deadline, &mut streamer).await {
+            Ok(Ok(restarts)) => report.stream_restarts += restarts,
+            Ok(Err(e)) => error!(error = %e, "a streamer's task failed"),
+            Err(_) => {
+                streamer.abort();
+                error!("a streamer did not finish storing within the grace period");
+            }
+        }
+    }
+    stop_serving.signal();
+    if let Some(server) = server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
     info!(
         started = report.started,
@@ -178,15 +300,51 @@ pub async fn run_agent(
     Ok(report)
 }
 
-fn ended(report: &mut AgentReport, (source, job): &Key, outcome: &Result<String, String>) {
+/// A run going on.
+struct Running {
+    scheduled: DateTime<Utc>,
+    began: Instant,
+    task: JoinHandle<()>,
+}
+
+/// Reads again, in the background, what `source` can be restored to.
+fn refresh(
+    ctx: &JobContext,
+    config: &Arc<Config>,
+    metrics: &Arc<AgentMetrics>,
+    source: &SourceName,
+) {
+    let (ctx, config, metrics, source) =
+        (ctx.clone(), config.clone(), metrics.clone(), source.clone());
+    tokio::spawn(async move {
+        match jobs::recoverability(&ctx, &config, &source).await {
+            Ok(r) => metrics.recoverability(source.as_str(), &r),
+            Err(e) => {
+                warn!(source = %source, error = %e, "cannot read what the source can be restored to")
+            }
+        }
+    });
+}
+
+fn ended(
+    report: &mut AgentReport,
+    metrics: &AgentMetrics,
+    ctx: &JobContext,
+    (source, job): &Key,
+    began: Instant,
+    outcome: &Result<String, String>,
+) {
+    let took = began.elapsed();
     match outcome {
         Ok(what) => {
             report.succeeded += 1;
-            info!(event = "job finished", source = %source, job = job.name(), outcome = "success", result = %what);
+            metrics.ended(source.as_str(), *job, Outcome::Success, ctx.now(), took);
+            info!(event = "job finished", source = %source, job = job.name(), outcome = "success", seconds = took.as_secs_f64(), result = %what);
         }
         Err(why) => {
             report.failed += 1;
-            error!(event = "job finished", source = %source, job = job.name(), outcome = "failure", error = %why);
+            metrics.ended(source.as_str(), *job, Outcome::Failure, ctx.now(), took);
+            error!(event = "job finished", source = %source, job = job.name(), outcome = "failure", seconds = took.as_secs_f64(), error = %why);
         }
     }
 }

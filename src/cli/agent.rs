@@ -1,16 +1,39 @@
-//! `agent`: runs every source's schedules (`sources.NAME.schedules`) until SIGTERM or SIGINT.
+//! `agent`: runs every source's schedules and log streamers (`sources.NAME.schedules`) until
+//! SIGTERM or SIGINT, serving metrics and health on `--listen`.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use clap::Args;
 use heirloom_backup::agent::run::{run_agent, AgentOptions};
 use heirloom_backup::jobs::{JobContext, Shutdown};
+use heirloom_backup::repo::Repository;
+use heirloom_backup::store::metered::StoreMeter;
 
 use super::{restore_command, shutdown_signal, Context, Exit};
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// How long running jobs may go on after SIGTERM before they are cancelled
+    /// How long running jobs may go on after SIGTERM before they are cancelled; streamers store
+    /// what they hold within it too
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = heirloom_backup::store::parse_duration)]
     grace: std::time::Duration,
+    /// Where to serve /metrics, /healthz and /readyz (`none`: nowhere)
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:9847", value_parser = parse_listen)]
+    listen: Listen,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Listen(Option<SocketAddr>);
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text == "none" {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("{text:?} is not an address such as 0.0.0.0:9847 (or none)"))
 }
 
 pub async fn agent(ctx: &Context, args: &AgentArgs) -> anyhow::Result<Exit> {
@@ -25,20 +48,34 @@ pub async fn agent(ctx: &Context, args: &AgentArgs) -> anyhow::Result<Exit> {
             )
         })
         .collect();
-    let job = JobContext::new(ctx.open().await?, ctx.concurrency)
-        .with_shutdown(Shutdown::on(shutdown_signal()));
+    let meter = Arc::new(StoreMeter::default());
+    let (store, settings) = ctx.store()?;
+    let store = store.metered(meter.clone());
+    let location = store.location();
+    let repo = Repository::open(store, &settings.load_key()?)
+        .await
+        .with_context(|| format!("opening the repository at {location}"))?;
+    let job = JobContext::new(repo, ctx.concurrency).with_shutdown(Shutdown::on(shutdown_signal()));
     let report = run_agent(
         job,
-        std::sync::Arc::new(ctx.config.clone()),
+        Arc::new(ctx.config.clone()),
         AgentOptions {
             grace: args.grace,
             restore_commands,
+            listen: args.listen.0,
+            store_meter: Some(meter),
+            backoff: Default::default(),
         },
     )
     .await?;
     eprintln!(
-        "agent stopped: {} runs started, {} succeeded, {} failed, {} skipped, {} cancelled",
-        report.started, report.succeeded, report.failed, report.skipped, report.cancelled
+        "agent stopped: {} runs started, {} succeeded, {} failed, {} skipped, {} cancelled; streamers restarted {} times",
+        report.started,
+        report.succeeded,
+        report.failed,
+        report.skipped,
+        report.cancelled,
+        report.stream_restarts
     );
     Ok(Exit::Ok)
 }

@@ -52,6 +52,7 @@ pub async fn run(ctx: &Context, args: &StreamArgs) -> anyhow::Result<Exit> {
         once: args.once,
         spool: args.spool.clone(),
         slot: args.slot.clone(),
+        status: Default::default(),
     };
     let job = heirloom_backup::jobs::JobContext::new(ctx.open().await?, ctx.concurrency)
         .with_shutdown(Shutdown::on(shutdown_signal()));

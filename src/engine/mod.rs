@@ -12,6 +12,9 @@ pub mod postgres;
 pub mod private_dir;
 pub mod process;
 pub mod retention;
+mod stream_status;
+
+pub use stream_status::StreamStatus;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -136,6 +139,8 @@ pub struct StreamRequest {
     pub spool: Option<PathBuf>,
     /// PostgreSQL: the replication slot.
     pub slot: Option<String>,
+    /// Where the streamer says how far the store is complete, and whether it is connected.
+    pub status: StreamStatus,
 }
 
 /// Which closed log files to store.

@@ -1,6 +1,9 @@
 //! `list`, `stats`, log coverage: what the repository holds.
 
-use super::{described, JobContext, JobError};
+use chrono::{DateTime, Utc};
+
+use super::{backup_time, described, described_by, JobContext, JobError};
+use crate::audit::windows::windows;
 use crate::config::Config;
 use crate::engine::LogCoverage;
 use crate::repo::manifest::Manifest;
@@ -30,4 +33,42 @@ pub async fn coverage(
     let manifests = ctx.repo.manifests(Some(name)).await?;
     let manifests: Vec<&crate::repo::manifest::Manifest> = manifests.iter().collect();
     source.coverage(ctx, &manifests).await
+}
+
+/// How far back and how far forward a source can be restored, as the repository says now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Recoverability {
+    pub backups: usize,
+    /// The consistency time of the newest backup.
+    pub last_backup: Option<DateTime<Utc>>,
+    /// The earliest instant a restore reaches: the oldest backup, or the start of the oldest
+    /// point-in-time window if that is earlier.
+    pub first_point: Option<DateTime<Utc>>,
+    /// The latest instant a restore reaches: the end of the newest window, or the newest backup.
+    pub last_point: Option<DateTime<Utc>>,
+}
+
+/// The backups and point-in-time windows of source `name`, reduced to their bounds.
+pub async fn recoverability(
+    ctx: &JobContext,
+    config: &Config,
+    name: &SourceName,
+) -> Result<Recoverability, JobError> {
+    let manifests = ctx.repo.manifests(Some(name)).await?;
+    let mine: Vec<&Manifest> = manifests.iter().collect();
+    let times: Vec<DateTime<Utc>> = mine.iter().map(|m| backup_time(m)).collect();
+    let spans = if mine.is_empty() {
+        Vec::new()
+    } else {
+        let source = described_by(config, name, mine.iter().copied())?;
+        windows(&source.coverage(ctx, &mine).await?, &mine)
+    };
+    let starts = times.iter().copied().chain(spans.iter().map(|w| w.from));
+    let ends = times.iter().copied().chain(spans.iter().map(|w| w.to));
+    Ok(Recoverability {
+        backups: mine.len(),
+        last_backup: times.iter().copied().max(),
+        first_point: starts.min(),
+        last_point: ends.max(),
+    })
 }

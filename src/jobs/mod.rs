@@ -23,7 +23,7 @@ pub use crate::engine::{
 pub use crate::pipeline::backup::{BackupOptions, BackupSummary};
 pub use audit::{audit, AuditRequest};
 pub use backup::{backup_source, backup_stream, check_given_time};
-pub use catalog::{coverage, list, stats};
+pub use catalog::{coverage, list, recoverability, stats, Recoverability};
 pub use drill::{drill, DrillAt, DrillReport};
 pub use holds::{forget, hold, holds, release};
 pub use push::push_log;

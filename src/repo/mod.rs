@@ -178,6 +178,21 @@ impl Repository {
         &self.store
     }
 
+    /// Reads the repository's config object again: the store answers, and still holds this
+    /// repository (not another one, nor nothing, under the same URL).
+    pub async fn probe(&self) -> Result<(), RepoError> {
+        let config = read_config(&self.store).await?;
+        if config.id != self.config.id {
+            return Err(RepoError::Invalid(format!(
+                "{} now holds repository {}, not {}, which this process opened",
+                self.store.location(),
+                config.id,
+                self.config.id
+            )));
+        }
+        Ok(())
+    }
+
     pub fn config(&self) -> &RepoConfig {
         &self.config
     }

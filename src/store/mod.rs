@@ -7,6 +7,7 @@
 mod error;
 pub mod faults;
 mod local;
+pub mod metered;
 mod object;
 mod open;
 
@@ -103,6 +104,14 @@ impl Store {
     pub fn with_lease_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.lease_ttl = ttl;
         self
+    }
+
+    /// The same store, its requests and bytes counted in `meter`.
+    pub fn metered(self, meter: Arc<metered::StoreMeter>) -> Self {
+        Self {
+            backend: Arc::new(metered::MeteredBackend::new(self.backend, meter)),
+            lease_ttl: self.lease_ttl,
+        }
     }
 
     /// How long a lease lasts unless renewed (`lease_ttl`, 5 minutes by default).

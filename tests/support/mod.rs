@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use heirloom_backup::store::{open_store, Store, StoreOptions};
 
+pub mod agent;
 pub mod cli;
 pub mod mysql;
 pub mod postgres;

@@ -160,6 +160,7 @@ impl Source for MySource {
             options.heartbeat = heartbeat.max(Duration::from_secs(1));
         }
         options.once = request.once;
+        options.status = request.status.clone();
         if let Some(id) = request.replica_server_id {
             options.replica_server_id = id;
         }

@@ -22,6 +22,7 @@ use super::fill::fill_withheld;
 use super::resume::{choose_start, history_meets, Meet, StartAt};
 use super::server::{probe, require_binlog, MysqlUrl};
 use super::MyError;
+use crate::engine::StreamStatus;
 use crate::repo::lease::{Lease, LeaseKind};
 use crate::repo::{RepoError, Repository};
 
@@ -40,6 +41,8 @@ pub struct StreamOptions {
     pub once: bool,
     /// After a lost connection, keep trying for this long before giving up.
     pub reconnect_for: Duration,
+    /// Told after every flush how far the store is complete, and whether the server is on the line.
+    pub status: StreamStatus,
 }
 
 impl StreamOptions {
@@ -51,6 +54,7 @@ impl StreamOptions {
             replica_server_id: default_replica_id(source),
             once: false,
             reconnect_for: Duration::from_secs(300),
+            status: StreamStatus::default(),
         }
     }
 }
@@ -77,7 +81,9 @@ pub async fn stream(
     let mut started = false;
     let mut failing_since: Option<Instant> = None;
     let result = loop {
-        match session(&mut chain, url, options, &mut shutdown).await {
+        let ended = session(&mut chain, url, options, &mut shutdown).await;
+        options.status.set_connected(false);
+        match ended {
             Ok(Ended::Shutdown | Ended::Caught) => break Ok(()),
             Ok(Ended::Lost(e)) => {
                 started = true;
@@ -101,6 +107,12 @@ pub async fn stream(
     };
     lease.release().await;
     result.map(|()| chain.report)
+}
+
+fn mark_stored(status: &StreamStatus, last_heard: Option<chrono::DateTime<Utc>>) {
+    if let Some(at) = last_heard {
+        status.stored_through(at);
+    }
 }
 
 fn retryable(e: &MyError) -> bool {
@@ -268,6 +280,10 @@ async fn session(
     let mut completed: std::collections::HashSet<(String, u32)> = Default::default();
     let mut fills: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let silence = options.heartbeat * 3;
+    // When the server last sent an event or a heartbeat: after a flush, the store holds every
+    // transaction it had committed by then.
+    let mut last_heard: Option<chrono::DateTime<Utc>> = None;
+    options.status.set_connected(true);
     let mut ticker = tokio::time::interval(options.flush_interval.min(Duration::from_secs(1)));
     let outcome = loop {
         let item = tokio::select! {
@@ -275,6 +291,7 @@ async fn session(
             _ = ticker.tick() => {
                 if pending.since.elapsed() >= options.flush_interval {
                     chain.flush(&mut pending, &origin).await?;
+                    mark_stored(&options.status, last_heard);
                 }
                 continue;
             }
@@ -310,7 +327,10 @@ async fn session(
                 }
                 break Ended::Lost(e);
             }
-            Ok(Some(Ok(event))) => event,
+            Ok(Some(Ok(event))) => {
+                last_heard = Some(Utc::now());
+                event
+            }
         };
         let mut raw = Vec::with_capacity(event.header().event_size() as usize);
         event
@@ -458,6 +478,7 @@ async fn session(
         if header.type_code == event_type::ROTATE {
             // The file is complete.
             chain.flush(&mut pending, &origin).await?;
+            mark_stored(&options.status, last_heard);
             if std::mem::take(&mut file_withheld) {
                 complete_file(
                     chain,
@@ -478,6 +499,7 @@ async fn session(
             || pending.since.elapsed() >= options.flush_interval
         {
             chain.flush(&mut pending, &origin).await?;
+            mark_stored(&options.status, last_heard);
         }
     };
     // Whatever arrived whole is kept; a transaction cut by the end of the link is taken again.

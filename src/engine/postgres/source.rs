@@ -117,6 +117,7 @@ impl Source for PgSource {
             options.flush_interval = interval.max(MIN_FLUSH);
         }
         options.spool = request.spool.clone();
+        options.status = request.status.clone();
         if let Some(slot) = &request.slot {
             options.slot = slot.clone();
         }

@@ -21,6 +21,7 @@ use super::snapshot::{partial_chain, put_partial};
 use super::wal::{ensure_identity, wal_push};
 use super::PgError;
 use crate::engine::private_dir::{default_private_dir, ensure_user_dir};
+use crate::engine::StreamStatus;
 use crate::redact::redact;
 use crate::repo::Repository;
 
@@ -34,6 +35,8 @@ pub struct PgStreamOptions {
     pub spool: Option<PathBuf>,
     /// The replication slot (created if missing).
     pub slot: String,
+    /// Told after every snapshot how far the store is complete, and whether WAL is arriving.
+    pub status: StreamStatus,
 }
 
 impl PgStreamOptions {
@@ -42,6 +45,7 @@ impl PgStreamOptions {
             flush_interval: Duration::from_secs(5),
             spool: None,
             slot: slot_name(source),
+            status: StreamStatus::default(),
         }
     }
 }
@@ -151,6 +155,13 @@ pub async fn stream_wal(
             _ = &mut shutdown => break Ok(()),
             _ = ticker.tick() => {}
         }
+        // With `--synchronous`, a receiver alive now has written to the spool all the server has
+        // sent; once this pass stores the spool, the store is complete to here.
+        let pass = chrono::Utc::now();
+        let receiving = child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        options.status.set_connected(receiving);
         if let Some(c) = child.as_mut() {
             if let Ok(Some(status)) = c.try_wait() {
                 restarts += 1;
@@ -173,8 +184,12 @@ pub async fn stream_wal(
             {
                 break Err(e);
             }
+            if receiving {
+                options.status.stored_through(pass);
+            }
         }
     };
+    options.status.set_connected(false);
     if let Some(mut c) = child {
         // pg_receivewal flushes what it has on SIGTERM.
         if let Some(pid) = c.id() {
