@@ -249,6 +249,7 @@ sources:
       verify: { cron: "0 4 * * *", read_data_parts: 7 }
       audit: { cron: "0 6 * * 1", zone: UTC }
       drill: { cron: "0 0 5 * * 0", random_in_window: true }
+      stream: { flush_interval: 3s, slot: heirloom_prod, spool: /var/lib/heirloom/spool }
 "#;
 
 #[test]
@@ -264,6 +265,22 @@ fn schedules_are_read_per_source_and_job() {
     assert_eq!(s[&Job::Backup].deadline, Job::Backup.default_deadline());
     assert_eq!(s[&Job::Verify].read_data_parts, Some(7));
     assert!(s[&Job::Drill].random_in_window);
+    let stream = c.schedules["prod-pg"].stream.clone().unwrap();
+    assert_eq!(stream.flush_interval, Some(std::time::Duration::from_secs(3)));
+    assert_eq!(stream.slot.as_deref(), Some("heirloom_prod"));
+    let request = stream.request();
+    assert_eq!(
+        request.spool.as_deref(),
+        Some(std::path::Path::new("/var/lib/heirloom/spool"))
+    );
+    let quiet = Config::parse(&SCHEDULED.replace("stream: {", "streams_off: {"), "x");
+    assert!(quiet.is_err(), "an unknown key under schedules is refused");
+    let off = Config::parse(
+        "sources:\n  a:\n    kind: mysql\n    url: 'mysql://x'\n    schedules: { stream: false }\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(off.schedules["a"].stream, None);
     // The engine never sees `schedules`.
     assert_eq!(c.sources["prod-pg"].engine(), "postgres");
 }
@@ -303,4 +320,15 @@ fn bad_schedules_name_their_field() {
     assert!(e.contains("read_data_parts"), "{e}");
     let e = with("{ backup: '0 25 * * *' }");
     assert!(e.contains("schedules.backup"), "{e}");
+    let e = with("{ stream: { flush: 3s } }");
+    assert!(
+        e.contains("schedules.stream.flush") && e.contains("unknown"),
+        "{e}"
+    );
+    let e = with("{ stream: { heartbeat: often } }");
+    assert!(e.contains("schedules.stream.heartbeat"), "{e}");
+    let e = with("{ stream: { replica_server_id: 0 } }");
+    assert!(e.contains("schedules.stream.replica_server_id"), "{e}");
+    let e = with("{ stream: yes please }");
+    assert!(e.contains("schedules.stream") && e.contains("true"), "{e}");
 }
