@@ -223,7 +223,10 @@ impl Config {
         if let Some(name) = &raw.retention.default {
             config.default_policy = Some(policy(name, "retention.default".into())?);
         }
+        let env = |k: &str| std::env::var(k).ok();
         for (name, mut value) in raw.sources {
+            expand_url(&mut value, &format!("sources.{name}.url"), &env)
+                .map_err(|(field, why)| invalid(field, why))?;
             // `policy` is retention's, not the engine's: taken out before the engine reads the rest.
             if let Some(p) = value.as_object_mut().and_then(|m| m.remove("policy")) {
                 let field = format!("sources.{name}.policy");
@@ -246,7 +249,9 @@ impl Config {
                 .map_err(|(field, why)| invalid(under(format!("sources.{name}"), field), why))?;
             config.sources.insert(name, source);
         }
-        for (name, value) in raw.targets {
+        for (name, mut value) in raw.targets {
+            expand_url(&mut value, &format!("targets.{name}.url"), &env)
+                .map_err(|(field, why)| invalid(field, why))?;
             let target = TargetConfig::from_value(value)
                 .map_err(|(field, why)| invalid(under(format!("targets.{name}"), field), why))?;
             config.targets.insert(name, target);
@@ -404,3 +409,57 @@ pub fn resolve(
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// Replaces each `${NAME}` in the `url` of a source or target with the environment variable
+/// `NAME`, percent-encoded, so that a password from a Kubernetes Secret can sit in the URL's user
+/// part (`mysql://root:${MYSQL_ROOT_PASSWORD}@db:3306`) without the file holding it.
+fn expand_url(
+    value: &mut serde_json::Value,
+    field: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    let Some(url) = value.get_mut("url") else {
+        return Ok(());
+    };
+    let Some(text) = url.as_str().filter(|t| t.contains('$')) else {
+        return Ok(());
+    };
+    *url = serde_json::Value::String(expand_env(text, env).map_err(|why| (field.to_owned(), why))?);
+    Ok(())
+}
+
+/// `text` with each `${NAME}` replaced by the variable's value, percent-encoded; `$$` is a `$`.
+pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(more) = after.strip_prefix('$') {
+            out.push('$');
+            rest = more;
+            continue;
+        }
+        let name = after
+            .strip_prefix('{')
+            .and_then(|a| a.find('}').map(|end| &a[..end]))
+            .filter(|n| {
+                n.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+            .ok_or("a `$` starts `${NAME}` (an environment variable) or `$$` (a `$`)")?;
+        let value =
+            env(name).ok_or_else(|| format!("the environment variable {name} is not set"))?;
+        out.extend(percent_encoding::utf8_percent_encode(&value, KEEP));
+        rest = &after[name.len() + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}

@@ -266,7 +266,10 @@ fn schedules_are_read_per_source_and_job() {
     assert_eq!(s[&Job::Verify].read_data_parts, Some(7));
     assert!(s[&Job::Drill].random_in_window);
     let stream = c.schedules["prod-pg"].stream.clone().unwrap();
-    assert_eq!(stream.flush_interval, Some(std::time::Duration::from_secs(3)));
+    assert_eq!(
+        stream.flush_interval,
+        Some(std::time::Duration::from_secs(3))
+    );
     assert_eq!(stream.slot.as_deref(), Some("heirloom_prod"));
     let request = stream.request();
     assert_eq!(
@@ -331,4 +334,32 @@ fn bad_schedules_name_their_field() {
     assert!(e.contains("schedules.stream.replica_server_id"), "{e}");
     let e = with("{ stream: yes please }");
     assert!(e.contains("schedules.stream") && e.contains("true"), "{e}");
+}
+
+#[test]
+fn environment_variables_in_a_url_are_expanded_and_percent_encoded() {
+    let env = |k: &str| match k {
+        "PW" => Some("p@ss/w:rd".to_owned()),
+        "HOST" => Some("db.prod".to_owned()),
+        _ => None,
+    };
+    assert_eq!(
+        super::expand_env("mysql://root:${PW}@${HOST}:3306/$$x", &env).unwrap(),
+        "mysql://root:p%40ss%2Fw%3Ard@db.prod:3306/$x"
+    );
+    assert_eq!(
+        super::expand_env("postgres://db/app", &env).unwrap(),
+        "postgres://db/app"
+    );
+    let e = super::expand_env("mysql://root:${NOPE}@db", &env).unwrap_err();
+    assert!(e.contains("NOPE") && e.contains("not set"), "{e}");
+    assert!(super::expand_env("mysql://root:$PW@db", &env).is_err());
+    assert!(super::expand_env("mysql://root:${P-W}@db", &env).is_err());
+    // Through the config, naming the field.
+    let e =
+        err("sources:\n  a: { kind: mysql, url: 'mysql://root:${HEIRLOOM_TEST_UNSET_VAR}@db' }\n");
+    assert!(
+        e.contains("sources.a.url") && e.contains("HEIRLOOM_TEST_UNSET_VAR"),
+        "{e}"
+    );
 }
