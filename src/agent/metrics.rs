@@ -82,6 +82,9 @@ pub struct AgentMetrics {
     last_point: Family<SourceLabels, FloatGauge>,
     last_backup: Family<SourceLabels, FloatGauge>,
     backups: Family<SourceLabels, Gauge>,
+    last_drill: Family<SourceLabels, FloatGauge>,
+    last_drill_passed: Family<SourceLabels, Gauge>,
+    last_passed_drill: Family<SourceLabels, FloatGauge>,
     stream_restarts: Family<SourceLabels, Counter>,
 }
 
@@ -159,6 +162,26 @@ impl AgentMetrics {
             "Backups of the source the repository holds",
             backups.clone(),
         );
+        let last_drill = Family::<SourceLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "heirloom_last_drill_timestamp",
+            "When the source's newest restore drill ended, passed or not, in seconds since the epoch",
+            Unit::Seconds,
+            last_drill.clone(),
+        );
+        let last_drill_passed = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "heirloom_last_drill_passed",
+            "1 if the source's newest restore drill passed, 0 if it failed",
+            last_drill_passed.clone(),
+        );
+        let last_passed_drill = Family::<SourceLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "heirloom_last_successful_drill_timestamp",
+            "When the source's newest passing restore drill ended, in seconds since the epoch",
+            Unit::Seconds,
+            last_passed_drill.clone(),
+        );
         let stream_restarts = Family::<SourceLabels, Counter>::default();
         registry.register(
             "heirloom_stream_restarts",
@@ -186,6 +209,9 @@ impl AgentMetrics {
             last_point,
             last_backup,
             backups,
+            last_drill,
+            last_drill_passed,
+            last_passed_drill,
             stream_restarts,
         }
     }
@@ -248,10 +274,22 @@ impl AgentMetrics {
             source: source.to_owned(),
         };
         self.backups.get_or_create(&labels).set(r.backups as i64);
+        match r.last_drill {
+            Some((_, passed)) => {
+                self.last_drill_passed
+                    .get_or_create(&labels)
+                    .set(i64::from(passed));
+            }
+            None => {
+                self.last_drill_passed.remove(&labels);
+            }
+        }
         for (family, at) in [
             (&self.first_point, r.first_point),
             (&self.last_point, r.last_point),
             (&self.last_backup, r.last_backup),
+            (&self.last_drill, r.last_drill.map(|(t, _)| t)),
+            (&self.last_passed_drill, r.last_passed_drill),
         ] {
             match at {
                 Some(at) => {

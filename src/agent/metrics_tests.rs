@@ -72,6 +72,8 @@ fn jobs_sources_streams_and_the_store_are_served_under_their_documented_names() 
             last_backup: Some(at("2026-12-03T02:00:00Z")),
             first_point: Some(at("2026-11-01T02:00:00Z")),
             last_point: Some(at("2026-12-03T11:59:58Z")),
+            last_drill: Some((at("2026-12-02T05:10:00Z"), false)),
+            last_passed_drill: Some(at("2026-11-29T05:10:00Z")),
         },
     );
     let text = metrics.encode();

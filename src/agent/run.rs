@@ -42,6 +42,9 @@ pub struct AgentOptions {
     pub store_meter: Option<Arc<StoreMeter>>,
     /// How streamers that end are started again.
     pub backoff: Backoff,
+    /// The sources whose backups, windows and drills the metrics report (read from the
+    /// repository every few minutes), scheduled here or not.
+    pub monitored: Vec<SourceName>,
 }
 
 /// What the agent did, when it stopped.
@@ -76,9 +79,9 @@ pub async fn run_agent(
             Some((s.clone(), settings, StreamStatus::default()))
         })
         .collect();
-    if scheduler.is_empty() && streams.is_empty() {
+    if scheduler.is_empty() && streams.is_empty() && options.listen.is_none() {
         return Err(JobError::Usage(
-            "no schedules: the agent runs the jobs and streamers of sources.NAME.schedules in the config".into(),
+            "nothing to do: no schedules (the agent runs the jobs and streamers of sources.NAME.schedules in the config), and no metrics to serve".into(),
         ));
     }
     let watched: Vec<(String, StreamStatus)> = streams
@@ -146,7 +149,7 @@ pub async fn run_agent(
         let now = ctx.now();
         if now >= next_refresh {
             next_refresh = now + REFRESH_EVERY;
-            for source in config.schedules.keys() {
+            for source in &options.monitored {
                 refresh(&ctx, &config, &metrics, source);
             }
         }
@@ -245,7 +248,9 @@ pub async fn run_agent(
                     if let Some(running) = tasks.remove(&key) {
                         scheduler.finished(&key.0, key.1);
                         ended(&mut report, &metrics, &ctx, &key, running.began, &outcome);
-                        refresh(&ctx, &config, &metrics, &key.0);
+                        if options.monitored.contains(&key.0) {
+                            refresh(&ctx, &config, &metrics, &key.0);
+                        }
                     }
                 }
             }

@@ -11,7 +11,7 @@ use heirloom_backup::jobs::{JobContext, Shutdown};
 use heirloom_backup::repo::Repository;
 use heirloom_backup::store::metered::StoreMeter;
 
-use super::{restore_command, shutdown_signal, Context, Exit};
+use super::{restore_command, shutdown_signal, Context, Exit, UsageError};
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -22,6 +22,13 @@ pub struct AgentArgs {
     /// Where to serve /metrics, /healthz and /readyz (`none`: nowhere)
     #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:9847", value_parser = parse_listen)]
     listen: Listen,
+    /// Run only these sources' schedules and streamers, and report only them (repeatable)
+    #[arg(long = "source", value_name = "NAME")]
+    sources: Vec<heirloom_backup::repo::source::SourceName>,
+    /// Run no job and no streamer: only serve the metrics and health of the sources (what the
+    /// repository holds of them), beside CronJobs that run the jobs
+    #[arg(long)]
+    monitor: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -37,8 +44,29 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
 }
 
 pub async fn agent(ctx: &Context, args: &AgentArgs) -> anyhow::Result<Exit> {
-    let restore_commands = ctx
-        .config
+    let mut config = ctx.config.clone();
+    if let Some(unknown) = args
+        .sources
+        .iter()
+        .find(|s| !config.sources.contains_key(*s))
+    {
+        return Err(UsageError(format!("--source {unknown}: not a source of the config")).into());
+    }
+    if !args.sources.is_empty() {
+        config.schedules.retain(|s, _| args.sources.contains(s));
+    }
+    if args.monitor {
+        if args.listen.0.is_none() {
+            return Err(UsageError("--monitor serves metrics: it needs --listen".into()).into());
+        }
+        config.schedules.clear();
+    }
+    let monitored = if args.sources.is_empty() {
+        config.sources.keys().cloned().collect()
+    } else {
+        args.sources.clone()
+    };
+    let restore_commands = config
         .schedules
         .keys()
         .map(|s| {
@@ -58,13 +86,14 @@ pub async fn agent(ctx: &Context, args: &AgentArgs) -> anyhow::Result<Exit> {
     let job = JobContext::new(repo, ctx.concurrency).with_shutdown(Shutdown::on(shutdown_signal()));
     let report = run_agent(
         job,
-        Arc::new(ctx.config.clone()),
+        Arc::new(config),
         AgentOptions {
             grace: args.grace,
             restore_commands,
             listen: args.listen.0,
             store_meter: Some(meter),
             backoff: Default::default(),
+            monitored,
         },
     )
     .await?;

@@ -54,7 +54,7 @@ use wal_fetch_command::restore_command;
 )]
 pub struct Cli {
     /// Config file [default: ./heirloom.yaml when present]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "HEIRLOOM_CONFIG")]
     config: Option<PathBuf>,
 
     /// Repository URL (file:// s3:// gs:// az:// memory:// or a path); overrides the config and HEIRLOOM_REPO
@@ -66,7 +66,7 @@ pub struct Cli {
     key_file: Option<PathBuf>,
 
     /// Log format on stderr
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HEIRLOOM_LOG_FORMAT")]
     log_format: LogFormat,
 
     /// More logging (-v info, -vv debug)

@@ -46,9 +46,13 @@ pub struct Recoverability {
     pub first_point: Option<DateTime<Utc>>,
     /// The latest instant a restore reaches: the end of the newest window, or the newest backup.
     pub last_point: Option<DateTime<Utc>>,
+    /// When the newest drill ended, and whether it passed.
+    pub last_drill: Option<(DateTime<Utc>, bool)>,
+    /// When the newest drill that passed ended.
+    pub last_passed_drill: Option<DateTime<Utc>>,
 }
 
-/// The backups and point-in-time windows of source `name`, reduced to their bounds.
+/// The backups, point-in-time windows and drills of source `name`, reduced to their bounds.
 pub async fn recoverability(
     ctx: &JobContext,
     config: &Config,
@@ -63,6 +67,16 @@ pub async fn recoverability(
         let source = described_by(config, name, mine.iter().copied())?;
         windows(&source.coverage(ctx, &mine).await?, &mine)
     };
+    let drills = ctx.repo.drill_records(Some(name)).await?;
+    let last_drill = drills
+        .iter()
+        .map(|(_, r)| (r.finished, r.passed))
+        .max_by_key(|(t, _)| *t);
+    let last_passed_drill = drills
+        .iter()
+        .filter(|(_, r)| r.passed)
+        .map(|(_, r)| r.finished)
+        .max();
     let starts = times.iter().copied().chain(spans.iter().map(|w| w.from));
     let ends = times.iter().copied().chain(spans.iter().map(|w| w.to));
     Ok(Recoverability {
@@ -70,5 +84,7 @@ pub async fn recoverability(
         last_backup: times.iter().copied().max(),
         first_point: starts.min(),
         last_point: ends.max(),
+        last_drill,
+        last_passed_drill,
     })
 }
