@@ -1,7 +1,7 @@
 //! `verify` and `stats`.
 
 use clap::Args;
-use heirloom_backup::jobs::{stats as stats_job, verify as verify_job, JobContext};
+use heirloom_backup::jobs::{next_part, stats as stats_job, verify as verify_job, JobContext};
 use heirloom_backup::pipeline::verify::Subset;
 
 use super::{human_bytes, print_json, Context, Exit};
@@ -11,9 +11,10 @@ pub struct VerifyArgs {
     /// Also download every pack, check its hash, and decrypt and re-hash every chunk
     #[arg(long)]
     read_data: bool,
-    /// With --read-data, only a deterministic part: N/T (run 1/T … T/T to cover all) or P%
-    #[arg(long, value_name = "N/T|P%", requires = "read_data")]
-    subset: Option<Subset>,
+    /// With --read-data, only a deterministic part: N/T (run 1/T … T/T to cover all), next/T
+    /// (the part after the last one recorded: for runs that keep no state, such as CronJobs) or P%
+    #[arg(long, value_name = "N/T|next/T|P%", requires = "read_data", value_parser = parse_subset)]
+    subset: Option<Wanted>,
     #[arg(long)]
     json: bool,
 }
@@ -24,10 +25,35 @@ pub struct StatsArgs {
     json: bool,
 }
 
+/// A subset as given: a fixed one, or the next of `T` parts.
+#[derive(Debug, Clone, Copy)]
+enum Wanted {
+    Fixed(Subset),
+    Next(u32),
+}
+
+fn parse_subset(text: &str) -> Result<Wanted, String> {
+    match text.strip_prefix("next/") {
+        Some(t) => t
+            .parse::<u32>()
+            .ok()
+            .filter(|t| *t > 0)
+            .map(Wanted::Next)
+            .ok_or_else(|| format!("{text:?}: T in next/T is a whole number above 0")),
+        None => text.parse().map(Wanted::Fixed),
+    }
+}
+
 pub async fn verify(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let repo = ctx.open().await?;
-    let read_data = args.read_data.then(|| args.subset.unwrap_or(Subset::All));
-    let report = verify_job(&JobContext::new(repo, ctx.concurrency), read_data).await?;
+    let job = JobContext::new(repo, ctx.concurrency);
+    let read_data = match (args.read_data, args.subset) {
+        (false, _) => None,
+        (true, None) => Some(Subset::All),
+        (true, Some(Wanted::Fixed(s))) => Some(s),
+        (true, Some(Wanted::Next(t))) => Some(next_part(&job, t).await?),
+    };
+    let report = verify_job(&job, read_data).await?;
     if args.json {
         print_json(&report)?;
     } else {

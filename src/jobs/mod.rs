@@ -32,7 +32,7 @@ pub use retention::{
     backup_time, plan_retention, plan_retention_of, prune, PruneReport, SourcePlan,
 };
 pub use stream::stream_source;
-pub use verify::verify;
+pub use verify::{next_part, verify};
 
 use crate::config::Config;
 use crate::engine::{self, Source};

@@ -27,6 +27,26 @@ pub async fn verify(ctx: &JobContext, read_data: Option<Subset>) -> Result<Verif
     Ok(report)
 }
 
+/// The part of `t` after the newest one a recorded verify read (`1/t` when none did): runs that
+/// keep no state (CronJobs) read the data in turn all the same.
+pub async fn next_part(ctx: &JobContext, t: u32) -> Result<Subset, JobError> {
+    let records = ctx.repo.verify_records().await?;
+    let last = records
+        .iter()
+        .filter_map(|(_, r)| {
+            let part = r.read_data.as_deref()?.parse::<Subset>().ok()?;
+            match part {
+                Subset::Part { n, t: of } if of == t => Some((r.finished, n)),
+                _ => None,
+            }
+        })
+        .max_by_key(|(finished, _)| *finished);
+    Ok(Subset::Part {
+        n: last.map_or(1, |(_, n)| n % t + 1),
+        t,
+    })
+}
+
 fn record_of(
     report: &VerifyReport,
     read_data: Option<Subset>,
