@@ -286,3 +286,25 @@ async fn prune_applied_over_three_simulated_years_keeps_every_promised_backup_re
         contents.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verifies_of_the_next_part_read_the_parts_in_turn_from_what_is_recorded() {
+    let local = LocalRepo::init(&small_params()).await;
+    let repo = local.open().await;
+    backup(&repo, &mixed_data(1 << 20, 4)).await.unwrap();
+    let ctx = JobContext::new(repo, Concurrency::default());
+    let mut parts = Vec::new();
+    for _ in 0..4 {
+        let part = jobs::next_part(&ctx, 3).await.unwrap();
+        parts.push(part.to_string());
+        // Records a second apart: the newest is the one the next part follows.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(jobs::verify(&ctx, Some(part)).await.unwrap().ok());
+    }
+    assert_eq!(parts, ["1/3", "2/3", "3/3", "1/3"]);
+    // A verify of another split does not move this one.
+    jobs::verify(&ctx, Some(Subset::Part { n: 1, t: 2 }))
+        .await
+        .unwrap();
+    assert_eq!(jobs::next_part(&ctx, 3).await.unwrap().to_string(), "2/3");
+}
