@@ -45,7 +45,7 @@ fn the_chart_renders_valid_manifests_whose_commands_the_binary_accepts() {
     let found: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("found.json")).unwrap())
             .unwrap();
-    assert_eq!(found["refused"], 15);
+    assert_eq!(found["refused"], 16);
     // Both modes were rendered: CronJobs in one, the agent's Deployment in another.
     let kinds = found["kinds"].to_string();
     for kind in [

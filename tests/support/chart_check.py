@@ -44,6 +44,7 @@ for name in sorted(os.listdir(os.path.join(chart, "ci"))):
                 continue
             kind = doc["kind"]
             found["kinds"].setdefault(name, []).append(kind)
+            found.setdefault("objects", []).append(f"{name}:{kind}/{doc['metadata']['name']}")
             if doc["apiVersion"].startswith("monitoring.coreos.com/"):
                 crds.append(doc)
                 if kind == "PrometheusRule":
@@ -114,6 +115,7 @@ bad_values = [
     (["sources", "notes-mysql", "timeZone"], "Berlin time"),
     (["sources", "notes-mysql", "verifyParts"], 0),
     (["sources", "notes-mysql", "stream", "flushInterval"], "fast"),
+    (["sources", "notes-mysql", "stream", "mode"], "daemonset"),
     (["sources", "../etc"], {"kind": "mysql"}),
     (["agent", "replicas"], 2),
     (["podSecurityContext", "runAsNonRoot"], False),
@@ -121,6 +123,26 @@ bad_values = [
     (["restore", "time"], "yesterday"),
     (["metrics", "prometheusRule", "maxStreamLagSeconds"], -5),
 ]
+# A sidecar streamer: streamed by the config, but no Deployment of this chart's.
+objects = found["objects"]
+if "cronjobs-values.yaml:Deployment/prod-heirloom-backup-notes-mysql-stream" not in objects:
+    failures.append(f"no streamer Deployment for notes-mysql: {objects}")
+if any("orders-stream" in o for o in objects):
+    failures.append("a streamer Deployment for orders, whose streamer is a sidecar")
+config = next(c for c in found["configs"] if c["values"] == "cronjobs-values.yaml")["files"]["heirloom.yaml"]
+if "spool-orders" not in config:
+    failures.append("the sidecar source orders is not streamed by the config")
+# In agent mode the agent streams every source itself: a sidecar is refused.
+sidecar_in_agent = copy.deepcopy(base)
+sidecar_in_agent["mode"] = "agent"
+try:
+    with helm.Chart.load(chart) as c:
+        c.render(values=sidecar_in_agent, name="prod", namespace="backups")
+    failures.append("a sidecar streamer was accepted in agent mode")
+except Exception as e:
+    if "sidecar" not in str(e):
+        failures.append(f"a sidecar in agent mode refused for another reason: {e}")
+
 refused = 0
 for path, value in bad_values:
     values = copy.deepcopy(base)
