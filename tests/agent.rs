@@ -68,22 +68,7 @@ async fn the_agent_takes_scheduled_backups_and_stops_cleanly_on_sigterm() {
     };
     assert!(backups >= 2);
 
-    let stopping = Instant::now();
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(agent.id().to_string())
-        .status()
-        .unwrap();
-    let status = loop {
-        if let Some(status) = agent.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopping.elapsed() < Duration::from_secs(40),
-            "the agent did not stop within its grace period"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = stop(&mut agent, Duration::from_secs(40));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{status}: {text}");
     // One JSON event per start and per end, with the outcome.

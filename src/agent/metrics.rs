@@ -385,29 +385,26 @@ impl Collector for Live {
         if let Some(meter) = &self.store {
             let counts = meter.counts();
             let counter = ConstCounter::new(0u64);
-            let mut requests = encoder.encode_descriptor(
-                "heirloom_store_requests",
-                "Requests to the object store, by operation.",
-                None,
-                counter.metric_type(),
-            )?;
-            for (i, op) in OPERATIONS.iter().enumerate() {
-                let labels = OperationLabels {
-                    operation: (*op).to_owned(),
-                };
-                ConstCounter::new(counts.requests[i]).encode(requests.encode_family(&labels)?)?;
-            }
-            let mut failures = encoder.encode_descriptor(
-                "heirloom_store_request_failures",
-                "Requests to the object store that failed after the client's own retries (a missing object is an answer, not a failure), by operation.",
-                None,
-                counter.metric_type(),
-            )?;
-            for (i, op) in OPERATIONS.iter().enumerate() {
-                let labels = OperationLabels {
-                    operation: (*op).to_owned(),
-                };
-                ConstCounter::new(counts.failures[i]).encode(failures.encode_family(&labels)?)?;
+            for (name, help, values) in [
+                (
+                    "heirloom_store_requests",
+                    "Requests to the object store, by operation.",
+                    counts.requests,
+                ),
+                (
+                    "heirloom_store_request_failures",
+                    "Requests to the object store that failed after the client's own retries (a missing object is an answer, not a failure), by operation.",
+                    counts.failures,
+                ),
+            ] {
+                let mut family =
+                    encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+                for (op, value) in OPERATIONS.iter().zip(values) {
+                    let labels = OperationLabels {
+                        operation: (*op).to_owned(),
+                    };
+                    ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+                }
             }
             let bytes = Unit::Bytes;
             let written = encoder.encode_descriptor(

@@ -44,6 +44,15 @@ impl StoreMeter {
         }
     }
 
+    /// Counts a read and the bytes it brought.
+    fn read(&self, result: Result<Bytes, StoreError>) -> Result<Bytes, StoreError> {
+        self.count(GET, &result);
+        if let Ok(data) = &result {
+            self.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
     /// Counts a request; a missing object is an answer, not a failure.
     fn count<T>(&self, op: usize, result: &Result<T, StoreError>) {
         self.requests[op].fetch_add(1, Ordering::Relaxed);
@@ -87,25 +96,11 @@ impl Backend for MeteredBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let result = self.inner.get(key).await;
-        self.meter.count(GET, &result);
-        if let Ok(data) = &result {
-            self.meter
-                .read
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        result
+        self.meter.read(self.inner.get(key).await)
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
-        let result = self.inner.get_range(key, range).await;
-        self.meter.count(GET, &result);
-        if let Ok(data) = &result {
-            self.meter
-                .read
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        result
+        self.meter.read(self.inner.get_range(key, range).await)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
