@@ -191,12 +191,16 @@ async fn the_agent_streams_wal_serves_its_metrics_restarts_a_killed_receiver_and
         |m| sample(m, &success).is_some(),
     );
     let first_success = sample(&first, &success).unwrap();
+    // The repository is read again after each run, in the background: wait for that read too.
     let text = wait_for_metrics(
         port,
         Duration::from_secs(60),
-        "a second backup",
+        "a second backup, read back from the repository",
         &log,
-        |m| sample(m, &success).is_some_and(|t| t > first_success),
+        |m| {
+            sample(m, &success).is_some_and(|t| t > first_success)
+                && sample(m, &format!("heirloom_backups{pg}")).is_some_and(|n| n >= 2.0)
+        },
     );
     // What the repository holds, as the metrics say it.
     let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
@@ -272,12 +276,50 @@ async fn the_agent_streams_wal_serves_its_metrics_restarts_a_killed_receiver_and
         |m| sample(m, &format!("heirloom_stream_up{pg}")) == Some(1.0),
     );
 
-    // A commit just before SIGTERM, well inside the flush interval: the shutdown stores it.
+    let status = stop(&mut agent, Duration::from_secs(40));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("\"stream stopped\""), "{text}");
+
+    // Started again with only the streamer and a flush interval of an hour: it takes the slot
+    // and the spool over, stores the spool once, and then only complete segments. A commit after
+    // that first pass reaches the store only through the shutdown's flush.
+    world.write_config(&format!(
+        "  pg:\n    kind: postgres\n    url: \"{}\"\n    data_dir: {}\n    schedules:\n      stream: {{ flush_interval: 1h, spool: {} }}\n",
+        source.url(),
+        source.data.display(),
+        spool.display()
+    ));
+    let log = world.path().join("run/agent-2.log");
+    let port = support::free_port();
+    let mut agent = agent_command(&world.bin(), &world.config(), port, &log)
+        .spawn()
+        .unwrap();
+    wait_for_metrics(
+        port,
+        Duration::from_secs(30),
+        "the restarted streamer's first pass",
+        &log,
+        |m| {
+            sample(m, &format!("heirloom_stream_up{pg}")) == Some(1.0)
+                && sample(m, &format!("heirloom_stream_lag_seconds{pg}")).is_some()
+        },
+    );
     client
         .batch_execute("INSERT INTO markers (id) VALUES (2)")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Several of the streamer's one-second ticks go by: none stores the open segment.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lag = sample(
+        &http_get(port, "/metrics").unwrap().1,
+        &format!("heirloom_stream_lag_seconds{pg}"),
+    )
+    .unwrap();
+    assert!(
+        lag >= 3.0,
+        "the open segment was stored before SIGTERM (lag {lag})"
+    );
     let status = stop(&mut agent, Duration::from_secs(40));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{status}: {text}");
@@ -367,12 +409,16 @@ async fn the_agent_keeps_restarting_a_binlog_streamer_until_its_server_is_up_and
         },
     );
     let first_success = sample(&text, &success).unwrap();
+    // The repository is read again after each run, in the background: wait for that read too.
     let text = wait_for_metrics(
         port,
         Duration::from_secs(60),
-        "a second backup",
+        "a second backup, read back from the repository",
         &log,
-        |m| sample(m, &success).is_some_and(|t| t > first_success),
+        |m| {
+            sample(m, &success).is_some_and(|t| t > first_success)
+                && sample(m, &format!("heirloom_backups{notes}")).is_some_and(|n| n >= 2.0)
+        },
     );
     let lag =
         sample(&text, &format!("heirloom_stream_lag_seconds{notes}")).expect("the stream's lag");
@@ -388,8 +434,38 @@ async fn the_agent_keeps_restarting_a_binlog_streamer_until_its_server_is_up_and
     let ready = http_get(port, "/readyz").unwrap();
     assert_eq!(ready.0, 200, "{ready:?}");
 
+    let status = stop(&mut agent, Duration::from_secs(40));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("\"stream stopped\""), "{text}");
+
+    // Started again with only the streamer and a flush interval of an hour: it goes on from
+    // what is stored, and a commit now reaches the store only through the shutdown's flush.
+    world.write_config(&format!(
+        "  notes:\n    kind: mysql\n    url: \"{}\"\n    schedules:\n      stream: {{ flush_interval: 1h, heartbeat: 1s }}\n",
+        source.url()
+    ));
+    let log = world.path().join("agent-2.log");
+    let port = support::free_port();
+    let mut agent = agent_command(&bin, &world.config(), port, &log)
+        .spawn()
+        .unwrap();
+    wait_for_metrics(
+        port,
+        Duration::from_secs(30),
+        "the streamer up again",
+        &log,
+        |m| sample(m, &format!("heirloom_stream_up{notes}")) == Some(1.0),
+    );
     source.sql("INSERT INTO notes.markers (name) VALUES ('before-sigterm')");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Several of the streamer's one-second ticks and heartbeats go by: none flushes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = http_get(port, "/metrics").unwrap().1;
+    assert_eq!(
+        sample(&text, &format!("heirloom_stream_lag_seconds{notes}")),
+        None,
+        "the open segment was stored before SIGTERM: {text}"
+    );
     let status = stop(&mut agent, Duration::from_secs(40));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{status}: {text}");

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod refresh;
 pub mod run;
 pub mod schedule;
 pub mod scheduler;

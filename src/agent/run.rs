@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use super::config::Job;
 use super::http::{bind, serve, Served};
 use super::metrics::{AgentMetrics, Outcome};
+use super::refresh::Refresher;
 use super::scheduler::{Decision, Run, Scheduler};
 use super::streams::{keep_streaming, Backoff};
 use crate::config::Config;
@@ -137,6 +138,12 @@ pub async fn run_agent(
             ))
         })
         .collect();
+    let refresher = Refresher::new(
+        ctx.clone(),
+        config.clone(),
+        metrics.clone(),
+        &options.monitored,
+    );
     let mut next_refresh = ctx.now();
     // Each message names its run by the instant it was due: a cancelled run's late message is
     // not taken for the next run's.
@@ -149,9 +156,7 @@ pub async fn run_agent(
         let now = ctx.now();
         if now >= next_refresh {
             next_refresh = now + REFRESH_EVERY;
-            for source in &options.monitored {
-                refresh(&ctx, &config, &metrics, source);
-            }
+            refresher.all();
         }
         for decision in scheduler.tick(now) {
             match decision {
@@ -248,9 +253,7 @@ pub async fn run_agent(
                     if let Some(running) = tasks.remove(&key) {
                         scheduler.finished(&key.0, key.1);
                         ended(&mut report, &metrics, &ctx, &key, running.began, &outcome);
-                        if options.monitored.contains(&key.0) {
-                            refresh(&ctx, &config, &metrics, &key.0);
-                        }
+                        refresher.one(&key.0);
                     }
                 }
             }
@@ -310,25 +313,6 @@ struct Running {
     scheduled: DateTime<Utc>,
     began: Instant,
     task: JoinHandle<()>,
-}
-
-/// Reads again, in the background, what `source` can be restored to.
-fn refresh(
-    ctx: &JobContext,
-    config: &Arc<Config>,
-    metrics: &Arc<AgentMetrics>,
-    source: &SourceName,
-) {
-    let (ctx, config, metrics, source) =
-        (ctx.clone(), config.clone(), metrics.clone(), source.clone());
-    tokio::spawn(async move {
-        match jobs::recoverability(&ctx, &config, &source).await {
-            Ok(r) => metrics.recoverability(source.as_str(), &r),
-            Err(e) => {
-                warn!(source = %source, error = %e, "cannot read what the source can be restored to")
-            }
-        }
-    });
 }
 
 fn ended(

@@ -139,7 +139,9 @@ pub async fn stream_wal(
     let mut snapshot_of: Option<LastSnapshot> = None;
     let mut child: Option<Child> = None;
     let mut ticker = tokio::time::interval(options.flush_interval.min(Duration::from_secs(1)));
-    let mut last_snapshot = Instant::now() - options.flush_interval;
+    // None until the first pass, which stores the spool at once. (Subtracting the interval from
+    // now would panic on a host up for less than the interval.)
+    let mut last_snapshot: Option<Instant> = None;
     let mut restarts = 0u32;
     let result = loop {
         if child.is_none() {
@@ -158,28 +160,25 @@ pub async fn stream_wal(
         // With `--synchronous`, a receiver alive now has written to the spool all the server has
         // sent; once this pass stores the spool, the store is complete to here.
         let pass = chrono::Utc::now();
-        let receiving = child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        let state = child.as_mut().map(Child::try_wait);
+        let receiving = matches!(state, Some(Ok(None)));
         options.status.set_connected(receiving);
-        if let Some(c) = child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                restarts += 1;
-                warn!(%status, "pg_receivewal ended; restarting it");
-                child = None;
-                if restarts > 300 {
-                    break Err(PgError::Invalid(format!(
-                        "pg_receivewal for {server} keeps ending ({status}); see its messages above"
-                    )));
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(Ok(Some(status))) = state {
+            restarts += 1;
+            warn!(%status, "pg_receivewal ended; restarting it");
+            child = None;
+            if restarts > 300 {
+                break Err(PgError::Invalid(format!(
+                    "pg_receivewal for {server} keeps ending ({status}); see its messages above"
+                )));
             }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         if let Err(e) = store_complete(repo, source, spool, &mut report).await {
             break Err(e);
         }
-        if last_snapshot.elapsed() >= options.flush_interval {
-            last_snapshot = Instant::now();
+        if last_snapshot.is_none_or(|t| t.elapsed() >= options.flush_interval) {
+            last_snapshot = Some(Instant::now());
             if let Err(e) = store_partial(repo, source, spool, &mut snapshot_of, &mut report).await
             {
                 break Err(e);
