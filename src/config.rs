@@ -56,6 +56,29 @@ pub struct Config {
     pub source_policies: BTreeMap<SourceName, Policy>,
     /// `sources.NAME.schedules`: the jobs the agent runs for a source, and when.
     pub schedules: BTreeMap<SourceName, crate::agent::config::Schedules>,
+    /// Sources whose `url` names an environment variable this process does not have (a pod
+    /// gets only its own source's Secrets): the rest of the config works, and what needs one of
+    /// these fails naming the variable.
+    pub unresolved_sources: BTreeMap<SourceName, Unresolved>,
+    /// Targets whose `url` names an environment variable this process does not have.
+    pub unresolved_targets: BTreeMap<String, Unresolved>,
+}
+
+/// A source or target of the config that cannot be used in this process.
+#[derive(Debug, Clone)]
+pub struct Unresolved {
+    /// The field, `sources.NAME.url`.
+    pub field: String,
+    /// Why: the variables not set.
+    pub why: String,
+    /// Its engine, when the rest of its entry reads.
+    pub engine: Option<&'static str>,
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.why)
+    }
 }
 
 /// `retention:` in the config.
@@ -133,6 +156,16 @@ impl Config {
     /// current folder.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         Self::parse_in(text, file, None)
+    }
+
+    /// Whether the config names `source`, usable here or not.
+    pub fn declares(&self, source: &SourceName) -> bool {
+        self.sources.contains_key(source) || self.unresolved_sources.contains_key(source)
+    }
+
+    /// Every source the config names, usable here or not.
+    pub fn source_names(&self) -> impl Iterator<Item = &SourceName> {
+        self.sources.keys().chain(self.unresolved_sources.keys())
     }
 
     /// The policy of `source`: its own, else the config's default, else the shipped default.
@@ -225,7 +258,8 @@ impl Config {
         }
         let env = |k: &str| std::env::var(k).ok();
         for (name, mut value) in raw.sources {
-            expand_url(&mut value, &format!("sources.{name}.url"), &env)
+            let url_field = format!("sources.{name}.url");
+            let unset = expand_url(&mut value, &url_field, &env)
                 .map_err(|(field, why)| invalid(field, why))?;
             // `policy` is retention's, not the engine's: taken out before the engine reads the rest.
             if let Some(p) = value.as_object_mut().and_then(|m| m.remove("policy")) {
@@ -245,16 +279,61 @@ impl Config {
                     })?;
                 config.schedules.insert(name.clone(), schedules);
             }
-            let source = SourceConfig::from_value(value)
-                .map_err(|(field, why)| invalid(under(format!("sources.{name}"), field), why))?;
-            config.sources.insert(name, source);
+            let source = SourceConfig::from_value(value);
+            match unset {
+                None => {
+                    let source = source.map_err(|(field, why)| {
+                        invalid(under(format!("sources.{name}"), field), why)
+                    })?;
+                    config.sources.insert(name, source);
+                }
+                // A placeholder stood for each variable not set: an error in the URL may be the
+                // placeholder's and waits until the variable is there; any other is said now.
+                Some(why) => {
+                    let engine = match source {
+                        Ok(s) => Some(s.engine()),
+                        Err((field, _)) if field == "url" => None,
+                        Err((field, why)) => {
+                            return Err(invalid(under(format!("sources.{name}"), field), why))
+                        }
+                    };
+                    let unresolved = Unresolved {
+                        field: url_field,
+                        why,
+                        engine,
+                    };
+                    config.unresolved_sources.insert(name, unresolved);
+                }
+            }
         }
         for (name, mut value) in raw.targets {
-            expand_url(&mut value, &format!("targets.{name}.url"), &env)
+            let url_field = format!("targets.{name}.url");
+            let unset = expand_url(&mut value, &url_field, &env)
                 .map_err(|(field, why)| invalid(field, why))?;
-            let target = TargetConfig::from_value(value)
-                .map_err(|(field, why)| invalid(under(format!("targets.{name}"), field), why))?;
-            config.targets.insert(name, target);
+            let target = TargetConfig::from_value(value);
+            match unset {
+                None => {
+                    let target = target.map_err(|(field, why)| {
+                        invalid(under(format!("targets.{name}"), field), why)
+                    })?;
+                    config.targets.insert(name, target);
+                }
+                Some(why) => {
+                    let engine = match target {
+                        Ok(t) => Some(t.engine()),
+                        Err((field, _)) if field == "url" => None,
+                        Err((field, why)) => {
+                            return Err(invalid(under(format!("targets.{name}"), field), why))
+                        }
+                    };
+                    let unresolved = Unresolved {
+                        field: url_field,
+                        why,
+                        engine,
+                    };
+                    config.unresolved_targets.insert(name, unresolved);
+                }
+            }
         }
         config.check().map_err(|(field, why)| invalid(field, why))?;
         Ok(config)
@@ -412,20 +491,38 @@ mod tests;
 
 /// Replaces each `${NAME}` in the `url` of a source or target with the environment variable
 /// `NAME`, percent-encoded, so that a password from a Kubernetes Secret can sit in the URL's user
-/// part (`mysql://root:${MYSQL_ROOT_PASSWORD}@db:3306`) without the file holding it.
+/// part (`mysql://root:${MYSQL_ROOT_PASSWORD}@db:3306`) without the file holding it. A variable
+/// not set is replaced by a placeholder and named in the `Ok(Some(why))`: the entry is read, but
+/// cannot be used.
 fn expand_url(
     value: &mut serde_json::Value,
     field: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
+) -> Result<Option<String>, (String, String)> {
     let Some(url) = value.get_mut("url") else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(text) = url.as_str().filter(|t| t.contains('$')) else {
-        return Ok(());
+        return Ok(None);
     };
-    *url = serde_json::Value::String(expand_env(text, env).map_err(|why| (field.to_owned(), why))?);
-    Ok(())
+    let unset = std::cell::RefCell::new(Vec::<String>::new());
+    let or_placeholder = |name: &str| {
+        env(name).or_else(|| {
+            unset.borrow_mut().push(name.to_owned());
+            Some("unset".to_owned())
+        })
+    };
+    let expanded = expand_env(text, &or_placeholder).map_err(|why| (field.to_owned(), why))?;
+    *url = serde_json::Value::String(expanded);
+    let unset = unset.into_inner();
+    Ok(match unset.as_slice() {
+        [] => None,
+        [one] => Some(format!("the environment variable {one} is not set")),
+        many => Some(format!(
+            "the environment variables {} are not set",
+            many.join(", ")
+        )),
+    })
 }
 
 /// `text` with each `${NAME}` replaced by the variable's value, percent-encoded; `$$` is a `$`.

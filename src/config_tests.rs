@@ -355,11 +355,41 @@ fn environment_variables_in_a_url_are_expanded_and_percent_encoded() {
     assert!(e.contains("NOPE") && e.contains("not set"), "{e}");
     assert!(super::expand_env("mysql://root:$PW@db", &env).is_err());
     assert!(super::expand_env("mysql://root:${P-W}@db", &env).is_err());
-    // Through the config, naming the field.
-    let e =
-        err("sources:\n  a: { kind: mysql, url: 'mysql://root:${HEIRLOOM_TEST_UNSET_VAR}@db' }\n");
-    assert!(
-        e.contains("sources.a.url") && e.contains("HEIRLOOM_TEST_UNSET_VAR"),
-        "{e}"
+    // A `$` that starts neither form is an error of the config, naming the field.
+    let e = err("sources:\n  a: { kind: mysql, url: 'mysql://root:$PW@db' }\n");
+    assert!(e.contains("sources.a.url") && e.contains("${NAME}"), "{e}");
+}
+
+#[test]
+fn a_source_or_target_whose_variable_is_not_set_here_is_named_and_the_rest_loads() {
+    // A pod gets only its own source's Secrets: the other sources' variables are not set in it.
+    let c = Config::parse(
+        "sources:\n  here: { kind: postgres, url: 'postgres://db/app' }\n  \
+         elsewhere: { kind: mysql, url: 'mysql://root:${HEIRLOOM_TEST_UNSET_A}@${HEIRLOOM_TEST_UNSET_B}:3306' }\n\
+         targets:\n  staging: { kind: postgres, url: 'postgres://u:${HEIRLOOM_TEST_UNSET_C}@staging/app' }\n",
+        "heirloom.yaml",
+    )
+    .unwrap();
+    assert!(c.sources.contains_key("here"));
+    assert!(!c.sources.contains_key("elsewhere"));
+    let name: SourceName = "elsewhere".parse().unwrap();
+    assert!(c.declares(&name));
+    let u = &c.unresolved_sources["elsewhere"];
+    assert_eq!(u.field, "sources.elsewhere.url");
+    assert_eq!(u.engine, Some("mysql"));
+    assert_eq!(
+        u.to_string(),
+        "sources.elsewhere.url: the environment variables HEIRLOOM_TEST_UNSET_A, HEIRLOOM_TEST_UNSET_B are not set"
     );
+    assert_eq!(
+        c.source_names().map(|s| s.as_str()).collect::<Vec<_>>(),
+        ["here", "elsewhere"]
+    );
+    assert!(c.targets.is_empty());
+    assert!(c.unresolved_targets["staging"]
+        .to_string()
+        .contains("HEIRLOOM_TEST_UNSET_C is not set"));
+    // The rest of such an entry is still read: a mistake in it is not hidden.
+    let e = err("sources:\n  a: { kind: mysql, url: 'mysql://root:${HEIRLOOM_TEST_UNSET_A}@db', nope: 1 }\n");
+    assert!(e.contains("nope"), "{e}");
 }

@@ -327,6 +327,12 @@ async fn the_agent_streams_wal_serves_its_metrics_restarts_a_killed_receiver_and
     drop(client);
     source.stop();
 
+    // Restored as a restore Job would, in a pod given none of the source's Secrets: its URL
+    // names a variable not set there, and the restore, which reads only the repository, works.
+    world.write_config(&format!(
+        "  pg:\n    kind: postgres\n    url: \"postgres://postgres:${{HEIRLOOM_TEST_UNSET_PASSWORD}}@127.0.0.1:1/postgres\"\n    data_dir: {}\n",
+        source.data.display(),
+    ));
     let dir = world.restore_dir("restored");
     let port = support::free_port();
     world

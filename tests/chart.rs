@@ -73,10 +73,9 @@ fn the_chart_renders_valid_manifests_whose_commands_the_binary_accepts() {
         assert!(expr.contains("heirloom_"), "{expr}");
     }
 
-    // The config the chart renders loads, with the variables its pods get from Secrets.
-    for var in ["MYSQL_ROOT_PASSWORD", "PGPASSWORD", "STAGING_PASSWORD"] {
-        std::env::set_var(var, "s3cret@/x");
-    }
+    // The config the chart renders loads, here where none of the variables its pods get from
+    // Secrets is set (a pod gets only its own sources'), and each command runs below with
+    // exactly the variables its container is given.
     // Each values file's ConfigMap, written out as its pod mounts it (heirloom.yaml and the
     // policy files beside it), with the repository made a real local one.
     let world = tempfile::tempdir().unwrap();
@@ -152,7 +151,14 @@ fn the_chart_renders_valid_manifests_whose_commands_the_binary_accepts() {
             let at = args.iter().position(|a| a == "--listen").unwrap();
             args[at + 1] = format!("127.0.0.1:{}", support::free_port());
         }
-        let mut child = Command::new(&bin)
+        let mut child = Command::new(&bin);
+        for var in command["env"].as_array().unwrap() {
+            let var = var.as_str().unwrap();
+            if !var.starts_with("HEIRLOOM_") && var != "TMPDIR" {
+                child.env(var, "s3cret@/x");
+            }
+        }
+        let mut child = child
             .env("HEIRLOOM_CONFIG", config)
             .env("HEIRLOOM_LOG_FORMAT", "json")
             .env("HEIRLOOM_ALLOW_INSECURE_KEY_FILE", "1")

@@ -592,3 +592,44 @@ fn schedule_prints_the_next_runs_in_the_zone_and_in_utc_across_a_dst_change() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_source_whose_url_names_a_variable_not_set_here_fails_alone_naming_it() {
+    let repo = TestRepo::new();
+    let config = repo.config(
+        "sources:\n  db: { kind: postgres, url: 'postgres://u:${HEIRLOOM_TEST_UNSET_PW}@db/app' }\ntargets:\n  staging: { kind: postgres, url: 'postgres://u:${HEIRLOOM_TEST_UNSET_STAGING}@staging/app' }\n",
+    );
+    let with_config = |args: &[&str]| {
+        let mut cmd = repo.cmd(&["--config", config.to_str().unwrap()]);
+        cmd.args(args);
+        cmd.env_remove("HEIRLOOM_TEST_UNSET_PW")
+            .env_remove("HEIRLOOM_TEST_UNSET_STAGING")
+            .output()
+            .unwrap()
+    };
+    let out = with_config(&["backup", "db"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("sources.db.url: the environment variable HEIRLOOM_TEST_UNSET_PW is not set"),
+        "{}",
+        stderr(&out)
+    );
+    // Everything else works.
+    let mut cmd = repo.cmd(&["--config", config.to_str().unwrap()]);
+    let out = cmd
+        .args(["backup", "--stdin", "--source", "app"])
+        .write_stdin(vec![7u8; 1000])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(with_config(&["list"]).status.success());
+    let out = with_config(&["restore", "app", "--to", "staging", "--latest"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("targets.staging.url")
+            && stderr(&out).contains("HEIRLOOM_TEST_UNSET_STAGING"),
+        "{}",
+        stderr(&out)
+    );
+}

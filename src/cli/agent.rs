@@ -45,11 +45,7 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
 
 pub async fn agent(ctx: &Context, args: &AgentArgs) -> anyhow::Result<Exit> {
     let mut config = ctx.config.clone();
-    if let Some(unknown) = args
-        .sources
-        .iter()
-        .find(|s| !config.sources.contains_key(*s))
-    {
+    if let Some(unknown) = args.sources.iter().find(|s| !config.declares(s)) {
         return Err(UsageError(format!("--source {unknown}: not a source of the config")).into());
     }
     if !args.sources.is_empty() {
@@ -62,7 +58,7 @@ pub async fn agent(ctx: &Context, args: &AgentArgs) -> anyhow::Result<Exit> {
         config.schedules.clear();
     }
     let monitored = if args.sources.is_empty() {
-        config.sources.keys().cloned().collect()
+        config.source_names().cloned().collect()
     } else {
         args.sources.clone()
     };

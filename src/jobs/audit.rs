@@ -62,7 +62,7 @@ pub async fn audit(
         plan_retention_of(ctx, config, &manifests, source, request.policy.as_ref(), at).await?;
     // Configured sources with no backup yet are audited too (and fail: nothing protects them).
     if source.is_none() {
-        for name in config.sources.keys() {
+        for name in config.source_names() {
             if !plans.iter().any(|p| &p.source == name) {
                 plans.extend(
                     plan_retention_of(ctx, config, &[], Some(name), request.policy.as_ref(), at)
@@ -104,7 +104,7 @@ pub async fn audit(
             .filter(|m| m.source == plan.source)
             .collect();
         let engine = if mine.iter().all(|m| m.kind == BackupKind::Stream)
-            && !config.sources.contains_key(&plan.source)
+            && !config.declares(&plan.source)
         {
             "stream".to_owned()
         } else {

@@ -53,7 +53,12 @@ pub async fn check_given_time(
             now.to_rfc3339()
         )));
     }
-    if let Some(kind) = config.sources.get(source).map(|c| c.engine()) {
+    let declared = config
+        .sources
+        .get(source)
+        .map(|c| c.engine())
+        .or_else(|| config.unresolved_sources.get(source).and_then(|u| u.engine));
+    if let Some(kind) = declared {
         return Err(JobError::Usage(format!(
             "--time is for stream sources without a log; {source} is a {kind} source of the config, whose backups are dated by its server"
         )));

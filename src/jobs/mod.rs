@@ -40,10 +40,22 @@ use crate::repo::source::SourceName;
 
 /// Opens the source `name` the config describes.
 fn configured(config: &Config, name: &SourceName) -> Result<Box<dyn Source>, JobError> {
+    if let Some(unresolved) = config.unresolved_sources.get(name) {
+        return Err(JobError::Usage(format!(
+            "source {name} cannot be reached from here: {unresolved}"
+        )));
+    }
     let source = config.sources.get(name).ok_or_else(|| {
         JobError::Usage(format!("source {name:?} is not in the config's sources"))
     })?;
     Ok(engine::open(name, source))
+}
+
+/// A source the config names but whose URL this process cannot complete, opened by its engine
+/// alone: enough for what reads only the repository (restoring it elsewhere, its catalog).
+fn unresolved(config: &Config, name: &SourceName) -> Option<Box<dyn Source>> {
+    let engine = config.unresolved_sources.get(name)?.engine?;
+    engine::open_unconfigured(engine, name)
 }
 
 /// Opens the source `name`: as the config describes it, else as an `engine` source (when the
@@ -56,6 +68,15 @@ async fn described(
 ) -> Result<Box<dyn Source>, JobError> {
     if let Some(source) = config.sources.get(name) {
         let opened = engine::open(name, source);
+        if let Some(wanted) = engine.filter(|e| *e != opened.engine()) {
+            return Err(JobError::Usage(format!(
+                "source {name} is a {} source in the config, not a {wanted} one",
+                opened.engine()
+            )));
+        }
+        return Ok(opened);
+    }
+    if let Some(opened) = unresolved(config, name) {
         if let Some(wanted) = engine.filter(|e| *e != opened.engine()) {
             return Err(JobError::Usage(format!(
                 "source {name} is a {} source in the config, not a {wanted} one",
@@ -81,6 +102,9 @@ fn described_by<'a>(
 ) -> Result<Box<dyn Source>, JobError> {
     if let Some(source) = config.sources.get(name) {
         return Ok(engine::open(name, source));
+    }
+    if let Some(opened) = unresolved(config, name) {
+        return Ok(opened);
     }
     crate::repo::manifest::newest(
         manifests

@@ -96,7 +96,7 @@ pub async fn plan_retention_of(
     at: DateTime<Utc>,
 ) -> Result<Vec<SourcePlan>, JobError> {
     if let Some(s) = source {
-        if manifests.is_empty() && !config.sources.contains_key(s) {
+        if manifests.is_empty() && !config.declares(s) {
             return Err(JobError::Usage(format!(
                 "source {s} is neither in the config nor in the repository"
             )));
@@ -152,8 +152,7 @@ pub async fn plan_retention_of(
                 .map_err(|e| JobError::Usage(e.to_string()))?,
         };
         // A source with a log: a configured database, or one whose backups are database ones.
-        let database =
-            config.sources.contains_key(&name) || mine.iter().any(|m| m.kind != BackupKind::Stream);
+        let database = config.declares(&name) || mine.iter().any(|m| m.kind != BackupKind::Stream);
         let locked_now = |selection: &Selection| -> Vec<LockedBackup> {
             let Some(lock) = lock else {
                 return Vec::new();

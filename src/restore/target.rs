@@ -41,6 +41,11 @@ pub fn resolve_target(config: &Config, to: &str) -> Result<RestoreTarget, String
     if let Some(target) = config.targets.get(to) {
         return Ok(from_config(to, target));
     }
+    if let Some(unresolved) = config.unresolved_targets.get(to) {
+        return Err(format!(
+            "target {to} cannot be reached from here: {unresolved}"
+        ));
+    }
     if let Some((scheme, _)) = to.split_once("://") {
         let engine = engine::engine_for_scheme(scheme).ok_or_else(|| {
             format!(

@@ -73,7 +73,11 @@ for name in sorted(os.listdir(os.path.join(chart, "ci"))):
                             and sc.get("capabilities", {}).get("drop") == ["ALL"]
                             and pod.get("seccompProfile", {}).get("type") == "RuntimeDefault"):
                         failures.append(f"{name}: {doc['metadata']['name']}: pod security")
-                    found["commands"].append({"values": name, "object": doc["metadata"]["name"], "args": c["args"]})
+                    env = [e["name"] for e in c.get("env", [])]
+                    if len(env) != len(set(env)):
+                        failures.append(f"{name}: {doc['metadata']['name']}: a variable set twice: {env}")
+                    found["commands"].append({"values": name, "object": doc["metadata"]["name"],
+                                              "args": c["args"], "env": env})
     result = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "kubernetes-validate"), "--strict", "-k", "1.30", "--quiet", *files],
         capture_output=True, text=True)
@@ -142,6 +146,30 @@ try:
 except Exception as e:
     if "sidecar" not in str(e):
         failures.append(f"a sidecar in agent mode refused for another reason: {e}")
+
+# Two sources in one agent pod setting one variable two ways: refused, naming both.
+agent_base = yaml.safe_load(open(os.path.join(chart, "ci", "agent-values.yaml")))
+clash = copy.deepcopy(agent_base)
+clash["sources"]["notes-mysql"]["env"] = [
+    {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "notes-mysql", "key": "x"}}}]
+try:
+    with helm.Chart.load(chart) as c:
+        c.render(values=clash, name="prod", namespace="backups")
+    failures.append("one variable set two ways by two sources of one pod was accepted")
+except Exception as e:
+    if not ("sources.notes-mysql.env" in str(e) and "sources.api-pg.env" in str(e)):
+        failures.append(f"a variable set two ways refused without naming both: {e}")
+# The same variable set the same way by two sources is given once.
+same = copy.deepcopy(agent_base)
+same["sources"]["notes-mysql"]["env"] = copy.deepcopy(agent_base["sources"]["api-pg"]["env"])
+with helm.Chart.load(chart) as c:
+    rendered = c.render(values=same, name="prod", namespace="backups")
+agent_pod = next(d for t, m in rendered.items() if not t.endswith("NOTES.txt")
+                 for d in yaml.safe_load_all(m)
+                 if d and d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-agent"))
+names = [e["name"] for e in agent_pod["spec"]["template"]["spec"]["containers"][0]["env"]]
+if names.count("PGPASSWORD") != 1:
+    failures.append(f"a variable both sources set the same way is not given once: {names}")
 
 refused = 0
 for path, value in bad_values:

@@ -74,7 +74,8 @@ volumes:
       sizeLimit: {{ .Values.scratch.sizeLimit }}
 {{- end -}}
 
-{{/* The container's common part; `.env` adds a source's environment. */}}
+{{/* The container's common part: `.only` names the one source whose environment it gets ("":
+     every source's, "-": none), `.extra` more variables, from the values' `.extraField`. */}}
 {{- define "heirloom.containerCommon" -}}
 image: {{ include "heirloom.image" .root }}
 imagePullPolicy: {{ .root.Values.image.pullPolicy }}
@@ -94,10 +95,31 @@ env:
     value: "1"
   - name: TMPDIR
     value: /tmp
+  {{- /* One container may hold several sources' variables (the agent), and a restore's
+         for its target: a name set twice the same way is given once, and set two ways is
+         refused (the pod would keep one of them). */}}
+  {{- $lists := list }}
   {{- range $name, $source := .root.Values.sources }}
   {{- if or (eq $.only "") (eq $.only $name) }}
-  {{- with $source.env }}
-  {{- toYaml . | nindent 2 }}
+  {{- $lists = append $lists (dict "field" (printf "sources.%s.env" $name) "suggest" $name "env" ($source.env | default list)) }}
+  {{- end }}
+  {{- end }}
+  {{- with .extra }}
+  {{- $lists = append $lists (dict "field" $.extraField "suggest" "target" "env" .) }}
+  {{- end }}
+  {{- $seen := dict }}
+  {{- range $lists }}
+  {{- $list := . }}
+  {{- range .env }}
+  {{- $entry := toYaml . }}
+  {{- $var := .name }}
+  {{- with get $seen $var }}
+  {{- if ne .entry $entry }}
+  {{- fail (printf "%s: %s is also set by %s, another way, and both are in one pod: give each its own name (%s_PASSWORD, say) and name it in the url as ${...}" $list.field $var .field (upper (replace "-" "_" $list.suggest))) }}
+  {{- end }}
+  {{- else }}
+  {{- $_ := set $seen $var (dict "entry" $entry "field" $list.field) }}
+  - {{ $entry | nindent 4 | trim }}
   {{- end }}
   {{- end }}
   {{- end }}
