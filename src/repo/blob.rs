@@ -4,6 +4,9 @@
 //! 2 = a delta (format 2): the 32-byte id of a whole chunk, the base, and a zstd frame compressed
 //! with the base's plaintext as its prefix. A delta's base is never itself a delta.
 //! Sealing builds the whole box in one buffer: no copy of the chunk beyond the one compression makes.
+//! The buffer, sized for the worst case, is then trimmed to the box: a sealed chunk waits in its
+//! pack until the pack is uploaded, and a chunk that compresses forty times would otherwise hold
+//! forty times its stored size (a pack of them, hundreds of megabytes).
 
 use std::cell::RefCell;
 use std::io::Cursor;
@@ -96,6 +99,7 @@ pub fn seal_chunk(keys: &Keys, id: &ChunkId, plaintext: &[u8], level: i32) -> Ve
         buf = cursor.into_inner();
         if written.is_some_and(|n| n < plaintext.len()) {
             keys.seal_chunk_in_place(id, &mut buf);
+            buf.shrink_to_fit();
             return buf;
         }
         buf.clear();
@@ -145,6 +149,7 @@ pub fn seal_delta(
     cctx.compress2(&mut cursor, plaintext).ok()?;
     let mut buf = cursor.into_inner();
     keys.seal_chunk_in_place(id, &mut buf);
+    buf.shrink_to_fit();
     Some(buf)
 }
 
@@ -288,6 +293,12 @@ mod tests {
         let (base_id, id) = (keys.chunk_id(&base), keys.chunk_id(&data));
         let whole = seal_chunk(&keys, &id, &data, 3);
         let delta = seal_delta(&keys, &id, &data, 3, &base_id, &base).unwrap();
+        // Sealed chunks wait in their pack: each holds only its own bytes, not the worst case's.
+        assert_eq!(delta.capacity(), delta.len());
+        let zeros = vec![0u8; 1 << 20];
+        let small = seal_chunk(&keys, &keys.chunk_id(&zeros), &zeros, 3);
+        assert!(small.len() < 1000, "{}", small.len());
+        assert_eq!(small.capacity(), small.len());
         assert!(
             delta.len() * 20 < whole.len(),
             "delta {} vs whole {}",
