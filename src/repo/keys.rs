@@ -192,6 +192,10 @@ const ARGON2_MEMORY_KIB: u32 = 64 * 1024;
 const ARGON2_ITERATIONS: u32 = 3;
 const ARGON2_PARALLELISM: u32 = 1;
 const KEY_FILE_INFO: &[u8] = b"heirloom-backup v1 key-file kek";
+/// The most an envelope may ask a reader to pay (docs/FORMAT.md).
+const ARGON2_MAX_MEMORY_KIB: u32 = 1024 * 1024;
+const ARGON2_MAX_ITERATIONS: u32 = 64;
+const ARGON2_MAX_PARALLELISM: u32 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
@@ -295,6 +299,16 @@ fn derive_kek(kdf: &Kdf, source: &KeySource) -> Result<Zeroizing<[u8; 32]>, Enve
             },
             KeySource::Passphrase(pass),
         ) => {
+            // The envelope is anyone's who can write to the bucket: its cost is bounded before
+            // it is paid.
+            if *memory_kib > ARGON2_MAX_MEMORY_KIB
+                || *iterations > ARGON2_MAX_ITERATIONS
+                || *parallelism > ARGON2_MAX_PARALLELISM
+            {
+                return Err(EnvelopeError::Malformed(format!(
+                    "argon2 parameters {memory_kib} KiB, {iterations} iterations, parallelism {parallelism} exceed what a reader pays ({ARGON2_MAX_MEMORY_KIB} KiB, {ARGON2_MAX_ITERATIONS}, {ARGON2_MAX_PARALLELISM})"
+                )));
+            }
             let salt = STANDARD
                 .decode(salt)
                 .map_err(|e| EnvelopeError::Malformed(format!("salt: {e}")))?;
@@ -331,6 +345,24 @@ mod tests {
             path: "k".into(),
             key: Zeroizing::new([byte; 32]),
         }
+    }
+
+    #[test]
+    fn an_envelope_asking_for_an_unbounded_argon2_cost_is_refused_before_paying_it() {
+        let secret = MasterSecret::generate();
+        let source = KeySource::passphrase("correct horse");
+        let mut env = KeyEnvelope::wrap(&secret, &source, "repo", Utc::now()).unwrap();
+        let Kdf::Argon2id { memory_kib, .. } = &mut env.kdf else {
+            panic!("a passphrase key uses Argon2id");
+        };
+        *memory_kib = u32::MAX;
+        let started = std::time::Instant::now();
+        let err = env.unwrap_secret(&source, "repo").unwrap_err();
+        assert!(
+            err.to_string().contains("exceed what a reader pays"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
