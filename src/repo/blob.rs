@@ -46,6 +46,8 @@ pub enum BlobError {
     Decompress(String),
     #[error("plaintext is {got} bytes, the index says {expected}")]
     Length { expected: u32, got: usize },
+    #[error("the index gives it {0} bytes, more than any chunk holds")]
+    TooLong(u32),
     #[error("plaintext does not hash to its chunk id")]
     Hash,
     #[error("is a delta of chunk {0}, whose bytes were not at hand")]
@@ -172,6 +174,9 @@ pub fn open_chunk_with(
     raw_len: u32,
     base: Option<(&ChunkId, &[u8])>,
 ) -> Result<Bytes, BlobError> {
+    if raw_len > crate::repo::format::CHUNK_LEN_LIMIT {
+        return Err(BlobError::TooLong(raw_len));
+    }
     let encoded = keys.open_chunk(id, sealed)?;
     let encoding = *encoded.first().ok_or(BlobError::Encoding(255))?;
     let plaintext = match encoding {
@@ -244,6 +249,27 @@ mod tests {
     use super::*;
     use crate::repo::crypto::{MasterSecret, SEAL_OVERHEAD};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_length_past_any_chunk_is_refused_before_anything_is_allocated() {
+        let keys = Keys::new(MasterSecret::generate());
+        let data = vec![1u8; 1000];
+        let id = keys.chunk_id(&data);
+        let sealed = seal_chunk(&keys, &id, &data, 3);
+        let limit = crate::repo::format::CHUNK_LEN_LIMIT;
+        assert!(matches!(
+            open_chunk_with(&keys, &id, &sealed, limit + 1, None),
+            Err(BlobError::TooLong(n)) if n == limit + 1
+        ));
+        assert!(matches!(
+            open_chunk_with(&keys, &id, &sealed, u32::MAX, None),
+            Err(BlobError::TooLong(_))
+        ));
+        assert_eq!(
+            &open_chunk_with(&keys, &id, &sealed, 1000, None).unwrap()[..],
+            &data[..]
+        );
+    }
 
     proptest! {
         #[test]

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 /// read as they are and written without deltas, so format 1 readers can still read them.
 pub const FORMAT_VERSION: u32 = 3;
 pub const FORMAT_NAME: &str = "heirloom-backup";
+/// The largest chunk any repository holds (`chunker.max_size` is at most this).
+pub const CHUNK_LEN_LIMIT: u32 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RepoConfig {
@@ -111,7 +113,7 @@ impl InitParams {
                 self.chunk_avg
             ));
         }
-        if !(1024..=16 * 1024 * 1024).contains(&self.chunk_max) {
+        if !(1024..=CHUNK_LEN_LIMIT).contains(&self.chunk_max) {
             return Err(format!(
                 "chunk-max must be between 1 KiB and 16 MiB, got {}",
                 self.chunk_max

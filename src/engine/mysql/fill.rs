@@ -236,7 +236,7 @@ pub(super) fn merge_fill(
     bytes: &[u8],
     fill: &BTreeMap<u64, Vec<u8>>,
 ) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity((meta.end - meta.start) as usize);
+    let mut out = Vec::with_capacity(bytes.len());
     let mut expected = meta.start;
     let close = |from: u64, to: u64, out: &mut Vec<u8>| -> Option<()> {
         let mut at = from;

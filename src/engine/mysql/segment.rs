@@ -11,6 +11,7 @@
 //! bound in, so a segment cannot be passed off under another name or position.
 
 use std::fmt;
+use std::io::Read;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -19,13 +20,15 @@ use serde::{Deserialize, Serialize};
 
 use super::binlog::{Events, Gtid, GtidPos};
 use super::MyError;
-use crate::repo::crypto::MetaKind;
+use crate::repo::crypto::{Keys, MetaKind};
 use crate::repo::layout::{ObjectKey, ObjectKind};
 use crate::repo::Repository;
 use crate::store::PutOutcome;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"HLMBIN01";
 const MAX_HEADER: u32 = 1 << 20;
+/// Event positions are 32-bit: no binlog file reaches past this.
+const MAX_BINLOG_POSITION: u64 = u32::MAX as u64;
 
 /// What a segment holds; sealed in its header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,20 +369,19 @@ fn corrupt(key: &str, why: impl Into<String>) -> MyError {
     }
 }
 
-fn open_header(
-    repo: &Repository,
-    key: &str,
-    bytes: &[u8],
-) -> Result<(SegmentMeta, usize), MyError> {
+fn open_header(keys: &Keys, key: &str, bytes: &[u8]) -> Result<(SegmentMeta, usize), MyError> {
     if bytes.len() < 12 || &bytes[..8] != SEGMENT_MAGIC {
         return Err(corrupt(key, "not a binlog segment object (bad magic)"));
     }
-    let header_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    let header_len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if header_len > MAX_HEADER {
+        return Err(corrupt(key, format!("header of {header_len} bytes")));
+    }
+    let header_len = header_len as usize;
     let sealed = bytes
         .get(12..12 + header_len)
         .ok_or_else(|| corrupt(key, "header cut short"))?;
-    let plain = repo
-        .keys()
+    let plain = keys
         .open_named(MetaKind::Binlog, &format!("{key}#header"), sealed)
         .map_err(|e| corrupt(key, format!("header: {e}")))?;
     let meta: SegmentMeta =
@@ -439,7 +441,7 @@ pub async fn read_meta(
         .await
         .map_err(missing)?;
     let head = [&prefix[..], &rest[..]].concat();
-    let (meta, _) = open_header(repo, &key, &head)?;
+    let (meta, _) = open_header(repo.keys(), &key, &head)?;
     check_meta(&key, name, &meta, source)?;
     Ok(meta)
 }
@@ -468,20 +470,40 @@ pub async fn read_segment(
         Err(e) if e.is_not_found() => return Err(corrupt(&key, "missing")),
         Err(e) => return Err(e.into()),
     };
-    let (meta, body_at) = open_header(repo, &key, &bytes)?;
+    open_segment(repo.keys(), source, name, &bytes)
+}
+
+/// Opens a segment object read whole from `name`'s key under `source`, and checks every event in
+/// it against its header. The events are decompressed one byte past the length the header's
+/// positions give (at most a binlog file's 4 GiB), so a body cannot make a reader allocate more.
+pub fn open_segment(
+    keys: &Keys,
+    source: &str,
+    name: &SegmentName,
+    bytes: &[u8],
+) -> Result<(SegmentMeta, Vec<u8>), MyError> {
+    let key = name.key(source);
+    let (meta, body_at) = open_header(keys, &key, bytes)?;
     check_meta(&key, name, &meta, source)?;
-    let compressed = repo
-        .keys()
+    let compressed = keys
         .open_named(MetaKind::Binlog, &key, &bytes[body_at..])
         .map_err(|e| corrupt(&key, format!("events: {e}")))?;
+    if meta.end > MAX_BINLOG_POSITION {
+        return Err(corrupt(
+            &key,
+            format!("ends at position {}, past a binlog file's end", meta.end),
+        ));
+    }
     let expected = meta
         .end
         .checked_sub(meta.start)
         .and_then(|n| n.checked_sub(meta.withheld))
-        .ok_or_else(|| corrupt(&key, "its positions do not add up"))? as usize;
-    let events = zstd::bulk::decompress(&compressed, expected)
+        .ok_or_else(|| corrupt(&key, "its positions do not add up"))?;
+    let mut events = Vec::new();
+    zstd::stream::read::Decoder::new(&compressed[..])
+        .and_then(|d| d.take(expected + 1).read_to_end(&mut events))
         .map_err(|e| corrupt(&key, format!("events: {e}")))?;
-    if events.len() != expected {
+    if events.len() as u64 != expected {
         return Err(corrupt(
             &key,
             format!(
@@ -568,5 +590,52 @@ mod tests {
         assert!(continues(&a, &name(1, 1, "binlog.000002", 4, 100)));
         assert!(!continues(&a, &name(1, 1, "binlog.000003", 4, 100)));
         assert!(!continues(&a, &name(1, 2, "binlog.000001", 900, 1000)));
+    }
+
+    fn sealed(keys: &Keys, meta: &SegmentMeta, events: &[u8]) -> Vec<u8> {
+        let key = meta.name().key(&meta.source);
+        let header = serde_json::to_vec(meta).unwrap();
+        let header = keys.seal_named(MetaKind::Binlog, &format!("{key}#header"), &header);
+        let body = zstd::bulk::compress(events, 1).unwrap();
+        let body = keys.seal_named(MetaKind::Binlog, &key, &body);
+        let mut object = SEGMENT_MAGIC.to_vec();
+        object.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        object.extend_from_slice(&header);
+        object.extend_from_slice(&body);
+        object
+    }
+
+    #[test]
+    fn a_header_claiming_more_events_than_the_body_holds_costs_no_more_than_the_body() {
+        let keys = Keys::new(crate::repo::crypto::MasterSecret::generate());
+        let mut meta: SegmentMeta = serde_json::from_value(serde_json::json!({
+            "source": "notes", "seq": 1, "server_id": 1, "server_version": "10.11",
+            "file": "binlog.000001", "file_created": 0, "start": 4, "end": 104, "events": 1,
+            "gtid_pos": {"0": "0-1-1"}, "checksummed": false, "format_description": "",
+            "resumed_by": "file", "stored_at": "2026-12-04T00:00:00Z"
+        }))
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&meta.gtid_pos).unwrap(),
+            serde_json::json!({"0": "0-1-1"}),
+            "docs/FORMAT.md gives GTID positions as objects"
+        );
+        // Positions past a binlog file's 4 GiB are refused before anything is decompressed.
+        meta.end = (1 << 40) + 4;
+        let object = sealed(&keys, &meta, &[0u8; 100]);
+        let err = open_segment(&keys, "notes", &meta.name(), &object).unwrap_err();
+        assert!(
+            err.to_string().contains("past a binlog file's end"),
+            "{err}"
+        );
+        // A header claiming 1 GiB of events over a body of 100 bytes: the body's size is reported.
+        meta.end = (1 << 30) + 4;
+        let object = sealed(&keys, &meta, &[0u8; 100]);
+        let err = open_segment(&keys, "notes", &meta.name(), &object).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("100 bytes of events, the header says 1073741824"),
+            "{err}"
+        );
     }
 }

@@ -21,7 +21,7 @@ pub mod snapshot;
 mod source;
 pub mod stream;
 pub mod wal;
-mod wal_object;
+pub mod wal_object;
 
 pub use config::{Mode, SourceConfig, TargetConfig, NAME, SCHEMES};
 pub use error::PgError;
