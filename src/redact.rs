@@ -56,7 +56,7 @@ fn redact_keywords(text: &str) -> String {
     while i < bytes.len() {
         let Some(keyword) = SECRET_KEYWORDS
             .iter()
-            .find(|k| lower[i..].starts_with(*k) && starts_word(bytes, i))
+            .find(|k| lower.as_bytes()[i..].starts_with(k.as_bytes()) && starts_word(bytes, i))
         else {
             i += 1;
             continue;
@@ -152,6 +152,21 @@ mod tests {
         let out = redact(text);
         assert!(!out.contains(SECRET), "{text:?} became {out:?}");
         out
+    }
+
+    #[test]
+    fn text_with_characters_of_several_bytes_is_redacted_without_a_panic() {
+        // Found by the config fuzz target: a keyword looked for inside a two-byte character.
+        let text = "repository:\n \u{70a}rl: s3://b/p\npassword=s\u{e9}cr\u{e9}t \u{1f600} pwd: 'd\\\u{e9}j\u{e0}'";
+        let out = redact(text);
+        assert!(
+            !out.contains("s\u{e9}cr\u{e9}t") && !out.contains("j\u{e0}"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\u{70a}rl") && out.contains("\u{1f600}"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -99,9 +99,11 @@ fn record(
 }
 
 async fn write(store: &Store, key: &str, rec: &LeaseRecord) -> Result<(), StoreError> {
-    let body = serde_json::to_vec(rec).unwrap_or_default();
-    match store.put_if_absent(key, Bytes::from(body)).await? {
+    let body = Bytes::from(serde_json::to_vec(rec).unwrap_or_default());
+    match store.put_if_absent(key, body.clone()).await? {
         PutOutcome::Created => Ok(()),
+        // A put retried after its answer was lost finds its own lease there, byte for byte.
+        PutOutcome::AlreadyExists if store.get(key).await? == body => Ok(()),
         // 128 random bits collided: treat as a store fault rather than share someone's lease.
         PutOutcome::AlreadyExists => Err(StoreError::Backend {
             op: "put",

@@ -107,10 +107,11 @@ impl Repository {
         put_json(&store, &key_object(&key_id), &envelope).await?;
         let config_bytes =
             serde_json::to_vec_pretty(&config).map_err(|e| RepoError::Internal(e.to_string()))?;
-        if store
-            .put_if_absent(CONFIG_KEY, Bytes::from(config_bytes))
-            .await?
-            == PutOutcome::AlreadyExists
+        let config_bytes = Bytes::from(config_bytes);
+        if store.put_if_absent(CONFIG_KEY, config_bytes.clone()).await? == PutOutcome::AlreadyExists
+            // A put retried after its answer was lost finds its own config there: byte for byte
+            // ours (its id is random), and the repository is ours.
+            && store.get(CONFIG_KEY).await? != config_bytes
         {
             // Someone initialised the same location concurrently; take our key back out.
             let _ = store.delete(&key_object(&key_id)).await;

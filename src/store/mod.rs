@@ -4,6 +4,7 @@
 //! tests), not by flags threaded through every call. Every write is create-if-absent: nothing that is
 //! stored is ever overwritten in place.
 
+pub mod deadline;
 mod error;
 pub mod faults;
 mod local;

@@ -19,10 +19,6 @@ pub struct ObjectStoreBackend {
     inner: Arc<dyn ObjectStore>,
     prefix: Option<Path>,
     location: String,
-    /// Every call ends within this, retries included. object_store's own retry_timeout only
-    /// stops *starting* retries, and its request timeout applies per request: a server that
-    /// accepts connections and never answers would otherwise hold a call for both added up.
-    deadline: Option<Duration>,
 }
 
 impl ObjectStoreBackend {
@@ -34,34 +30,6 @@ impl ObjectStoreBackend {
             inner,
             prefix,
             location,
-            deadline: None,
-        }
-    }
-
-    /// Cuts every call at `deadline`.
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
-        self
-    }
-
-    /// Runs one call within the deadline; one cut short is an error naming the call.
-    async fn bounded<T>(
-        &self,
-        op: &'static str,
-        key: &str,
-        call: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        match self.deadline {
-            None => call.await,
-            Some(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Deadline {
-                    op,
-                    store: self.location.clone(),
-                    key: key.to_owned(),
-                    limit,
-                }),
-            },
         }
     }
 
@@ -145,65 +113,54 @@ impl Backend for ObjectStoreBackend {
             mode: PutMode::Create,
             ..Default::default()
         };
-        let put = async {
-            match self.inner.put_opts(&self.path(key), data, options).await {
-                Ok(_) => Ok(PutOutcome::Created),
-                Err(object_store::Error::AlreadyExists { .. })
-                | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyExists),
-                // A put has no object to miss: what is missing is the bucket or container.
-                Err(e @ object_store::Error::NotFound { .. }) => Err(StoreError::NoBucket {
-                    store: self.location.clone(),
-                    source: Box::new(e),
-                }),
-                Err(e) => Err(self.error("put", key, e)),
-            }
-        };
-        self.bounded("put", key, put).await
+        match self.inner.put_opts(&self.path(key), data, options).await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(PutOutcome::AlreadyExists),
+            // A put has no object to miss: what is missing is the bucket or container.
+            Err(e @ object_store::Error::NotFound { .. }) => Err(StoreError::NoBucket {
+                store: self.location.clone(),
+                source: Box::new(e),
+            }),
+            Err(e) => Err(self.error("put", key, e)),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        self.bounded("get", key, self.read(key, None)).await
+        self.read(key, None).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
-        self.bounded("get", key, self.read(key, Some(range))).await
+        self.read(key, Some(range)).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        self.bounded("list", prefix, self.list_unbounded(prefix))
-            .await
+        self.list_all(prefix).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let delete = async {
-            match self.inner.delete(&self.path(key)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(self.error("delete", key, e)),
-            }
-        };
-        self.bounded("delete", key, delete).await
+        match self.inner.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("delete", key, e)),
+        }
     }
 
     async fn delete_many(&self, keys: &[String], _concurrency: usize) -> Result<(), StoreError> {
-        // A thousand a call: S3's DeleteObjects limit, and each call bounded by the deadline.
+        // A thousand a call: S3's DeleteObjects limit.
         for batch in keys.chunks(1000) {
-            let delete = async {
-                let paths: Vec<object_store::Result<Path>> =
-                    batch.iter().map(|k| Ok(self.path(k))).collect();
-                let paths = futures::stream::iter(paths).boxed();
-                let mut done = self.inner.delete_stream(paths);
-                while let Some(result) = done.next().await {
-                    match result {
-                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(self.error("delete", &batch[0], e)),
-                    }
+            let paths: Vec<object_store::Result<Path>> =
+                batch.iter().map(|k| Ok(self.path(k))).collect();
+            let paths = futures::stream::iter(paths).boxed();
+            let mut done = self.inner.delete_stream(paths);
+            while let Some(result) = done.next().await {
+                match result {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.error("delete", &batch[0], e)),
                 }
-                Ok(())
-            };
-            self.bounded("delete", &batch[0], delete).await?;
+            }
         }
         Ok(())
     }
@@ -219,7 +176,7 @@ fn is_broken_body(e: &object_store::Error) -> bool {
 }
 
 impl ObjectStoreBackend {
-    async fn list_unbounded(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+    async fn list_all(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         // object_store lists by path segment; list the folder and filter on the full prefix.
         let folder = match prefix.rfind('/') {
             Some(i) => &prefix[..i],
@@ -233,7 +190,7 @@ impl ObjectStoreBackend {
         };
         let strip = self.prefix.as_ref().map(|p| format!("{p}/"));
         // object_store retries a listing request that fails, but not a page whose body breaks
-        // off while it is read: start the listing again, a few times (all within the deadline).
+        // off while it is read: start the listing again, a few times (all within the store's deadline).
         let mut attempt = 0;
         let metas: Vec<_> = loop {
             attempt += 1;

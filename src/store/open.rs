@@ -14,6 +14,7 @@ use object_store::ClientOptions;
 use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 use url::Url;
 
+use super::deadline::DeadlineBackend;
 use super::{LocalBackend, ObjectStoreBackend, Store, StoreError};
 
 /// Options of a repository's store, as given in `repository.options` of the config.
@@ -235,9 +236,11 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Store, StoreError
             )))
         }
     };
-    Ok(Store::new(Arc::new(
-        ObjectStoreBackend::new(store, &prefix, location).with_deadline(tuning.retry_timeout),
-    ))
+    let backend = Arc::new(ObjectStoreBackend::new(store, &prefix, location));
+    Ok(Store::new(Arc::new(DeadlineBackend::new(
+        backend,
+        tuning.retry_timeout,
+    )))
     .with_lease_ttl(tuning.lease_ttl))
 }
 

@@ -228,8 +228,11 @@ pub async fn put_segment(
     .await
     .map_err(|e| MyError::Invalid(format!("sealing task failed: {e}")))?
     .map_err(|e| MyError::io(&key, e))?;
-    match repo.store().put_if_absent(&key, object).await? {
+    let object = bytes::Bytes::from(object);
+    match repo.store().put_if_absent(&key, object.clone()).await? {
         PutOutcome::Created => Ok(key),
+        // A put retried after its answer was lost finds its own segment there, byte for byte.
+        PutOutcome::AlreadyExists if repo.store().get(&key).await? == object => Ok(key),
         PutOutcome::AlreadyExists => Err(MyError::Invalid(format!(
             "{key} already exists: is another streamer or binlog-push running for source {}?",
             meta.source
