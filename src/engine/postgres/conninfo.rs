@@ -47,6 +47,57 @@ impl ChildConnInfo {
     }
 }
 
+/// `conninfo` without the parameters `names` (URL query parameters or keywords), and their values:
+/// for the settings this program applies itself rather than handing them to a client library that
+/// does not know them (TLS's `sslmode=verify-full`, `sslrootcert`).
+pub(crate) fn take_params(
+    conninfo: &str,
+    names: &[&str],
+) -> (String, std::collections::BTreeMap<String, String>) {
+    let mut taken = std::collections::BTreeMap::new();
+    let trimmed = conninfo.trim();
+    let is_url = trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://");
+    if is_url {
+        let Some((base, query)) = trimmed.split_once('?') else {
+            return (trimmed.to_owned(), taken);
+        };
+        let decode = |v: &str| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .map_or_else(|_| v.to_owned(), |d| d.into_owned())
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let key = decode(key);
+                if names.contains(&key.as_str()) {
+                    taken.insert(key, decode(value));
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        let rest = match kept.is_empty() {
+            true => base.to_owned(),
+            false => format!("{base}?{}", kept.join("&")),
+        };
+        return (rest, taken);
+    }
+    let mut kept = Vec::new();
+    for (key, value) in keyword_pairs(trimmed) {
+        match value {
+            Some(value) if names.contains(&key.as_str()) => {
+                taken.insert(key, value);
+            }
+            Some(value) => kept.push(format!("{key}={}", quote(&value))),
+            None => kept.push(key),
+        }
+    }
+    (kept.join(" "), taken)
+}
+
 /// `postgres://user:password@host/db?password=...`: by hand, because libpq accepts URLs that a
 /// URL parser refuses (`postgres://u:p@/db?host=/var/run/postgresql`, several hosts).
 fn split_url(text: &str) -> Option<ChildConnInfo> {
@@ -244,6 +295,25 @@ mod tests {
         );
         // What is not a pair is passed on as it is, for libpq to judge.
         assert_eq!(split("nonsense"), ("nonsense".into(), None));
+    }
+
+    #[test]
+    fn tls_settings_are_taken_out_of_either_form() {
+        let (rest, taken) = take_params(
+            "postgres://bk:pw@db/app?sslmode=verify-full&application_name=h&sslrootcert=%2Fca.pem",
+            &["sslmode", "sslrootcert"],
+        );
+        assert_eq!(rest, "postgres://bk:pw@db/app?application_name=h");
+        assert_eq!(taken["sslmode"], "verify-full");
+        assert_eq!(taken["sslrootcert"], "/ca.pem");
+        let (rest, taken) = take_params(
+            "host=db sslmode = verify-ca sslrootcert='/my ca.pem' dbname=app",
+            &["sslmode", "sslrootcert"],
+        );
+        assert_eq!(rest, "host=db dbname=app");
+        assert_eq!(taken["sslrootcert"], "/my ca.pem");
+        let (rest, taken) = take_params("postgres://db/app", &["sslmode"]);
+        assert_eq!((rest.as_str(), taken.len()), ("postgres://db/app", 0));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod server;
 pub mod snapshot;
 mod source;
 pub mod stream;
+mod tls;
 pub mod wal;
 pub mod wal_object;
 

@@ -140,22 +140,51 @@ pub fn stop(dir: &Path, major: Option<u32>) -> Result<(), PgError> {
     Ok(())
 }
 
-/// A session with the server, its connection driven in the background.
+/// A session with the server, its connection driven in the background, over TLS as the
+/// connection string's `sslmode` asks (see [`super::tls`]).
 pub(crate) async fn connect(conninfo: &str) -> Result<Client, PgError> {
     let server = redact(conninfo);
-    let (client, connection) =
-        tokio_postgres::connect(conninfo, NoTls)
-            .await
-            .map_err(|source| PgError::Sql {
-                server: server.clone(),
-                source,
-            })?;
+    let (rest, params) = super::conninfo::take_params(conninfo, &super::tls::PARAMS);
+    let tls = super::tls::Tls::new(&params, |var| std::env::var(var).ok())?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|source| PgError::Sql {
+        server: server.clone(),
+        source,
+    })?;
+    config.ssl_mode(tls.ssl_mode());
+    let sql = |source| PgError::Sql {
+        server: server.clone(),
+        source,
+    };
+    // PostgreSQL has no TLS on its Unix sockets; a socket is reached without a connector.
+    let sockets_only = !config.get_hosts().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
+    let client = if sockets_only {
+        let (client, connection) = config.connect(NoTls).await.map_err(sql)?;
+        drive(connection);
+        client
+    } else {
+        let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls.client_config()?);
+        let (client, connection) = config.connect(connector).await.map_err(sql)?;
+        drive(connection);
+        client
+    };
+    Ok(client)
+}
+
+/// Drives a session's connection in the background until it ends.
+fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             debug!(error = %e, "PostgreSQL connection ended");
         }
     });
-    Ok(client)
 }
 
 /// Names `server` (redacted) in a failed query's error.
