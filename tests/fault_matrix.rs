@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use heirloom_backup::config::Config;
+use heirloom_backup::engine::postgres::wal::{wal_fetch, wal_push};
 use heirloom_backup::jobs::{self, AuditRequest, Clock, JobContext};
 use heirloom_backup::pipeline::backup::backup_stream;
 use heirloom_backup::pipeline::verify::Subset;
@@ -42,6 +43,7 @@ use heirloom_backup::store::faults::{CallCounts, FaultPlan, FaultyBackend};
 use heirloom_backup::store::{Backend, LocalBackend, Store};
 use support::mixed_data;
 use support::repo::{options, restore, small_params, test_key};
+use support::synthetic_wal::{push_segment, segment_bytes, segment_name};
 
 /// At most this many places per cell where the fault is put.
 const POSITIONS: u64 = 4;
@@ -146,9 +148,11 @@ enum Command {
     Prune,
     Gc,
     Audit,
+    WalPush,
+    WalFetch,
 }
 
-const COMMANDS: [Command; 11] = [
+const COMMANDS: [Command; 13] = [
     Command::Init,
     Command::KeyAdd,
     Command::KeyRemove,
@@ -160,6 +164,8 @@ const COMMANDS: [Command; 11] = [
     Command::Prune,
     Command::Gc,
     Command::Audit,
+    Command::WalPush,
+    Command::WalFetch,
 ];
 
 impl Command {
@@ -176,6 +182,8 @@ impl Command {
             Command::Prune => "prune (forget, mark)",
             Command::Gc => "prune (gc: delete marked)",
             Command::Audit => "audit",
+            Command::WalPush => "wal-push",
+            Command::WalFetch => "wal-fetch",
         }
     }
 
@@ -206,7 +214,8 @@ impl Command {
 /// The repositories the cells start from, made once.
 struct World {
     _dir: tempfile::TempDir,
-    /// Backups A (older) and B of source `app`, and two keys: the test key and `second`.
+    /// Backups A (older) and B of source `app`, two keys (the test key and `second`), and WAL
+    /// segments 1 and 2 of source `pg`.
     full: PathBuf,
     /// `full` after a prune that keeps B: A forgotten, its packs marked.
     marked: PathBuf,
@@ -287,6 +296,11 @@ impl World {
         );
         let a = backup_at(&repo, &data_a, t0 - chrono::Duration::hours(2)).await;
         let b = backup_at(&repo, &data_b, t0 - chrono::Duration::hours(1)).await;
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        for n in [1, 2] {
+            push_segment(&repo, "pg", &spool, n).await;
+        }
         let config = Config::parse(
             &support::config_text(&full, Path::new("/nonexistent-key"), ""),
             "heirloom.yaml",
@@ -396,6 +410,8 @@ enum Claim {
     Forgot,
     Pruned,
     Audited { passed: bool, failed: Vec<String> },
+    WalPushed,
+    WalFetched(Vec<u8>),
 }
 
 /// Runs `command` on the repository at `root` through `store`, at `now`.
@@ -417,7 +433,6 @@ async fn run(
         .await
         .map_err(|x| e(&x))?;
     let ctx = JobContext::new(repo.clone(), Default::default()).with_clock(Clock::fixed(now));
-    let _ = root;
     match command {
         Command::Init => unreachable!(),
         Command::KeyAdd => {
@@ -480,6 +495,21 @@ async fn run(
                 .await
                 .map_err(|x| e(&x))?;
             Ok(Claim::Pruned)
+        }
+        Command::WalPush => {
+            let path = root.with_file_name("spool").join(segment_name(3));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, segment_bytes(3)).unwrap();
+            wal_push(&repo, "pg", &path).await.map_err(|x| e(&x))?;
+            Ok(Claim::WalPushed)
+        }
+        Command::WalFetch => {
+            let dest = root.with_file_name("fetched").join(segment_name(2));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            wal_fetch(&repo, "pg", &segment_name(2), &dest, 0)
+                .await
+                .map_err(|x| e(&x))?;
+            Ok(Claim::WalFetched(std::fs::read(&dest).unwrap()))
         }
         Command::Audit => {
             let request = AuditRequest {
@@ -593,6 +623,20 @@ async fn check(
     match claim {
         Some(Claim::Restored(bytes)) if *bytes != world.data_b => {
             Err("the restore succeeded with other bytes".into())
+        }
+        Some(Claim::WalFetched(bytes)) if *bytes != segment_bytes(2) => {
+            Err("the fetch succeeded with other bytes".into())
+        }
+        Some(Claim::WalPushed) => {
+            let dest = root.with_file_name("check").join(segment_name(3));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            wal_fetch(&repo, "pg", &segment_name(3), &dest, 0)
+                .await
+                .map_err(|e| format!("the segment pushed does not fetch: {e}"))?;
+            match std::fs::read(&dest).unwrap() == segment_bytes(3) {
+                true => Ok(()),
+                false => Err("the segment pushed fetches as other bytes".into()),
+            }
         }
         Some(Claim::KeyAdded) => {
             let source = KeySource::KeyFile {
