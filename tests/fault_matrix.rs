@@ -41,9 +41,9 @@ use heirloom_backup::retention::policy::Policy;
 use heirloom_backup::store::deadline::DeadlineBackend;
 use heirloom_backup::store::faults::{CallCounts, FaultPlan, FaultyBackend};
 use heirloom_backup::store::{Backend, LocalBackend, Store};
-use support::mixed_data;
 use support::repo::{options, restore, small_params, test_key};
 use support::synthetic_wal::{push_segment, segment_bytes, segment_name};
+use support::{copy_tree, mixed_data};
 
 /// At most this many places per cell where the fault is put.
 const POSITIONS: u64 = 4;
@@ -336,19 +336,6 @@ impl World {
             Some(self.data_b.clone())
         } else {
             extra.filter(|(x, _)| x == id).map(|(_, d)| d.clone())
-        }
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
 }

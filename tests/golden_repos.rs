@@ -3,10 +3,13 @@
 //! and verified whole; a repository of a format newer than this build knows is refused, naming
 //! both versions. A format change adds its own golden repository; none is ever rewritten.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
+use support::copy_tree;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_heirloom-backup")
@@ -21,19 +24,6 @@ fn golden() -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A copy of a golden repository and its key (git keeps no file modes: the key is made private

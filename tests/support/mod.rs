@@ -560,6 +560,21 @@ pub mod repo {
     }
 }
 
+/// Copies the directory `from`, at any depth, into `to`.
+#[allow(dead_code)] // not every test binary that shares this module uses it
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// Every file under `dir`, at any depth.
 #[allow(dead_code)] // not every test binary that shares this module uses it
 pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
