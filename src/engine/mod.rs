@@ -13,6 +13,7 @@ pub mod private_dir;
 pub mod process;
 pub mod retention;
 mod stream_status;
+mod url_query;
 
 pub use stream_status::StreamStatus;
 

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod mysql;
 pub mod postgres;
 pub mod synthetic_wal;
+pub mod tls;
 
 pub const BUCKET: &str = "heirloom-test";
 

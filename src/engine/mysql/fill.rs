@@ -95,7 +95,7 @@ pub async fn fill_withheld(
         .map_err(|e| MyError::io("a temporary directory", e))?;
     let mut cmd = std::process::Command::new(&program);
     cmd.args(["--read-from-remote-server", "--raw"]);
-    url.add_connection_args(&mut cmd);
+    url.add_connection_args(&mut cmd, &program);
     cmd.arg(format!("--result-file={}/", dir.path().display()))
         .arg(file)
         .stdin(std::process::Stdio::null());

@@ -20,6 +20,7 @@ pub mod segment;
 pub mod server;
 mod source;
 pub mod stream;
+mod tls;
 
 pub use chain::StreamReport;
 pub use config::{Mode, SourceConfig, TargetConfig, NAME, SCHEMES};

@@ -87,7 +87,7 @@ pub async fn physical_backup(
             .args(["--backup", "--stream=xbstream"])
             .arg(format!("--target-dir={}", scratch.path().display()))
             .arg(format!("--datadir={}", data_dir.display()));
-        url.add_connection_args(&mut cmd);
+        url.add_connection_args(&mut cmd, &program);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let what = program.display().to_string();
         let log_slot = log.clone();

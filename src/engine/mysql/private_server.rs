@@ -119,7 +119,7 @@ impl PrivateServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| MyError::io(mariadbd.display(), e))?;
-        let url = MysqlUrl::parse(&format!("mysql://root@127.0.0.1:{port}"))?;
+        let url = MysqlUrl::local_plain(port)?;
         let mut server = Self {
             child,
             url,

@@ -132,7 +132,7 @@ async fn load_dump(
     repo: &Repository,
     manifest: &Manifest,
     target: &MysqlUrl,
-    client: &std::path::PathBuf,
+    client: &std::path::Path,
     concurrency: Concurrency,
     progress: Progress,
 ) -> Result<(), MyError> {
@@ -323,7 +323,7 @@ pub(super) async fn assemble(
 pub(super) async fn replay(
     files: &[std::path::PathBuf],
     target: &MysqlUrl,
-    client: &std::path::PathBuf,
+    client: &std::path::Path,
 ) -> Result<(), MyError> {
     let binlog = client_program("mariadb-binlog", "mysqlbinlog")?;
     let mut reader = std::process::Command::new(&binlog);

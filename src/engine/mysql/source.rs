@@ -247,7 +247,7 @@ impl Source for MySource {
                     )));
                 }
                 (
-                    Into::Server(MysqlUrl::parse(url)?),
+                    Into::Server(Box::new(MysqlUrl::parse(url)?)),
                     BackupKind::MysqlDump,
                     "the dump loaded, then the binlog replayed in one client session",
                 )
@@ -332,7 +332,7 @@ fn summary(
 }
 
 enum Into {
-    Server(MysqlUrl),
+    Server(Box<MysqlUrl>),
     Directory(std::path::PathBuf),
 }
 

@@ -54,37 +54,11 @@ pub(crate) fn take_params(
     conninfo: &str,
     names: &[&str],
 ) -> (String, std::collections::BTreeMap<String, String>) {
-    let mut taken = std::collections::BTreeMap::new();
     let trimmed = conninfo.trim();
-    let is_url = trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://");
-    if is_url {
-        let Some((base, query)) = trimmed.split_once('?') else {
-            return (trimmed.to_owned(), taken);
-        };
-        let decode = |v: &str| {
-            percent_encoding::percent_decode_str(v)
-                .decode_utf8()
-                .map_or_else(|_| v.to_owned(), |d| d.into_owned())
-        };
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                let key = decode(key);
-                if names.contains(&key.as_str()) {
-                    taken.insert(key, decode(value));
-                    false
-                } else {
-                    true
-                }
-            })
-            .collect();
-        let rest = match kept.is_empty() {
-            true => base.to_owned(),
-            false => format!("{base}?{}", kept.join("&")),
-        };
-        return (rest, taken);
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        return crate::engine::url_query::take_query_params(trimmed, names);
     }
+    let mut taken = std::collections::BTreeMap::new();
     let mut kept = Vec::new();
     for (key, value) in keyword_pairs(trimmed) {
         match value {
