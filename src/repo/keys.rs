@@ -91,7 +91,10 @@ impl KeySource {
         })
     }
 
-    /// Writes a new random key file (mode 0600); refuses to overwrite an existing file.
+    /// Writes a new random key file (mode 0600); refuses to overwrite an existing file. The file
+    /// appears whole or not at all: the key is written and synced under a temporary name beside
+    /// it, then linked to its name (which fails if that exists), so a process killed midway leaves
+    /// no empty or short key file for its re-run to trip on.
     pub fn create_key_file(path: &Path) -> Result<Self, KeyFileError> {
         use std::io::Write;
         let io = |source| KeyFileError::Io {
@@ -100,6 +103,20 @@ impl KeySource {
         };
         let mut key = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(key.as_mut());
+        if path.exists() {
+            return Err(io(std::io::Error::from(std::io::ErrorKind::AlreadyExists)));
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut tail = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut tail);
+        let temporary = dir.join(format!(".{name}.{}.tmp", hex::encode(tail)));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -107,9 +124,18 @@ impl KeySource {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options.open(path).map_err(io)?;
-        file.write_all(key.as_ref()).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        let written = (|| {
+            let mut file = options.open(&temporary)?;
+            file.write_all(key.as_ref())?;
+            file.sync_all()?;
+            std::fs::hard_link(&temporary, path)
+        })();
+        let _ = std::fs::remove_file(&temporary);
+        written.map_err(io)?;
+        // The new name made durable too.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
         Ok(KeySource::KeyFile {
             path: path.to_owned(),
             key,

@@ -24,14 +24,39 @@ pub enum LeaseKind {
     Exclusive,
 }
 
+impl LeaseKind {
+    fn name(self) -> &'static str {
+        match self {
+            LeaseKind::Shared => "shared",
+            LeaseKind::Exclusive => "exclusive",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaseRecord {
     pub kind: LeaseKind,
     pub operation: String,
     pub host: String,
     pub pid: u32,
+    /// Where `pid` means something ([`crate::host::pid_scope`]); absent in leases of older
+    /// versions, and on systems without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_scope: Option<String>,
     pub created: DateTime<Utc>,
     pub expires: DateTime<Utc>,
+}
+
+impl LeaseRecord {
+    /// Whether its holder has certainly died: it ran in this process's pid scope (this machine
+    /// since its boot, this container) and no process has its pid any more. Such a lease binds
+    /// nobody, whatever its expiry: a command killed outright (SIGKILL, the OOM killer) can be
+    /// run again at once on the same machine.
+    fn holder_ended(&self) -> bool {
+        self.pid_scope
+            .as_deref()
+            .is_some_and(|scope| crate::host::process_ended(scope, self.pid))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +68,7 @@ pub enum LeaseError {
         operation: String,
         expired: DateTime<Utc>,
     },
-    #[error("repository is locked: {operation} on {host} (pid {pid}) holds an {kind:?} lease until {expires}")]
+    #[error("repository is locked: {operation} on {host} (pid {pid}) holds a {} lease until {expires}", kind.name())]
     Conflict {
         kind: LeaseKind,
         operation: String,
@@ -93,6 +118,7 @@ fn record(
         operation: operation.to_owned(),
         host: crate::host::host_name(),
         pid: std::process::id(),
+        pid_scope: crate::host::pid_scope(),
         created: now,
         expires: now + ttl,
     }
@@ -227,6 +253,17 @@ async fn check_conflicts(
         let Some(rec) = read(store, &obj.key).await? else {
             continue;
         };
+        if rec.holder_ended() {
+            match store.delete(&obj.key).await {
+                Ok(()) => {
+                    debug!(key = %obj.key, pid = rec.pid, "removed the lease of a process that has ended")
+                }
+                Err(e) => {
+                    warn!(key = %obj.key, error = %e, "could not remove the lease of a process that has ended")
+                }
+            }
+            continue;
+        }
         if rec.expires <= now {
             // Its holder died or lost it. Once it is expired by a whole lease lifetime more (room
             // for clocks that disagree), nobody can still be renewing it: remove it, so locks/
@@ -325,7 +362,10 @@ pub async fn held(
         let Some(rec) = read(store, &obj.key).await? else {
             continue;
         };
-        if operations.contains(&rec.operation.as_str()) && rec.expires + lease_ttl(store) > now {
+        if operations.contains(&rec.operation.as_str())
+            && rec.expires + lease_ttl(store) > now
+            && !rec.holder_ended()
+        {
             out.push(rec);
         }
     }
