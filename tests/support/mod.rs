@@ -14,6 +14,7 @@ use heirloom_backup::store::{open_store, Store, StoreOptions};
 
 pub mod agent;
 pub mod cli;
+pub mod crash;
 pub mod mysql;
 pub mod postgres;
 pub mod synthetic_wal;
