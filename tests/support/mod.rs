@@ -76,6 +76,12 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 }
 
 fn python(script: &str, args: &[&str]) {
+    python_output(script, args);
+}
+
+/// Runs a Python helper with the test venv's python (boto3 and the emulators' clients); returns
+/// what it printed.
+pub fn python_output(script: &str, args: &[&str]) -> String {
     let py = tool("HEIRLOOM_TEST_PYTHON", "the test venv's python");
     let out = Command::new(py)
         .arg("-c")
@@ -88,6 +94,7 @@ fn python(script: &str, args: &[&str]) {
         "python helper failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A running emulator (one or more processes); killed when dropped.
