@@ -351,6 +351,19 @@ impl PgCluster {
         }
     }
 
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`: every process quits at
+    /// once, with no checkpoint; the next start recovers from the WAL).
+    pub fn crash(&mut self) {
+        let out = as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl stop -m immediate failed");
+        self.running = false;
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
