@@ -18,6 +18,8 @@
 //! Anything else is a defect. With `HEIRLOOM_BLESS=1` the test writes the table into
 //! docs/RELIABILITY.md; without, it fails when the document's table differs from what it found.
 
+#[path = "fault_matrix/engines.rs"]
+mod engines;
 mod support;
 
 use std::collections::BTreeMap;
@@ -150,9 +152,11 @@ enum Command {
     Audit,
     WalPush,
     WalFetch,
+    BackupMariadb,
+    BackupPgLogical,
 }
 
-const COMMANDS: [Command; 13] = [
+const COMMANDS: [Command; 15] = [
     Command::Init,
     Command::KeyAdd,
     Command::KeyRemove,
@@ -166,6 +170,8 @@ const COMMANDS: [Command; 13] = [
     Command::Audit,
     Command::WalPush,
     Command::WalFetch,
+    Command::BackupMariadb,
+    Command::BackupPgLogical,
 ];
 
 impl Command {
@@ -184,6 +190,8 @@ impl Command {
             Command::Audit => "audit",
             Command::WalPush => "wal-push",
             Command::WalFetch => "wal-fetch",
+            Command::BackupMariadb => "backup (MariaDB dump)",
+            Command::BackupPgLogical => "backup (PostgreSQL logical)",
         }
     }
 
@@ -228,6 +236,8 @@ struct World {
     data_c: Vec<u8>,
     t0: DateTime<Utc>,
     config: Config,
+    /// The database servers the database rows back up.
+    db: engines::Databases,
 }
 
 fn second_key() -> KeySource {
@@ -313,6 +323,7 @@ impl World {
             .await
             .unwrap();
         assert_eq!(report.deleted.len(), 1, "the template prune forgets A");
+        let db = engines::Databases::start(&full).await;
         Self {
             _dir: dir,
             full,
@@ -325,6 +336,7 @@ impl World {
             data_c,
             t0,
             config,
+            db,
         }
     }
 
@@ -436,6 +448,8 @@ async fn run(
                 .map_err(|x| e(&x))?;
             Ok(Claim::KeyRemoved)
         }
+        Command::BackupMariadb => world.db.backup(&ctx, "notes").await.map(Claim::BackedUp),
+        Command::BackupPgLogical => world.db.backup(&ctx, "pgl").await.map(Claim::BackedUp),
         Command::Backup => {
             let summary = backup_stream(
                 &repo,
@@ -522,6 +536,7 @@ enum Outcome {
     OkMarkLeft,
     FailedNothingChanged,
     FailedNothingCommitted,
+    FailedIdentityRecorded,
     FailedDoneWhole,
     FailedPartDone,
 }
@@ -533,6 +548,7 @@ impl Outcome {
             Outcome::OkMarkLeft => "ok, a settled mark left",
             Outcome::FailedNothingChanged => "failed, nothing changed",
             Outcome::FailedNothingCommitted => "failed, uploads kept",
+            Outcome::FailedIdentityRecorded => "failed, source identity recorded",
             Outcome::FailedDoneWhole => "failed, done whole",
             Outcome::FailedPartDone => "failed, part done",
         }
@@ -594,6 +610,11 @@ async fn check(
         let bytes = restore(&repo, id)
             .await
             .map_err(|(e, _)| format!("backup {id} does not restore: {e}"))?;
+        // A database backup is judged by its content: a whole dump with the sentinel row.
+        if let Some(judged) = engines::judge_dump(&bytes) {
+            judged.map_err(|e| format!("backup {id}: {e}"))?;
+            continue;
+        }
         // A backup the cell's run made without claiming it (its answer was lost) is data C.
         let expected = world
             .data_of(id, extra.as_ref())
@@ -718,6 +739,14 @@ async fn cell_run(
                 // Packs that arrived, and the index file naming them, stay for the retry to
                 // reuse; no backup names them until one commits.
                 Outcome::FailedNothingCommitted
+            } else if committed(&without(&after, "sources"))
+                == committed(&without(&before, "sources"))
+                && only_added(&before, &after)
+                && after.get("sources") > before.get("sources")
+            {
+                // A source's first backup records which cluster it is before anything else; the
+                // record is true whatever follows, and the run again checks against it.
+                Outcome::FailedIdentityRecorded
             } else if after == base.1 {
                 Outcome::FailedDoneWhole
             } else if command.resumable() {
