@@ -3,10 +3,13 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use support::postgres::{archive_everything, bin_dir, chown_postgres, PgCluster, PgWorld};
+use support::postgres::{
+    archive_everything, assert_amcheck_clean, assert_same_rows, chown_postgres, dump_data, pgbench,
+    PgCluster, PgWorld,
+};
 
 /// pgbench's invariant: every transaction adds the same delta to an account, a teller, a branch
 /// and the history, so the four sums agree in any consistent state.
@@ -30,89 +33,6 @@ async fn assert_pgbench_consistent(cluster: &PgCluster) {
         "pgbench sums disagree: {sums:?}"
     );
     assert_eq!(row.get::<_, i64>(4), 200_000);
-}
-
-fn assert_amcheck_clean(cluster: &PgCluster) {
-    let out = cluster.tool(
-        "pg_amcheck",
-        &["--install-missing", "--heapallindexed", "-d", "postgres"],
-    );
-    assert!(
-        out.status.success(),
-        "pg_amcheck found problems: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn pgbench(cluster: &PgCluster, args: &[&str]) -> Child {
-    Command::new(bin_dir().join("pgbench"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port.to_string(),
-            "-U",
-            "postgres",
-        ])
-        .args(args)
-        .arg("postgres")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// The rows of the test tables as pg_dump writes them, sorted (row order is not data), without
-/// pg_dump's per-run `\restrict` keys.
-fn dump_data(cluster: &PgCluster) -> Vec<String> {
-    let out = cluster.tool(
-        "pg_dump",
-        &[
-            "--data-only",
-            "--no-comments",
-            "-t",
-            "markers",
-            "-t",
-            "pgbench_*",
-            "-d",
-            "postgres",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
-}
-
-/// Compares two dumps (from `dump_data`) without printing 200,000 lines when they differ.
-fn assert_same_rows(source: &[String], restored: &[String]) {
-    assert!(
-        source.len() > 200_000,
-        "only {} dump lines: the tables are missing",
-        source.len()
-    );
-    let differing: Vec<_> = source
-        .iter()
-        .zip(restored)
-        .filter(|(a, b)| a != b)
-        .take(3)
-        .collect();
-    assert!(
-        restored.len() == source.len() && differing.is_empty(),
-        "the restored data differs from the source's: {} vs {} lines, first differences {differing:?}",
-        restored.len(),
-        source.len()
-    );
 }
 
 /// A directory for a restored cluster, owned by postgres as a user would prepare it.

@@ -44,6 +44,10 @@ pub struct RestoreArgs {
     /// Replace the contents of a non-empty target directory
     #[arg(long)]
     pub force: bool,
+    /// PostgreSQL: restore over a data directory of the same cluster (stopped), rewriting only
+    /// the files and chunks that differ from the backup and removing what it lacks
+    #[arg(long, conflicts_with = "force")]
+    pub delta: bool,
     /// The port the restored server listens on (written to postgresql.auto.conf)
     #[arg(long)]
     pub port: Option<u16>,
@@ -71,6 +75,7 @@ pub async fn run(ctx: &Context, args: &RestoreArgs) -> anyhow::Result<Exit> {
     .map_err(UsageError)?;
     let options = RestoreOptions {
         force: args.force,
+        delta: args.delta,
         port: args.port,
         start: args.start,
         start_timeout: args.start_timeout,

@@ -222,6 +222,9 @@ pub struct LogRun {
 pub struct RestoreOptions {
     /// Replace the contents of a non-empty target directory.
     pub force: bool,
+    /// PostgreSQL: restore over a data directory of the same cluster, rewriting only what differs
+    /// from the backup.
+    pub delta: bool,
     /// PostgreSQL: the port the restored server listens on.
     pub port: Option<u16>,
     /// PostgreSQL: start the restored server and wait until recovery ends.
@@ -241,6 +244,7 @@ impl Default for RestoreOptions {
     fn default() -> Self {
         Self {
             force: false,
+            delta: false,
             port: None,
             start: false,
             start_timeout: Duration::from_secs(600),

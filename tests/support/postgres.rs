@@ -479,3 +479,86 @@ pub async fn archive_everything(client: &tokio_postgres::Client) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+pub fn assert_amcheck_clean(cluster: &PgCluster) {
+    let out = cluster.tool(
+        "pg_amcheck",
+        &["--install-missing", "--heapallindexed", "-d", "postgres"],
+    );
+    assert!(
+        out.status.success(),
+        "pg_amcheck found problems: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn pgbench(cluster: &PgCluster, args: &[&str]) -> std::process::Child {
+    Command::new(bin_dir().join("pgbench"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(args)
+        .arg("postgres")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The rows of the test tables as pg_dump writes them, sorted (row order is not data), without
+/// pg_dump's per-run `\restrict` keys.
+pub fn dump_data(cluster: &PgCluster) -> Vec<String> {
+    let out = cluster.tool(
+        "pg_dump",
+        &[
+            "--data-only",
+            "--no-comments",
+            "-t",
+            "markers",
+            "-t",
+            "pgbench_*",
+            "-d",
+            "postgres",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Compares two dumps (from `dump_data`) without printing 200,000 lines when they differ.
+pub fn assert_same_rows(source: &[String], restored: &[String]) {
+    assert!(
+        source.len() > 200_000,
+        "only {} dump lines: the tables are missing",
+        source.len()
+    );
+    let differing: Vec<_> = source
+        .iter()
+        .zip(restored)
+        .filter(|(a, b)| a != b)
+        .take(3)
+        .collect();
+    assert!(
+        restored.len() == source.len() && differing.is_empty(),
+        "the restored data differs from the source's: {} vs {} lines, first differences {differing:?}",
+        restored.len(),
+        source.len()
+    );
+}

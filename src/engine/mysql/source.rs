@@ -230,6 +230,11 @@ impl Source for MySource {
         if let RestorePoint::Lsn(_) | RestorePoint::Name(_) = point {
             return Err(unsupported_point(NAME, point, POINTS));
         }
+        if options.delta {
+            return Err(JobError::Usage(
+                "--delta is for PostgreSQL physical restores; a MySQL/MariaDB restore goes into an empty directory or a server".into(),
+            ));
+        }
         if options.start || options.port.is_some() {
             return Err(JobError::Usage(
                 "--start and --port are for PostgreSQL restores; start MariaDB on a restored directory yourself".into(),

@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 
+use super::delta::{self, DeltaReport};
 use super::plan::RestorePlan;
+use super::target_dir::{chown, safe_relative, Owner};
 use super::PgError;
 use crate::pipeline::restore::{restore_files, FileSink};
 use crate::pipeline::Concurrency;
 use crate::progress::Progress;
-use crate::repo::manifest::{FileEntry, Manifest};
+use crate::repo::manifest::{FileEntry, Manifest, PostgresPoint};
 use crate::repo::Repository;
 use crate::restore::point::RestorePoint;
 
@@ -22,6 +24,8 @@ pub struct RestoreRequest<'a> {
     pub target_dir: &'a Path,
     pub restore_command: String,
     pub force: bool,
+    /// Restore over the same cluster's data directory, rewriting only what differs.
+    pub delta: bool,
     /// Written as `port` in postgresql.auto.conf, for a copy beside its source.
     pub port: Option<u16>,
     pub concurrency: Concurrency,
@@ -29,14 +33,16 @@ pub struct RestoreRequest<'a> {
 
 /// Lays the backup of `plan` down in the target directory and writes the recovery settings. The
 /// restored files take the owner of the target directory when it exists (create it owned by the
-/// `postgres` user); starting the server is left to the caller.
+/// `postgres` user); starting the server is left to the caller. With `delta`, the directory holds
+/// the same cluster already and only what differs is rewritten (see [`delta`]); what it found and
+/// did is returned.
 pub async fn restore(
     repo: &Repository,
     plan: &RestorePlan,
     manifest: &Manifest,
     request: &RestoreRequest<'_>,
     progress: Progress,
-) -> Result<(), PgError> {
+) -> Result<Option<DeltaReport>, PgError> {
     if let Some(problem) = plan.problem() {
         return Err(PgError::Unrestorable(problem));
     }
@@ -44,7 +50,41 @@ pub async fn restore(
         PgError::Invalid(format!("backup {} is not a PostgreSQL backup", manifest.id))
     })?;
     let dir = request.target_dir;
-    let owner = prepare_target(dir, request.force)?;
+    if request.delta {
+        // Refused before anything in the directory changes.
+        delta::check_target(dir, manifest)?;
+    }
+    let owner = prepare_target(dir, request.force, request.delta)?;
+    let delta_report = match request.delta {
+        true => Some(
+            delta::restore_delta(
+                repo,
+                manifest,
+                dir,
+                owner,
+                request.concurrency,
+                progress.clone(),
+            )
+            .await?,
+        ),
+        false => {
+            restore_whole(repo, manifest, dir, owner, request, progress).await?;
+            None
+        }
+    };
+    finish(plan, pg, dir, owner, request)?;
+    Ok(delta_report)
+}
+
+/// Lays every directory and file of the backup down in an empty `dir`.
+async fn restore_whole(
+    repo: &Repository,
+    manifest: &Manifest,
+    dir: &Path,
+    owner: Owner,
+    request: &RestoreRequest<'_>,
+    progress: Progress,
+) -> Result<(), PgError> {
     for d in &manifest.directories {
         let path = dir.join(safe_relative(d).map_err(|e| PgError::io(d, e))?);
         if let Some(oid) = tablespace_oid(d) {
@@ -96,7 +136,18 @@ pub async fn restore(
         restore_files(repo, &index, manifest, files, sink, share, progress.clone())
     });
     futures::future::try_join_all(jobs).await?;
+    Ok(())
+}
 
+/// Writes the backup's `backup_label` and the recovery settings that make PostgreSQL replay to
+/// the plan's point.
+fn finish(
+    plan: &RestorePlan,
+    pg: &PostgresPoint,
+    dir: &Path,
+    owner: Owner,
+    request: &RestoreRequest<'_>,
+) -> Result<(), PgError> {
     write_file(dir, "backup_label", pg.backup_label.as_bytes(), owner)?;
     // Tablespaces were linked above into <dir>.tablespaces/: no tablespace_map, which would make
     // PostgreSQL link them back to the source's locations.
@@ -178,11 +229,10 @@ fn balance(files: &[FileEntry], n: usize) -> Vec<Vec<FileEntry>> {
         .collect()
 }
 
-type Owner = Option<(u32, u32)>;
-
-/// Checks the target directory is empty (or clears it with `force`), creates it if needed, and
-/// returns the owner restored files should take.
-fn prepare_target(dir: &Path, force: bool) -> Result<Owner, PgError> {
+/// Checks the target directory is empty (or clears it with `force`, or keeps its contents with
+/// `keep`, for a delta restore), creates it if needed, and returns the owner restored files
+/// should take.
+fn prepare_target(dir: &Path, force: bool, keep: bool) -> Result<Owner, PgError> {
     use std::os::unix::fs::MetadataExt;
     let me = crate::engine::process::effective_uid().map_err(|e| PgError::io("/proc/self", e))?;
     match fs::metadata(dir) {
@@ -217,7 +267,7 @@ fn prepare_target(dir: &Path, force: bool) -> Result<Owner, PgError> {
                 .map_err(|e| PgError::io(dir.display(), e))?
                 .collect::<Result<_, _>>()
                 .map_err(|e| PgError::io(dir.display(), e))?;
-            if !entries.is_empty() {
+            if !entries.is_empty() && !keep {
                 if !force {
                     return Err(PgError::Invalid(format!(
                         "target directory {} is not empty ({} entries); use --force to replace its contents",
@@ -247,14 +297,6 @@ fn prepare_target(dir: &Path, force: bool) -> Result<Owner, PgError> {
         }
         Err(e) => Err(PgError::io(dir.display(), e)),
     }
-}
-
-fn chown(path: &Path, owner: Owner) -> Result<(), PgError> {
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))
-            .map_err(|e| PgError::io(path.display(), e))?;
-    }
-    Ok(())
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8], owner: Owner) -> Result<(), PgError> {
@@ -303,22 +345,6 @@ impl FileSink for DirSink {
             chown(&path, self.owner).map_err(|e| io::Error::other(e.to_string()))?;
         }
         Ok(())
-    }
-}
-
-/// A manifest path must stay inside the target: no absolute paths, no `..`.
-fn safe_relative(path: &str) -> io::Result<&Path> {
-    let p = Path::new(path);
-    let ok = p
-        .components()
-        .all(|c| matches!(c, std::path::Component::Normal(_)));
-    if ok && !path.is_empty() {
-        Ok(p)
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unsafe path {path:?} in the manifest"),
-        ))
     }
 }
 

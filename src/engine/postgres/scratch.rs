@@ -50,6 +50,7 @@ pub async fn restore_into_server(
         target_dir: scratch.path(),
         restore_command: request.restore_command.clone(),
         force: false,
+        delta: false,
         port: Some(port),
         concurrency: request.concurrency,
     };

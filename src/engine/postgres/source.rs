@@ -227,6 +227,12 @@ impl Source for PgSource {
             .check_engine(NAME, &self.name)
             .map_err(JobError::Usage)?;
         let repo = &ctx.repo;
+        if options.delta && !matches!(target.destination, Destination::Directory(_)) {
+            return Err(JobError::Usage(format!(
+                "--delta restores a physical backup over a data directory, not into {}",
+                target.destination.describe()
+            )));
+        }
         match &target.destination {
             Destination::Directory(dir) => {
                 let manifests = repo.manifests(Some(&self.name)).await?;
@@ -433,6 +439,7 @@ impl PlannedRestore for Physical {
             target_dir: &self.dir,
             restore_command: restore_command(&self.options)?,
             force: self.options.force,
+            delta: self.options.delta,
             port: self.options.port,
             concurrency: ctx.concurrency,
         };
@@ -443,11 +450,18 @@ impl PlannedRestore for Physical {
             &request,
             ctx.progress.clone(),
         );
-        reporting(ctx, "restore", self.plan.backup_bytes, work).await?;
+        let delta = reporting(ctx, "restore", self.plan.backup_bytes, work).await?;
+        let how = match &delta {
+            Some(d) => format!(
+                " by delta ({} files kept, {} rewritten, {} removed; {} bytes checked, {} chunks fetched, {} bytes written)",
+                d.files_kept, d.files_changed, d.removed, d.bytes_checked, d.chunks_fetched, d.bytes_written
+            ),
+            None => String::new(),
+        };
         if !self.options.start {
             return Ok(RestoreReport {
                 done: format!(
-                    "restored into {}: start PostgreSQL there and it recovers to the point, then promotes",
+                    "restored into {}{how}: start PostgreSQL there and it recovers to the point, then promotes",
                     self.dir.display()
                 ),
                 transactions: None,
@@ -467,7 +481,7 @@ impl PlannedRestore for Physical {
             .map_err(|e| PgError::Invalid(format!("start task failed: {e}")))??;
         Ok(RestoreReport {
             done: format!(
-                "restored into {} and started: recovery is over and the server runs",
+                "restored into {}{how} and started: recovery is over and the server runs",
                 self.dir.display()
             ),
             transactions: None,
