@@ -44,22 +44,8 @@ fn pg_command(world: &PgWorld, args: &[&str]) -> Command {
 /// Restores backup `id` alone (consistent, no further), starts it, and returns its markers and
 /// the filler's checksum.
 async fn restored_rows(world: &PgWorld, id: &str, name: &str) -> (Vec<i32>, String) {
-    let dir = world.restore_dir(name);
-    let port = support::free_port();
-    world
-        .cli(&[
-            "restore",
-            "pg",
-            "--to",
-            dir.to_str().unwrap(),
-            "--backup",
-            id,
-            "--start",
-            "--port",
-            &port.to_string(),
-        ])
-        .success();
-    let mut copy = PgCluster::started_by_restore(world.path(), dir.clone(), port);
+    let mut copy = world.restore_started(name, &["--backup", id]);
+    let dir = copy.data.clone();
     let rows = (copy.markers().await, filler_sum(&copy).await);
     copy.stop();
     let _ = std::fs::remove_dir_all(&dir);

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::mysql::{assert_chain_matches_server, MariaDb, MyWorld, Workload};
-use support::postgres::{PgCluster, PgWorld};
+use support::postgres::PgWorld;
 
 /// Waits until `found` returns something, for at most `within`.
 fn wait_for<T>(within: Duration, what: &str, mut found: impl FnMut() -> Option<T>) -> T {
@@ -131,21 +131,7 @@ async fn a_pg_server_killed_while_streamed_is_waited_for_and_the_stream_restores
     world.stop_wal_streamer(streamer);
     source.stop();
 
-    let dir = world.restore_dir("after-crash");
-    let port = support::free_port();
-    world
-        .cli(&[
-            "restore",
-            "pg",
-            "--to",
-            dir.to_str().unwrap(),
-            "--latest",
-            "--start",
-            "--port",
-            &port.to_string(),
-        ])
-        .success();
-    let mut restored = PgCluster::started_by_restore(world.path(), dir, port);
+    let mut restored = world.restore_started("after-crash", &["--latest"]);
     assert_eq!(restored.markers().await, vec![1, 2, 3]);
     restored.stop();
 }

@@ -60,21 +60,8 @@ async fn a_delta_restore_over_an_earlier_restore_equals_the_source() {
     world.cli(&["backup", "pg"]).success();
 
     // The first restore, started (it recovers and promotes) and stopped.
-    let dir = world.restore_dir("replica");
-    let port = support::free_port();
-    world
-        .cli(&[
-            "restore",
-            "pg",
-            "--to",
-            dir.to_str().unwrap(),
-            "--latest",
-            "--start",
-            "--port",
-            &port.to_string(),
-        ])
-        .success();
-    let mut first = PgCluster::started_by_restore(world.path(), dir.clone(), port);
+    let mut first = world.restore_started("replica", &["--latest"]);
+    let dir = first.data.clone();
     assert_eq!(first.markers().await, vec![1]);
 
     // Two minutes of pgbench on the source (rate-limited, to share the machine), then a backup.

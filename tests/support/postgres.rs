@@ -191,6 +191,18 @@ impl PgWorld {
         }
     }
 
+    /// `restore pg --to <restore_dir(name)> POINT... --start --port <free>`: the restored server,
+    /// started and past recovery.
+    pub fn restore_started(&self, name: &str, point: &[&str]) -> PgCluster {
+        let dir = self.restore_dir(name);
+        let port = free_port().to_string();
+        let mut args = vec!["restore", "pg", "--to", dir.to_str().unwrap()];
+        args.extend_from_slice(point);
+        args.extend_from_slice(&["--start", "--port", &port]);
+        self.cli(&args).success();
+        PgCluster::started_by_restore(self.path(), dir, port.parse().unwrap())
+    }
+
     /// A new cluster that archives nothing (its WAL is streamed, or not kept).
     pub fn plain_cluster(&self, name: &str) -> PgCluster {
         PgCluster::init(self.path(), name, "wal_level = replica\n")
